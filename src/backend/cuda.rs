@@ -1,0 +1,211 @@
+//! The CUDA side of the backend seam: a context, one stream, and the module of kernels that build.rs compiled
+//! from `kernels/*.cu` and embedded in the binary. libcuda is loaded dynamically, so a machine without a driver
+//! gets a clear "no CUDA device" error instead of a loader panic.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+
+use crate::{Error, Result};
+
+/// The fatbin build.rs made from `kernels/*.cu` (empty when the build had no nvcc).
+static KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.fatbin"));
+
+/// Whether this binary carries compiled CUDA kernels.
+pub fn kernels_built() -> bool {
+    !KERNELS.is_empty()
+}
+
+fn cuda_err(e: impl std::fmt::Debug) -> Error {
+    Error::Cuda(format!("{e:?}"))
+}
+
+pub struct CudaBackend {
+    ordinal: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
+
+impl CudaBackend {
+    /// Open GPU `ordinal`. Every way this can fail (no driver library, no device, a binary built without kernels)
+    /// returns `Error::NoCuda` with the reason.
+    pub fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
+        if !kernels_built() {
+            return Err(Error::NoCuda(
+                "this binary was built without CUDA kernels (nvcc was not found at build time; set NVCC or CUDA_HOME and rebuild)"
+                    .into(),
+            ));
+        }
+        // SAFETY: only probes whether the driver library can be dlopen'ed.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::NoCuda(
+                "the NVIDIA driver library (libcuda.so) was not found".into(),
+            ));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| Error::NoCuda(format!("cuInit failed: {e:?}")))?;
+        if ordinal >= count as usize {
+            return Err(Error::NoCuda(format!(
+                "device cuda:{ordinal} requested, {count} present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCuda(format!("{e:?}")))?;
+        let stream = ctx.default_stream();
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
+            .map_err(|e| {
+                Error::NoCuda(format!(
+                    "the embedded kernels do not load on this driver: {e:?}"
+                ))
+            })?;
+        Ok(Arc::new(CudaBackend {
+            ordinal,
+            ctx,
+            stream,
+            module,
+            functions: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Look a kernel up by its `extern "C"` name (cached).
+    pub fn function(&self, name: &'static str) -> Result<CudaFunction> {
+        let mut map = self.functions.lock().expect("kernel cache poisoned");
+        if let Some(f) = map.get(name) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .module
+            .load_function(name)
+            .map_err(|e| Error::Cuda(format!("kernel {name} not in the embedded module: {e:?}")))?;
+        map.insert(name, f.clone());
+        Ok(f)
+    }
+
+    pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
+        let buf = self.stream.clone_htod(data).map_err(cuda_err)?;
+        Ok(CudaStorage {
+            buf,
+            backend: self.clone(),
+        })
+    }
+
+    pub fn zeros(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
+        let buf = self.stream.alloc_zeros::<f32>(n).map_err(cuda_err)?;
+        Ok(CudaStorage {
+            buf,
+            backend: self.clone(),
+        })
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(cuda_err)
+    }
+
+    /// Launch config for one thread per element.
+    pub fn grid_1d(n: usize) -> LaunchConfig {
+        const BLOCK: u32 = 256;
+        let blocks = (n as u32).div_ceil(BLOCK).max(1);
+        LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// y = f(x) for an elementwise kernel `name(const float* x, float* y, int n)`.
+    pub fn unary(self: &Arc<Self>, name: &'static str, x: &CudaStorage) -> Result<CudaStorage> {
+        let n = x.len();
+        let mut y = self.zeros(n)?;
+        let f = self.function(name)?;
+        let n_i = n as i32;
+        // SAFETY: the kernel reads n floats of x and writes n floats of y.
+        unsafe {
+            self.stream
+                .launch_builder(&f)
+                .arg(&x.buf)
+                .arg(&mut y.buf)
+                .arg(&n_i)
+                .launch(Self::grid_1d(n))
+        }
+        .map_err(cuda_err)?;
+        Ok(y)
+    }
+
+    /// z = f(a, b) for an elementwise kernel `name(const float* a, const float* b, float* z, int n)`.
+    pub fn binary(
+        self: &Arc<Self>,
+        name: &'static str,
+        a: &CudaStorage,
+        b: &CudaStorage,
+    ) -> Result<CudaStorage> {
+        let n = a.len();
+        let mut z = self.zeros(n)?;
+        let f = self.function(name)?;
+        let n_i = n as i32;
+        // SAFETY: the kernel reads n floats of a and b and writes n floats of z.
+        unsafe {
+            self.stream
+                .launch_builder(&f)
+                .arg(&a.buf)
+                .arg(&b.buf)
+                .arg(&mut z.buf)
+                .arg(&n_i)
+                .launch(Self::grid_1d(n))
+        }
+        .map_err(cuda_err)?;
+        Ok(z)
+    }
+}
+
+/// A device buffer of f32 and the backend it belongs to.
+pub struct CudaStorage {
+    pub buf: CudaSlice<f32>,
+    backend: Arc<CudaBackend>,
+}
+
+impl CudaStorage {
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == 0
+    }
+
+    pub fn backend(&self) -> &Arc<CudaBackend> {
+        &self.backend
+    }
+
+    pub fn download(&self) -> Result<Vec<f32>> {
+        self.backend.stream.clone_dtoh(&self.buf).map_err(cuda_err)
+    }
+
+    pub fn try_clone(&self) -> Result<CudaStorage> {
+        let buf = self
+            .backend
+            .stream
+            .clone_dtod(&self.buf)
+            .map_err(cuda_err)?;
+        Ok(CudaStorage {
+            buf,
+            backend: self.backend.clone(),
+        })
+    }
+}

@@ -1,0 +1,109 @@
+//! The backend seam. A tensor's storage lives on one device; each op matches on the storage once and calls the
+//! CPU reference (`cpu`) or the CUDA launch (`cuda`). Everything above `ops/` is device-agnostic.
+
+pub mod cpu;
+pub mod cuda;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::{Error, Result};
+
+/// Where tensors live and ops run.
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Cuda(Arc<cuda::CudaBackend>),
+}
+
+impl Device {
+    /// Parse `auto`, `cpu`, `cuda` or `cuda:i`. `auto` takes the first GPU when one is usable and falls back to
+    /// the CPU (with the reason on stderr); `cuda` without a usable GPU is an error.
+    pub fn parse(spec: &str) -> Result<Device> {
+        match spec {
+            "cpu" => Ok(Device::Cpu),
+            "auto" => match cuda::CudaBackend::open(0) {
+                Ok(b) => Ok(Device::Cuda(b)),
+                Err(e) => {
+                    eprintln!("ddpm-cuda: using the CPU ({e})");
+                    Ok(Device::Cpu)
+                }
+            },
+            "cuda" => Ok(Device::Cuda(cuda::CudaBackend::open(0)?)),
+            s if s.starts_with("cuda:") => {
+                let i: usize = s[5..]
+                    .parse()
+                    .map_err(|_| Error::msg(format!("bad device '{s}': expected cuda:<index>")))?;
+                Ok(Device::Cuda(cuda::CudaBackend::open(i)?))
+            }
+            s => Err(Error::msg(format!(
+                "unknown device '{s}': expected auto, cpu, cuda or cuda:<index>"
+            ))),
+        }
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Cuda(a), Device::Cuda(b)) => a.ordinal() == b.ordinal(),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(b) => write!(f, "cuda:{}", b.ordinal()),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The bytes behind a tensor.
+pub enum Storage {
+    Cpu(Vec<f32>),
+    Cuda(cuda::CudaStorage),
+}
+
+impl Storage {
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(v) => v.len(),
+            Storage::Cuda(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(c) => Device::Cuda(c.backend().clone()),
+        }
+    }
+}
+
+impl Clone for Storage {
+    /// A deep copy (on the device for CUDA storage). Used by copy-on-write updates.
+    fn clone(&self) -> Self {
+        match self {
+            Storage::Cpu(v) => Storage::Cpu(v.clone()),
+            Storage::Cuda(c) => Storage::Cuda(c.try_clone().expect("device-to-device copy failed")),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Datasets: not written yet.

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", include_str!(concat!(env!("OUT_DIR"), "/ptxas.txt")));
+}

@@ -1,0 +1,1 @@
+//! elementwise: not written yet.

@@ -1,0 +1,1 @@
+//! loss: not written yet.

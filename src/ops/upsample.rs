@@ -1,0 +1,1 @@
+//! upsample: not written yet.

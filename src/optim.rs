@@ -1,0 +1,1 @@
+//! Optimizers: not written yet.

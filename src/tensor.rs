@@ -1,0 +1,235 @@
+//! `Tensor`: an f32 array in contiguous row-major (NCHW) order on one device. Cloning a tensor is cheap (the
+//! storage is shared); writes go through `make_mut`, which copies only when the storage is shared.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::backend::{cpu, Device, Storage};
+use crate::{ensure_shape, Error, Result};
+
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    storage: Arc<Storage>,
+}
+
+impl Tensor {
+    /// A CPU tensor from its values; `data.len()` must equal the product of `shape`.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        ensure_shape!(
+            data.len() == n,
+            "from_vec",
+            "{} values for shape {:?} ({} elements)",
+            data.len(),
+            shape,
+            n
+        );
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage: Arc::new(Storage::Cpu(data)),
+        })
+    }
+
+    pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        ensure_shape!(
+            storage.len() == n,
+            "from_storage",
+            "{} values for shape {:?}",
+            storage.len(),
+            shape
+        );
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage: Arc::new(storage),
+        })
+    }
+
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(vec![value; n], shape)?.to_device(device)
+    }
+
+    pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Tensor::from_vec(vec![0.0; shape.iter().product()], shape),
+            Device::Cuda(b) => {
+                Tensor::from_storage(Storage::Cuda(b.zeros(shape.iter().product())?), shape)
+            }
+        }
+    }
+
+    pub fn ones(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::full(shape, 1.0, device)
+    }
+
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor {
+            shape: vec![],
+            storage: Arc::new(Storage::Cpu(vec![value])),
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Mutable access to the storage, copying it first if another tensor shares it.
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        Arc::make_mut(&mut self.storage)
+    }
+
+    /// The 4 dimensions of an NCHW tensor, or a shape error naming `op`.
+    pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
+        match self.shape[..] {
+            [n, c, h, w] => Ok((n, c, h, w)),
+            _ => Err(Error::shape(
+                op,
+                format!("expected an NCHW (4-D) tensor, got shape {:?}", self.shape),
+            )),
+        }
+    }
+
+    /// The 2 dimensions of a matrix, or a shape error naming `op`.
+    pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [a, b] => Ok((a, b)),
+            _ => Err(Error::shape(
+                op,
+                format!("expected a 2-D tensor, got shape {:?}", self.shape),
+            )),
+        }
+    }
+
+    /// The same values under another shape with the same element count (shares storage).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        ensure_shape!(
+            n == self.numel(),
+            "reshape",
+            "cannot reshape {:?} into {:?}",
+            self.shape,
+            shape
+        );
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage: self.storage.clone(),
+        })
+    }
+
+    /// The values on the CPU, copied from the device if needed.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match &*self.storage {
+            Storage::Cpu(v) => Ok(v.clone()),
+            Storage::Cuda(c) => c.download(),
+        }
+    }
+
+    /// Borrow the values of a CPU tensor (an error for device tensors: use `to_vec`).
+    pub fn cpu_data(&self) -> Result<&[f32]> {
+        match &*self.storage {
+            Storage::Cpu(v) => Ok(v),
+            Storage::Cuda(_) => Err(Error::msg("cpu_data() on a CUDA tensor; use to_vec()")),
+        }
+    }
+
+    /// Mutably borrow the values of a CPU tensor, copying first if the storage is shared.
+    pub fn cpu_data_mut(&mut self) -> Result<&mut [f32]> {
+        match self.storage_mut() {
+            Storage::Cpu(v) => Ok(v),
+            Storage::Cuda(_) => Err(Error::msg("cpu_data_mut() on a CUDA tensor")),
+        }
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        ensure_shape!(
+            self.numel() == 1,
+            "item",
+            "tensor of shape {:?} has {} elements",
+            self.shape,
+            self.numel()
+        );
+        Ok(self.to_vec()?[0])
+    }
+
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == *device {
+            return Ok(self.clone());
+        }
+        let storage = match device {
+            Device::Cpu => Storage::Cpu(self.to_vec()?),
+            Device::Cuda(b) => Storage::Cuda(b.upload(&self.to_vec()?)?),
+        };
+        Tensor::from_storage(storage, &self.shape)
+    }
+
+    /// Elementwise sum of two same-shaped tensors (no tape; used to accumulate gradients).
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        ensure_shape!(
+            self.shape == other.shape,
+            "add",
+            "shapes {:?} and {:?} differ",
+            self.shape,
+            other.shape
+        );
+        let storage = match (&*self.storage, &*other.storage) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::zip_map(a, b, |x, y| x + y)),
+            (Storage::Cuda(a), Storage::Cuda(b)) => {
+                Storage::Cuda(a.backend().binary("add_f32", a, b)?)
+            }
+            _ => return Err(Error::msg("add: tensors on different devices")),
+        };
+        Tensor::from_storage(storage, &self.shape)
+    }
+
+    /// `self * s` (no tape).
+    pub fn scale(&self, s: f32) -> Result<Tensor> {
+        match &*self.storage {
+            Storage::Cpu(a) => Tensor::from_vec(cpu::map(a, |x| x * s), &self.shape),
+            Storage::Cuda(_) => Err(Error::Unsupported {
+                op: "scale",
+                device: "cuda".into(),
+            }),
+        }
+    }
+
+    /// Largest absolute elementwise difference to another tensor of the same shape (for tests and selftest).
+    pub fn max_abs_diff(&self, other: &Tensor) -> Result<f32> {
+        ensure_shape!(
+            self.shape == other.shape,
+            "max_abs_diff",
+            "shapes {:?} and {:?}",
+            self.shape,
+            other.shape
+        );
+        let (a, b) = (self.to_vec()?, other.to_vec()?);
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max))
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor({:?}, {})", self.shape, self.device())
+    }
+}
