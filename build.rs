@@ -24,11 +24,7 @@ fn find_nvcc() -> Option<PathBuf> {
             return Some(p);
         }
     }
-    env::var_os("PATH").and_then(|paths| {
-        env::split_paths(&paths)
-            .map(|d| d.join("nvcc"))
-            .find(|p| p.exists())
-    })
+    env::var_os("PATH").and_then(|paths| env::split_paths(&paths).map(|d| d.join("nvcc")).find(|p| p.exists()))
 }
 
 fn main() {
@@ -51,39 +47,21 @@ fn main() {
     }
 
     let Some(nvcc) = find_nvcc() else {
-        println!(
-            "cargo:warning=nvcc not found (set NVCC or CUDA_HOME): building without CUDA kernels"
-        );
+        println!("cargo:warning=nvcc not found (set NVCC or CUDA_HOME): building without CUDA kernels");
         fs::write(&fatbin, b"").unwrap();
-        fs::write(
-            &report,
-            "built without CUDA kernels: nvcc was not found at build time\n",
-        )
-        .unwrap();
+        fs::write(&report, "built without CUDA kernels: nvcc was not found at build time\n").unwrap();
         return;
     };
 
     // One translation unit including every kernel file gives one module to load.
     let unit = out.join("all_kernels.cu");
-    let includes: String = sources
-        .iter()
-        .map(|s| format!("#include \"{}\"\n", fs::canonicalize(s).unwrap().display()))
-        .collect();
+    let includes: String =
+        sources.iter().map(|s| format!("#include \"{}\"\n", fs::canonicalize(s).unwrap().display())).collect();
     fs::write(&unit, includes).unwrap();
 
     let output = Command::new(&nvcc)
-        .args([
-            "--fatbin",
-            "-O3",
-            "-lineinfo",
-            "-std=c++17",
-            "-Xptxas",
-            "-v",
-        ])
-        .arg(format!(
-            "-I{}",
-            fs::canonicalize("kernels").unwrap().display()
-        ))
+        .args(["--fatbin", "-O3", "-lineinfo", "-std=c++17", "-Xptxas", "-v"])
+        .arg(format!("-I{}", fs::canonicalize("kernels").unwrap().display()))
         .args(GENCODE)
         .arg("-o")
         .arg(&fatbin)
@@ -92,10 +70,7 @@ fn main() {
         .unwrap_or_else(|e| panic!("failed to run {}: {e}", nvcc.display()));
     let log = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        panic!(
-            "nvcc failed on kernels/*.cu:\n{log}{}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        panic!("nvcc failed on kernels/*.cu:\n{log}{}", String::from_utf8_lossy(&output.stdout));
     }
     fs::write(&report, summarize_ptxas(&log)).unwrap();
 }
@@ -108,12 +83,7 @@ fn summarize_ptxas(log: &str) -> String {
         let line = line.trim_start_matches("ptxas info    : ").trim();
         if let Some(rest) = line.strip_prefix("Compiling entry function '") {
             kernel = rest.split('\'').next().unwrap_or("").to_string();
-            arch = rest
-                .rsplit("for '")
-                .next()
-                .unwrap_or("")
-                .trim_end_matches('\'')
-                .to_string();
+            arch = rest.rsplit("for '").next().unwrap_or("").trim_end_matches('\'').to_string();
         } else if line.contains("bytes stack frame") {
             frame = line.to_string();
         } else if line.starts_with("Used ") {

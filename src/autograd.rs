@@ -83,14 +83,8 @@ impl Tape {
     /// A leaf (a parameter or an input we want the gradient of).
     pub fn leaf(&self, value: Tensor) -> Var {
         let mut inner = self.0.borrow_mut();
-        inner.nodes.push(Node {
-            inputs: vec![],
-            backward: None,
-        });
-        Var {
-            value,
-            node: Some((self.clone(), inner.nodes.len() - 1)),
-        }
+        inner.nodes.push(Node { inputs: vec![], backward: None });
+        Var { value, node: Some((self.clone(), inner.nodes.len() - 1)) }
     }
 
     pub fn len(&self) -> usize {
@@ -108,12 +102,7 @@ impl Tape {
     /// Back-propagate from a one-element `loss` (seeded with d loss = 1) and return the gradients of every leaf
     /// that the loss depends on. The tape is consumed: a second call is an error.
     pub fn backward(&self, loss: &Var) -> Result<Grads> {
-        ensure_shape!(
-            loss.value.numel() == 1,
-            "backward",
-            "loss must have one element, got {:?}",
-            loss.shape()
-        );
+        ensure_shape!(loss.value.numel() == 1, "backward", "loss must have one element, got {:?}", loss.shape());
         self.backward_with(loss, Tensor::ones(loss.shape(), &loss.device())?)
     }
 
@@ -121,11 +110,7 @@ impl Tape {
     pub fn backward_with(&self, output: &Var, seed: Tensor) -> Result<Grads> {
         let start = match &output.node {
             Some((tape, id)) if tape.same(self) => *id,
-            _ => {
-                return Err(Error::msg(
-                    "backward: the output was not computed on this tape",
-                ))
-            }
+            _ => return Err(Error::msg("backward: the output was not computed on this tape")),
         };
         ensure_shape!(
             seed.shape() == output.shape(),
@@ -150,8 +135,7 @@ impl Tape {
                 leaves.insert(id, g);
                 continue;
             }
-            let backward = backward
-                .ok_or_else(|| Error::msg("backward: this tape was already back-propagated"))?;
+            let backward = backward.ok_or_else(|| Error::msg("backward: this tape was already back-propagated"))?;
             let needs: Vec<bool> = inputs.iter().map(|i| i.is_some()).collect();
             let input_grads = backward(&g, &needs)?;
             drop(g);
@@ -199,9 +183,7 @@ pub fn record(
     inputs: &[&Var],
     backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
 ) -> Var {
-    let tape = inputs
-        .iter()
-        .find_map(|v| v.node.as_ref().map(|(t, _)| t.clone()));
+    let tape = inputs.iter().find_map(|v| v.node.as_ref().map(|(t, _)| t.clone()));
     let Some(tape) = tape else {
         return Var::constant(value);
     };
@@ -213,23 +195,15 @@ pub fn record(
         })
         .collect();
     let mut inner = tape.0.borrow_mut();
-    inner.nodes.push(Node {
-        inputs: ids,
-        backward: Some(Box::new(backward)),
-    });
+    inner.nodes.push(Node { inputs: ids, backward: Some(Box::new(backward)) });
     let id = inner.nodes.len() - 1;
     drop(inner);
-    Var {
-        value,
-        node: Some((tape, id)),
-    }
+    Var { value, node: Some((tape, id)) }
 }
 
 /// `var` viewed under another shape with the same element count.
 pub fn reshape(var: &Var, shape: &[usize]) -> Result<Var> {
     let old = var.shape().to_vec();
     let y = var.value().reshape(shape)?;
-    Ok(record(y, &[var], move |g, _| {
-        Ok(vec![Some(g.reshape(&old)?)])
-    }))
+    Ok(record(y, &[var], move |g, _| Ok(vec![Some(g.reshape(&old)?)])))
 }

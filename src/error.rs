@@ -42,22 +42,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape {
-            op,
-            msg: msg.into(),
-        }
+        Error::Shape { op, msg: msg.into() }
     }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
     pub fn bad_file(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.as_ref().to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::BadFile { path: path.as_ref().to_path_buf(), msg: msg.into() }
     }
     pub fn msg(msg: impl Into<String>) -> Self {
         Error::Msg(msg.into())

@@ -17,33 +17,14 @@ impl Tensor {
     /// A CPU tensor from its values; `data.len()` must equal the product of `shape`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        ensure_shape!(
-            data.len() == n,
-            "from_vec",
-            "{} values for shape {:?} ({} elements)",
-            data.len(),
-            shape,
-            n
-        );
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            storage: Arc::new(Storage::Cpu(data)),
-        })
+        ensure_shape!(data.len() == n, "from_vec", "{} values for shape {:?} ({} elements)", data.len(), shape, n);
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Cpu(data)) })
     }
 
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        ensure_shape!(
-            storage.len() == n,
-            "from_storage",
-            "{} values for shape {:?}",
-            storage.len(),
-            shape
-        );
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            storage: Arc::new(storage),
-        })
+        ensure_shape!(storage.len() == n, "from_storage", "{} values for shape {:?}", storage.len(), shape);
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(storage) })
     }
 
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
@@ -54,9 +35,7 @@ impl Tensor {
     pub fn zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
         match device {
             Device::Cpu => Tensor::from_vec(vec![0.0; shape.iter().product()], shape),
-            Device::Cuda(b) => {
-                Tensor::from_storage(Storage::Cuda(b.zeros(shape.iter().product())?), shape)
-            }
+            Device::Cuda(b) => Tensor::from_storage(Storage::Cuda(b.zeros(shape.iter().product())?), shape),
         }
     }
 
@@ -65,10 +44,7 @@ impl Tensor {
     }
 
     pub fn scalar(value: f32) -> Tensor {
-        Tensor {
-            shape: vec![],
-            storage: Arc::new(Storage::Cpu(vec![value])),
-        }
+        Tensor { shape: vec![], storage: Arc::new(Storage::Cpu(vec![value])) }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -100,10 +76,7 @@ impl Tensor {
     pub fn dims4(&self, op: &'static str) -> Result<(usize, usize, usize, usize)> {
         match self.shape[..] {
             [n, c, h, w] => Ok((n, c, h, w)),
-            _ => Err(Error::shape(
-                op,
-                format!("expected an NCHW (4-D) tensor, got shape {:?}", self.shape),
-            )),
+            _ => Err(Error::shape(op, format!("expected an NCHW (4-D) tensor, got shape {:?}", self.shape))),
         }
     }
 
@@ -111,27 +84,15 @@ impl Tensor {
     pub fn dims2(&self, op: &'static str) -> Result<(usize, usize)> {
         match self.shape[..] {
             [a, b] => Ok((a, b)),
-            _ => Err(Error::shape(
-                op,
-                format!("expected a 2-D tensor, got shape {:?}", self.shape),
-            )),
+            _ => Err(Error::shape(op, format!("expected a 2-D tensor, got shape {:?}", self.shape))),
         }
     }
 
     /// The same values under another shape with the same element count (shares storage).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
-        ensure_shape!(
-            n == self.numel(),
-            "reshape",
-            "cannot reshape {:?} into {:?}",
-            self.shape,
-            shape
-        );
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            storage: self.storage.clone(),
-        })
+        ensure_shape!(n == self.numel(), "reshape", "cannot reshape {:?} into {:?}", self.shape, shape);
+        Ok(Tensor { shape: shape.to_vec(), storage: self.storage.clone() })
     }
 
     /// The values on the CPU, copied from the device if needed.
@@ -160,13 +121,7 @@ impl Tensor {
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
-        ensure_shape!(
-            self.numel() == 1,
-            "item",
-            "tensor of shape {:?} has {} elements",
-            self.shape,
-            self.numel()
-        );
+        ensure_shape!(self.numel() == 1, "item", "tensor of shape {:?} has {} elements", self.shape, self.numel());
         Ok(self.to_vec()?[0])
     }
 
@@ -183,18 +138,10 @@ impl Tensor {
 
     /// Elementwise sum of two same-shaped tensors (no tape; used to accumulate gradients).
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        ensure_shape!(
-            self.shape == other.shape,
-            "add",
-            "shapes {:?} and {:?} differ",
-            self.shape,
-            other.shape
-        );
+        ensure_shape!(self.shape == other.shape, "add", "shapes {:?} and {:?} differ", self.shape, other.shape);
         let storage = match (&*self.storage, &*other.storage) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::zip_map(a, b, |x, y| x + y)),
-            (Storage::Cuda(a), Storage::Cuda(b)) => {
-                Storage::Cuda(a.backend().binary("add_f32", a, b)?)
-            }
+            (Storage::Cuda(a), Storage::Cuda(b)) => Storage::Cuda(a.backend().binary("add_f32", a, b)?),
             _ => return Err(Error::msg("add: tensors on different devices")),
         };
         Tensor::from_storage(storage, &self.shape)
@@ -204,27 +151,15 @@ impl Tensor {
     pub fn scale(&self, s: f32) -> Result<Tensor> {
         match &*self.storage {
             Storage::Cpu(a) => Tensor::from_vec(cpu::map(a, |x| x * s), &self.shape),
-            Storage::Cuda(_) => Err(Error::Unsupported {
-                op: "scale",
-                device: "cuda".into(),
-            }),
+            Storage::Cuda(_) => Err(Error::Unsupported { op: "scale", device: "cuda".into() }),
         }
     }
 
     /// Largest absolute elementwise difference to another tensor of the same shape (for tests and selftest).
     pub fn max_abs_diff(&self, other: &Tensor) -> Result<f32> {
-        ensure_shape!(
-            self.shape == other.shape,
-            "max_abs_diff",
-            "shapes {:?} and {:?}",
-            self.shape,
-            other.shape
-        );
+        ensure_shape!(self.shape == other.shape, "max_abs_diff", "shapes {:?} and {:?}", self.shape, other.shape);
         let (a, b) = (self.to_vec()?, other.to_vec()?);
-        Ok(a.iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max))
+        Ok(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max))
     }
 }
 

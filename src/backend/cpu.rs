@@ -19,10 +19,7 @@ pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<
     if a.len() < PAR_MIN {
         a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
     } else {
-        a.par_iter()
-            .zip(b.par_iter())
-            .map(|(&x, &y)| f(x, y))
-            .collect()
+        a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
     }
 }
 
@@ -39,19 +36,11 @@ impl<'a> Mat<'a> {
     /// A row-major `rows × cols` matrix.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         debug_assert!(data.len() >= rows * cols);
-        Mat {
-            data,
-            rows,
-            cols,
-            transposed: false,
-        }
+        Mat { data, rows, cols, transposed: false }
     }
     /// The transpose of this matrix (no copy).
     pub fn t(self) -> Self {
-        Mat {
-            transposed: !self.transposed,
-            ..self
-        }
+        Mat { transposed: !self.transposed, ..self }
     }
     /// Logical shape after the transpose flag.
     fn logical(&self) -> (usize, usize) {
@@ -148,13 +137,7 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let want = naive(&a, &b, m, k, n);
         let mut c = vec![9.0; m * n];
-        gemm(
-            &mut c,
-            Mat::new(&a, m, k),
-            Mat::new(&b, k, n),
-            false,
-            Threads::All,
-        );
+        gemm(&mut c, Mat::new(&a, m, k), Mat::new(&b, k, n), false, Threads::All);
         for (x, y) in c.iter().zip(&want) {
             assert!((x - y).abs() < 1e-5);
         }
@@ -162,13 +145,7 @@ mod tests {
         let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let mut c2 = want.clone();
-        gemm(
-            &mut c2,
-            Mat::new(&at, k, m).t(),
-            Mat::new(&bt, n, k).t(),
-            true,
-            Threads::One,
-        );
+        gemm(&mut c2, Mat::new(&at, k, m).t(), Mat::new(&bt, n, k).t(), true, Threads::One);
         for (x, y) in c2.iter().zip(&want) {
             assert!((x - 2.0 * y).abs() < 1e-5);
         }

@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::{Error, Result};
 
@@ -43,33 +41,18 @@ impl CudaBackend {
         }
         // SAFETY: only probes whether the driver library can be dlopen'ed.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(Error::NoCuda(
-                "the NVIDIA driver library (libcuda.so) was not found".into(),
-            ));
+            return Err(Error::NoCuda("the NVIDIA driver library (libcuda.so) was not found".into()));
         }
-        let count = CudaContext::device_count()
-            .map_err(|e| Error::NoCuda(format!("cuInit failed: {e:?}")))?;
+        let count = CudaContext::device_count().map_err(|e| Error::NoCuda(format!("cuInit failed: {e:?}")))?;
         if ordinal >= count as usize {
-            return Err(Error::NoCuda(format!(
-                "device cuda:{ordinal} requested, {count} present"
-            )));
+            return Err(Error::NoCuda(format!("device cuda:{ordinal} requested, {count} present")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCuda(format!("{e:?}")))?;
         let stream = ctx.default_stream();
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
-            .map_err(|e| {
-                Error::NoCuda(format!(
-                    "the embedded kernels do not load on this driver: {e:?}"
-                ))
-            })?;
-        Ok(Arc::new(CudaBackend {
-            ordinal,
-            ctx,
-            stream,
-            module,
-            functions: Mutex::new(HashMap::new()),
-        }))
+            .map_err(|e| Error::NoCuda(format!("the embedded kernels do not load on this driver: {e:?}")))?;
+        Ok(Arc::new(CudaBackend { ordinal, ctx, stream, module, functions: Mutex::new(HashMap::new()) }))
     }
 
     pub fn ordinal(&self) -> usize {
@@ -100,18 +83,12 @@ impl CudaBackend {
 
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
         let buf = self.stream.clone_htod(data).map_err(cuda_err)?;
-        Ok(CudaStorage {
-            buf,
-            backend: self.clone(),
-        })
+        Ok(CudaStorage { buf, backend: self.clone() })
     }
 
     pub fn zeros(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
         let buf = self.stream.alloc_zeros::<f32>(n).map_err(cuda_err)?;
-        Ok(CudaStorage {
-            buf,
-            backend: self.clone(),
-        })
+        Ok(CudaStorage { buf, backend: self.clone() })
     }
 
     pub fn synchronize(&self) -> Result<()> {
@@ -122,11 +99,7 @@ impl CudaBackend {
     pub fn grid_1d(n: usize) -> LaunchConfig {
         const BLOCK: u32 = 256;
         let blocks = (n as u32).div_ceil(BLOCK).max(1);
-        LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
     }
 
     /// y = f(x) for an elementwise kernel `name(const float* x, float* y, int n)`.
@@ -136,38 +109,20 @@ impl CudaBackend {
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of x and writes n floats of y.
-        unsafe {
-            self.stream
-                .launch_builder(&f)
-                .arg(&x.buf)
-                .arg(&mut y.buf)
-                .arg(&n_i)
-                .launch(Self::grid_1d(n))
-        }
-        .map_err(cuda_err)?;
+        unsafe { self.stream.launch_builder(&f).arg(&x.buf).arg(&mut y.buf).arg(&n_i).launch(Self::grid_1d(n)) }
+            .map_err(cuda_err)?;
         Ok(y)
     }
 
     /// z = f(a, b) for an elementwise kernel `name(const float* a, const float* b, float* z, int n)`.
-    pub fn binary(
-        self: &Arc<Self>,
-        name: &'static str,
-        a: &CudaStorage,
-        b: &CudaStorage,
-    ) -> Result<CudaStorage> {
+    pub fn binary(self: &Arc<Self>, name: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<CudaStorage> {
         let n = a.len();
         let mut z = self.zeros(n)?;
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of a and b and writes n floats of z.
         unsafe {
-            self.stream
-                .launch_builder(&f)
-                .arg(&a.buf)
-                .arg(&b.buf)
-                .arg(&mut z.buf)
-                .arg(&n_i)
-                .launch(Self::grid_1d(n))
+            self.stream.launch_builder(&f).arg(&a.buf).arg(&b.buf).arg(&mut z.buf).arg(&n_i).launch(Self::grid_1d(n))
         }
         .map_err(cuda_err)?;
         Ok(z)
@@ -198,14 +153,7 @@ impl CudaStorage {
     }
 
     pub fn try_clone(&self) -> Result<CudaStorage> {
-        let buf = self
-            .backend
-            .stream
-            .clone_dtod(&self.buf)
-            .map_err(cuda_err)?;
-        Ok(CudaStorage {
-            buf,
-            backend: self.backend.clone(),
-        })
+        let buf = self.backend.stream.clone_dtod(&self.buf).map_err(cuda_err)?;
+        Ok(CudaStorage { buf, backend: self.backend.clone() })
     }
 }

@@ -31,14 +31,11 @@ impl Device {
             },
             "cuda" => Ok(Device::Cuda(cuda::CudaBackend::open(0)?)),
             s if s.starts_with("cuda:") => {
-                let i: usize = s[5..]
-                    .parse()
-                    .map_err(|_| Error::msg(format!("bad device '{s}': expected cuda:<index>")))?;
+                let i: usize =
+                    s[5..].parse().map_err(|_| Error::msg(format!("bad device '{s}': expected cuda:<index>")))?;
                 Ok(Device::Cuda(cuda::CudaBackend::open(i)?))
             }
-            s => Err(Error::msg(format!(
-                "unknown device '{s}': expected auto, cpu, cuda or cuda:<index>"
-            ))),
+            s => Err(Error::msg(format!("unknown device '{s}': expected auto, cpu, cuda or cuda:<index>"))),
         }
     }
 

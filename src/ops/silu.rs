@@ -7,9 +7,7 @@ use crate::{Result, Tensor};
 pub fn silu(x: &Var) -> Result<Var> {
     let y = forward(x.value())?;
     let xv = x.value().clone();
-    Ok(record(y, &[x], move |gy, _| {
-        Ok(vec![Some(backward(&xv, gy)?)])
-    }))
+    Ok(record(y, &[x], move |gy, _| Ok(vec![Some(backward(&xv, gy)?)])))
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -31,14 +29,8 @@ pub fn backward(x: &Tensor, gy: &Tensor) -> Result<Tensor> {
             let s = sigmoid(a);
             g * s * (1.0 + a * (1.0 - s))
         })),
-        (Storage::Cuda(xc), Storage::Cuda(gc)) => {
-            Storage::Cuda(xc.backend().binary("silu_backward", xc, gc)?)
-        }
-        _ => {
-            return Err(crate::Error::msg(
-                "silu backward: tensors on different devices",
-            ))
-        }
+        (Storage::Cuda(xc), Storage::Cuda(gc)) => Storage::Cuda(xc.backend().binary("silu_backward", xc, gc)?),
+        _ => return Err(crate::Error::msg("silu backward: tensors on different devices")),
     };
     Tensor::from_storage(storage, x.shape())
 }

@@ -50,11 +50,7 @@ pub fn check_grads(
             Some(g) => g.to_vec().unwrap(),
             None => vec![0.0; x.numel()],
         };
-        assert_eq!(
-            analytic.len(),
-            x.numel(),
-            "{name}: gradient of input {i} has the wrong size"
-        );
+        assert_eq!(analytic.len(), x.numel(), "{name}: gradient of input {i} has the wrong size");
         let n = x.numel();
         let stride = (n / max_per_input.max(1)).max(1);
         for j in (0..n).step_by(stride).take(max_per_input) {
