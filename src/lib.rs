@@ -4,12 +4,21 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
 pub mod data;
+pub mod diffusion;
 pub mod error;
+pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod report;
 pub mod rng;
+pub mod sample;
+pub mod selftest;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Grads, Tape, Var};
 pub use backend::Device;

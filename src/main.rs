@@ -1,3 +1,340 @@
-fn main() {
-    print!("{}", include_str!(concat!(env!("OUT_DIR"), "/ptxas.txt")));
+//! The `ddpm-cuda` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ddpm_cuda::checkpoint::Checkpoint;
+use ddpm_cuda::config::Config;
+use ddpm_cuda::data::{self, DatasetKind};
+use ddpm_cuda::diffusion::{Diffusion, Sampler};
+use ddpm_cuda::nn::unet::UNet;
+use ddpm_cuda::nn::ParamStore;
+use ddpm_cuda::rng::Philox;
+use ddpm_cuda::{report, sample, train, Device, Error, Result, Tensor};
+
+#[derive(Parser)]
+#[command(name = "ddpm-cuda", version, about = "Denoising Diffusion Probabilistic Models on CPU and CUDA")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplerArg {
+    Ddpm,
+    Ddim,
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// A preset from configs/: tiny, mnist, cifar10.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// A TOML config file instead of a preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value: --set model.ch=64 --set train.lr=1e-4 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<Config> {
+        let cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::preset(&self.preset)?,
+        };
+        cfg.with_overrides(&self.sets)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a U-Net on L_simple.
+    Train {
+        #[arg(long, value_parser = DatasetKind::parse)]
+        dataset: DatasetKind,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Fetch the dataset from its canonical URL (checksums verified) if it is not in --data-dir.
+        #[arg(long)]
+        download: bool,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Total optimizer steps (default: the config's).
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Image side for --dataset folder.
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
+        /// The run directory: checkpoint, metrics.jsonl, loss.png, sample grids.
+        #[arg(long, default_value = "runs/latest")]
+        out: PathBuf,
+        /// Continue the run in --out from its checkpoint.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 50)]
+        log_every: u64,
+        /// Save an EMA sample grid every N steps (0: never).
+        #[arg(long, default_value_t = 0)]
+        sample_every: u64,
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_every: u64,
+        #[arg(long, default_value_t = 16)]
+        num_samples: usize,
+        /// DDIM steps for the periodic grids.
+        #[arg(long, default_value_t = 50)]
+        grid_steps: usize,
+        /// No progress bar: one line per logged step.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Generate images from a checkpoint.
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        num: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, value_enum, default_value = "ddpm")]
+        sampler: SamplerArg,
+        /// DDIM steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// DDIM η (0: deterministic).
+        #[arg(long, default_value_t = 0.0)]
+        eta: f64,
+        /// Use the EMA weights (what the paper samples from).
+        #[arg(long)]
+        ema: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        #[arg(long)]
+        npz: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Draw the forward process q(x_t | x_0) for a few images at chosen t (one row per image).
+    Forward {
+        #[arg(long, value_parser = DatasetKind::parse)]
+        dataset: DatasetKind,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "0,50,100,200,400,600,800,999")]
+        t: Vec<usize>,
+        #[arg(long, default_value_t = 4)]
+        num: usize,
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "forward.png")]
+        out: PathBuf,
+    },
+    /// End-to-end benchmarks: `bench train` times optimizer steps (img/s) after warm-up on random images.
+    Bench {
+        #[arg(value_parser = ["train"])]
+        what: String,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Print a preset's (or config file's) U-Net: its parameters, shapes and the total count.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Print the compiled CUDA kernels' ptxas report (registers, spills, per kernel and arch).
+    Kernels,
+    /// Check every kernel against the CPU reference on a device.
+    Selftest {
+        #[arg(long, default_value = "cuda")]
+        device: String,
+    },
+}
+
+/// The dataset decides the image size and channel count.
+fn fit_to_dataset(mut cfg: Config, kind: DatasetKind, folder_size: usize) -> Result<Config> {
+    let (c, s) = match kind {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => (1, 28),
+        DatasetKind::Cifar10 => (3, 32),
+        DatasetKind::Folder => (3, folder_size),
+    };
+    cfg.model.in_channels = c;
+    cfg.model.image_size = s;
+    cfg.model.validate()?;
+    Ok(cfg)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            dataset,
+            data_dir,
+            download,
+            model,
+            steps,
+            batch_size,
+            lr,
+            image_size,
+            out,
+            resume,
+            device,
+            seed,
+            log_every,
+            sample_every,
+            checkpoint_every,
+            num_samples,
+            grid_steps,
+            quiet,
+        } => {
+            let mut config = fit_to_dataset(model.load()?, dataset, image_size)?;
+            config.train.steps = steps.unwrap_or(config.train.steps);
+            config.train.batch_size = batch_size.unwrap_or(config.train.batch_size);
+            config.train.lr = lr.unwrap_or(config.train.lr);
+            let device = Device::parse(&device)?;
+            eprintln!("training on {device}, run dir {}", out.display());
+            let t = train::run(train::RunOptions {
+                dataset,
+                data_dir,
+                download,
+                config,
+                out: out.clone(),
+                resume,
+                device,
+                seed,
+                log_every: log_every.max(1),
+                sample_every,
+                checkpoint_every: checkpoint_every.max(1),
+                num_samples,
+                grid_sampler: Sampler::Ddim { steps: grid_steps, eta: 0.0 },
+                quiet,
+            })?;
+            eprintln!("step {}: checkpoint in {}", t.step, out.join("checkpoint.safetensors").display());
+            Ok(())
+        }
+        Command::Sample { checkpoint, num, batch_size, sampler, steps, eta, ema, seed, grid, npz, device } => {
+            if grid.is_none() && npz.is_none() {
+                return Err(Error::msg("sample: give --grid out.png and/or --npz out.npz"));
+            }
+            let device = Device::parse(&device)?;
+            let ck = Checkpoint::load(&checkpoint)?;
+            let mut params = ParamStore::new();
+            let unet = UNet::new(&ck.config.model, &mut params, &mut Philox::new(0))?;
+            let weights = if ema { ck.ema } else { ck.model };
+            params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
+            let diffusion = Diffusion::new(&ck.config.diffusion)?;
+            let sampler = match sampler {
+                SamplerArg::Ddpm => Sampler::Ddpm,
+                SamplerArg::Ddim => Sampler::Ddim { steps, eta },
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            let images = sample::generate(&unet, &params, &diffusion, num, batch_size, sampler, seed, &device, &mut |i, n, _| {
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            })?;
+            bar.finish_and_clear();
+            if let Some(path) = grid {
+                report::save_grid(&path, &images, (num as f64).sqrt().ceil() as usize, 2)?;
+                eprintln!("wrote {}", path.display());
+            }
+            if let Some(path) = npz {
+                report::save_npz(&path, &images)?;
+                eprintln!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Forward { dataset, data_dir, t, num, image_size, seed, out } => {
+            let ds = data::load(dataset, &data_dir, true, image_size)?;
+            let diffusion = Diffusion::new(&Config::preset("cifar10")?.diffusion)?;
+            let (c, h, w) = (ds.channels, ds.height, ds.width);
+            let mut rows = Vec::new();
+            let mut rng = Philox::new(seed);
+            for i in 0..num.min(ds.n) {
+                let mut x0 = vec![0.0; c * h * w];
+                ds.image_f32(i, false, &mut x0);
+                let x0 = Tensor::from_vec(x0, &[1, c, h, w])?;
+                for &ti in &t {
+                    let noise = rng.normal_tensor(&[1, c, h, w])?;
+                    rows.extend(diffusion.q_sample(&x0, &[ti], &noise)?.to_vec()?);
+                }
+            }
+            let n = rows.len() / (c * h * w);
+            report::save_grid(&out, &Tensor::from_vec(rows, &[n, c, h, w])?, t.len(), 2)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Bench { what: _, model, batch_size, warmup, steps, device } => {
+            let mut cfg = model.load()?;
+            cfg.train.batch_size = batch_size.unwrap_or(cfg.train.batch_size);
+            let device = Device::parse(&device)?;
+            let r = ddpm_cuda::bench::train(cfg, &device, warmup, steps)?;
+            println!(
+                "bench train: {} params, batch {}, {} steps in {:.2} s on {device}: {:.2} img/s, {:.3} steps/s",
+                group_thousands(r.params),
+                r.batch_size,
+                r.steps,
+                r.seconds,
+                r.img_per_s,
+                r.steps_per_s
+            );
+            Ok(())
+        }
+        Command::Info { model } => {
+            let cfg = model.load()?;
+            let mut store = ParamStore::new();
+            UNet::new(&cfg.model, &mut store, &mut Philox::new(0))?;
+            for (name, t) in store.names().iter().zip(store.tensors()) {
+                println!("{name:<56} {:>18} {:>10}", format!("{:?}", t.shape()), t.numel());
+            }
+            println!("{} tensors, {} parameters", store.len(), group_thousands(store.num_scalars()));
+            Ok(())
+        }
+        Command::Kernels => {
+            print!("{}", ddpm_cuda::backend::cuda::PTXAS_REPORT);
+            Ok(())
+        }
+        Command::Selftest { device } => ddpm_cuda::selftest::run(&Device::parse(&device)?),
+    }
+}
+
+fn group_thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ddpm-cuda: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

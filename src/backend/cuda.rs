@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// The fatbin build.rs made from `kernels/*.cu` (empty when the build had no nvcc).
 static KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.fatbin"));
 
+/// The `ptxas -v` report of the embedded kernels, one line per kernel and arch.
+pub const PTXAS_REPORT: &str = include_str!(concat!(env!("OUT_DIR"), "/ptxas.txt"));
+
 /// Whether this binary carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {
     !KERNELS.is_empty()

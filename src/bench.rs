@@ -1,0 +1,51 @@
+//! `ddpm-cuda bench train`: end-to-end training throughput (img/s, steps/s) after warm-up, on random images, so
+//! that it needs no dataset. Kernel microbenchmarks live in `benches/`.
+
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::rng::Philox;
+use crate::train::Trainer;
+use crate::{Device, Result};
+
+pub struct TrainBench {
+    pub batch_size: usize,
+    pub steps: usize,
+    pub seconds: f64,
+    pub img_per_s: f64,
+    pub steps_per_s: f64,
+    pub params: usize,
+}
+
+/// Time `steps` optimizer steps after `warmup` untimed ones.
+pub fn train(config: Config, device: &Device, warmup: usize, steps: usize) -> Result<TrainBench> {
+    let b = config.train.batch_size;
+    let shape = [b, config.model.in_channels, config.model.image_size, config.model.image_size];
+    let mut trainer = Trainer::new(config, 0, device.clone())?;
+    let x0 = Philox::new(1).normal_tensor(&shape)?.to_device(device)?;
+    for _ in 0..warmup {
+        trainer.step(&x0)?;
+    }
+    sync(device)?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        trainer.step(&x0)?;
+    }
+    sync(device)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(TrainBench {
+        batch_size: b,
+        steps,
+        seconds,
+        img_per_s: (steps * b) as f64 / seconds,
+        steps_per_s: steps as f64 / seconds,
+        params: trainer.params.num_scalars(),
+    })
+}
+
+fn sync(device: &Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda(b) => b.synchronize(),
+    }
+}

@@ -1,0 +1,92 @@
+//! Run configuration: the model, the diffusion process and the trainer, as TOML. Presets are the files in
+//! `configs/`, embedded in the binary; a user's `--config FILE` and command-line flags override them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diffusion::schedule::{BetaSchedule, Variance};
+use crate::nn::unet::UNetConfig;
+use crate::{Error, Result};
+
+pub const PRESETS: &[(&str, &str)] = &[
+    ("tiny", include_str!("../configs/tiny.toml")),
+    ("mnist", include_str!("../configs/mnist.toml")),
+    ("cifar10", include_str!("../configs/cifar10.toml")),
+];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffusionConfig {
+    pub steps: usize,
+    pub beta_schedule: BetaSchedule,
+    pub variance: Variance,
+    /// Clip x̂0 to [−1, 1] in each reverse step (official code, diffusers `clip_sample`).
+    pub clip_x0: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub lr: f32,
+    pub batch_size: usize,
+    pub warmup_steps: u64,
+    pub grad_clip: f32,
+    pub ema_decay: f32,
+    pub steps: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: UNetConfig,
+    pub diffusion: DiffusionConfig,
+    pub train: TrainConfig,
+}
+
+impl Config {
+    pub fn preset(name: &str) -> Result<Config> {
+        let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            Error::msg(format!("unknown preset '{name}' (known: {})", names.join(", ")))
+        })?;
+        Config::parse(text, Path::new(&format!("configs/{name}.toml")))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        cfg.model.validate().map_err(|e| Error::bad_file(path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Apply `section.key=value` overrides (the value in TOML syntax, e.g. `model.ch_mult=[1,2,2]`).
+    pub fn with_overrides(self, sets: &[String]) -> Result<Config> {
+        if sets.is_empty() {
+            return Ok(self);
+        }
+        let mut doc: toml::Table = toml::from_str(&self.to_toml()).expect("a config round-trips");
+        for set in sets {
+            let bad = |m: &str| Error::msg(format!("--set {set}: {m}"));
+            let (key, value) = set.split_once('=').ok_or_else(|| bad("expected section.key=value"))?;
+            let (section, field) = key.trim().split_once('.').ok_or_else(|| bad("expected section.key=value"))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {}", value.trim()))
+                .or_else(|_| toml::from_str::<toml::Table>(&format!("v = \"{}\"", value.trim())))
+                .map_err(|e| bad(&e.to_string()))?["v"]
+                .clone();
+            let table = doc.get_mut(section).and_then(|s| s.as_table_mut()).ok_or_else(|| bad("unknown section"))?;
+            table.insert(field.to_string(), value);
+        }
+        let cfg: Config = doc.try_into().map_err(|e: toml::de::Error| Error::msg(format!("--set: {e}")))?;
+        cfg.model.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a config serializes")
+    }
+}

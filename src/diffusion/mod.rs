@@ -1,0 +1,139 @@
+//! The diffusion process: the forward noising q(x_t | x_0), the simplified training loss L_simple, and the
+//! reverse samplers (Algorithm 2 and DDIM). The model is any ε-predictor: `FnMut(x_t, t) -> ε̂`.
+
+pub mod schedule;
+
+use crate::config::DiffusionConfig;
+use crate::ops::diffusion_step::{q_sample, reverse_step, StepCoefs};
+use crate::rng::Philox;
+use crate::{Device, Error, Result, Tensor};
+pub use schedule::{BetaSchedule, Schedule, Variance};
+
+/// An ε-predictor: given x_t [N, C, H, W] and one timestep per sample, return ε̂ of the same shape.
+pub type EpsModel<'a> = dyn FnMut(&Tensor, &[f32]) -> Result<Tensor> + 'a;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sampler {
+    /// Algorithm 2: all T steps.
+    Ddpm,
+    /// DDIM (Song et al. 2021) over `steps` evenly spaced timesteps, stochasticity η.
+    Ddim { steps: usize, eta: f64 },
+}
+
+pub struct Diffusion {
+    pub schedule: Schedule,
+    pub variance: Variance,
+    pub clip_x0: bool,
+}
+
+/// The inputs of one L_simple evaluation: the noised images, their timesteps and the noise to predict.
+pub struct TrainingBatch {
+    pub x_t: Tensor,
+    pub t: Vec<f32>,
+    pub noise: Tensor,
+}
+
+impl Diffusion {
+    pub fn new(cfg: &DiffusionConfig) -> Result<Diffusion> {
+        Ok(Diffusion {
+            schedule: Schedule::new(cfg.beta_schedule, cfg.steps)?,
+            variance: cfg.variance,
+            clip_x0: cfg.clip_x0,
+        })
+    }
+
+    /// x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε, one t per sample.
+    pub fn q_sample(&self, x0: &Tensor, t: &[usize], noise: &Tensor) -> Result<Tensor> {
+        if let Some(&bad) = t.iter().find(|&&t| t >= self.schedule.steps()) {
+            return Err(Error::msg(format!("timestep {bad} out of range 0..{}", self.schedule.steps())));
+        }
+        let a: Vec<f32> = t.iter().map(|&t| self.schedule.sqrt_alphas_cumprod[t] as f32).collect();
+        let b: Vec<f32> = t.iter().map(|&t| self.schedule.sqrt_one_minus_alphas_cumprod[t] as f32).collect();
+        q_sample(x0, noise, &a, &b)
+    }
+
+    /// Draw t ~ U{0..T−1} and ε ~ N(0, I) for a batch of clean images and noise them (L_simple's inputs).
+    pub fn training_batch(&self, x0: &Tensor, rng: &mut Philox) -> Result<TrainingBatch> {
+        let n = x0.shape()[0];
+        let steps = self.schedule.steps();
+        let t: Vec<usize> = rng.uniform(n).iter().map(|&u| (((u as f64) * steps as f64) as usize).min(steps - 1)).collect();
+        let noise = rng.normal_tensor(x0.shape())?.to_device(&x0.device())?;
+        let x_t = self.q_sample(x0, &t, &noise)?;
+        Ok(TrainingBatch { x_t, t: t.iter().map(|&t| t as f32).collect(), noise })
+    }
+
+    /// The coefficients of Algorithm 2's step from index t, in the official x̂0 form:
+    /// x̂0 = x_t/√ᾱ_t − √(1/ᾱ_t − 1) ε̂ (clipped if configured), x_{t−1} = μ̃(x_t, x̂0) + σ_t z.
+    pub fn ddpm_coefs(&self, t: usize) -> StepCoefs {
+        let s = &self.schedule;
+        StepCoefs {
+            recip: s.sqrt_recip_alphas_cumprod[t] as f32,
+            recipm1: s.sqrt_recipm1_alphas_cumprod[t] as f32,
+            clip: self.clip_x0,
+            c_x0: s.posterior_mean_coef1[t] as f32,
+            c_xt: s.posterior_mean_coef2[t] as f32,
+            c_eps: 0.0,
+            sigma: s.sigma(t, self.variance) as f32,
+        }
+    }
+
+    /// The timesteps DDIM visits, high to low: 0, T/K, 2T/K, ... ("leading" spacing, as diffusers).
+    pub fn ddim_timesteps(&self, steps: usize) -> Result<Vec<usize>> {
+        let total = self.schedule.steps();
+        if steps == 0 || steps > total {
+            return Err(Error::msg(format!("DDIM steps must be in 1..={total}, got {steps}")));
+        }
+        let ratio = total / steps;
+        Ok((0..steps).rev().map(|i| i * ratio).collect())
+    }
+
+    /// DDIM step from t to t_prev (None = to x0, with ᾱ = 1): x_prev = √ᾱ_prev x̂0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z.
+    pub fn ddim_coefs(&self, t: usize, t_prev: Option<usize>, eta: f64) -> StepCoefs {
+        let s = &self.schedule;
+        let a_t = s.alphas_cumprod[t];
+        let a_prev = t_prev.map_or(1.0, |p| s.alphas_cumprod[p]);
+        let sigma = eta * ((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)).sqrt();
+        StepCoefs {
+            recip: s.sqrt_recip_alphas_cumprod[t] as f32,
+            recipm1: s.sqrt_recipm1_alphas_cumprod[t] as f32,
+            clip: self.clip_x0,
+            c_x0: a_prev.sqrt() as f32,
+            c_xt: 0.0,
+            c_eps: (1.0 - a_prev - sigma * sigma).max(0.0).sqrt() as f32,
+            sigma: sigma as f32,
+        }
+    }
+
+    /// Generate samples from x_T ~ N(0, I). `on_step(i, total, x)` sees the chain after each step (for progress
+    /// bars and the progressive-generation figure).
+    pub fn sample(
+        &self,
+        model: &mut EpsModel,
+        shape: &[usize],
+        sampler: Sampler,
+        rng: &mut Philox,
+        device: &Device,
+        on_step: &mut dyn FnMut(usize, usize, &Tensor),
+    ) -> Result<Tensor> {
+        let n = shape[0];
+        let plan: Vec<(usize, StepCoefs)> = match sampler {
+            Sampler::Ddpm => (0..self.schedule.steps()).rev().map(|t| (t, self.ddpm_coefs(t))).collect(),
+            Sampler::Ddim { steps, eta } => {
+                let ts = self.ddim_timesteps(steps)?;
+                ts.iter()
+                    .enumerate()
+                    .map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta)))
+                    .collect()
+            }
+        };
+        let mut x = rng.normal_tensor(shape)?.to_device(device)?;
+        let total = plan.len();
+        for (i, (t, coefs)) in plan.into_iter().enumerate() {
+            let eps = model(&x, &vec![t as f32; n])?;
+            let z = if coefs.sigma != 0.0 { Some(rng.normal_tensor(shape)?.to_device(device)?) } else { None };
+            x = reverse_step(&x, &eps, z.as_ref(), coefs)?;
+            on_step(i + 1, total, &x);
+        }
+        Ok(x)
+    }
+}

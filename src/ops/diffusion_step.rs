@@ -1,0 +1,141 @@
+//! The fused per-element diffusion steps: the forward noising q(x_t | x_0) used by L_simple, and one reverse step
+//! of Algorithm 2 (DDPM) or DDIM. They carry no gradient (training differentiates only the model), so they work on
+//! Tensors. Coefficients come from `diffusion::Schedule` in f64 and are rounded to f32 here.
+
+use cudarc::driver::PushKernelArg;
+
+use crate::backend::cuda::CudaBackend;
+use crate::backend::Storage;
+use crate::{ensure_shape, Error, Result, Tensor};
+
+fn cuda_err(e: impl std::fmt::Debug) -> Error {
+    Error::Cuda(format!("{e:?}"))
+}
+
+/// x_t = a[n] · x0 + b[n] · noise for each sample n (a = √ᾱ_t, b = √(1 − ᾱ_t) at that sample's t).
+pub fn q_sample(x0: &Tensor, noise: &Tensor, a: &[f32], b: &[f32]) -> Result<Tensor> {
+    ensure_shape!(x0.shape() == noise.shape(), "q_sample", "x0 {:?} vs noise {:?}", x0.shape(), noise.shape());
+    ensure_shape!(x0.rank() >= 1, "q_sample", "x0 needs a batch dimension");
+    let n = x0.shape()[0];
+    ensure_shape!(a.len() == n && b.len() == n, "q_sample", "{} samples but {}/{} coefficients", n, a.len(), b.len());
+    let per = x0.numel() / n.max(1);
+    let storage = match (x0.storage(), noise.storage()) {
+        (Storage::Cpu(x), Storage::Cpu(e)) => {
+            let mut out = vec![0.0f32; x.len()];
+            for (s, o) in out.chunks_mut(per.max(1)).enumerate() {
+                let (xs, es) = (&x[s * per..(s + 1) * per], &e[s * per..(s + 1) * per]);
+                for ((o, &xv), &ev) in o.iter_mut().zip(xs).zip(es) {
+                    *o = a[s] * xv + b[s] * ev;
+                }
+            }
+            Storage::Cpu(out)
+        }
+        (Storage::Cuda(x), Storage::Cuda(e)) => {
+            let be = x.backend();
+            let (ca, cb) = (be.upload(a)?, be.upload(b)?);
+            let mut out = be.zeros(x.len())?;
+            let f = be.function("diffusion_q_sample")?;
+            let (total, per_i) = (x.len() as i32, per as i32);
+            // SAFETY: reads `total` floats of x and noise and n of a, b; writes `total` floats.
+            unsafe {
+                be.stream()
+                    .launch_builder(&f)
+                    .arg(&x.buf)
+                    .arg(&e.buf)
+                    .arg(&ca.buf)
+                    .arg(&cb.buf)
+                    .arg(&mut out.buf)
+                    .arg(&total)
+                    .arg(&per_i)
+                    .launch(CudaBackend::grid_1d(x.len()))
+            }
+            .map_err(cuda_err)?;
+            Storage::Cuda(out)
+        }
+        _ => return Err(Error::msg("q_sample: tensors on different devices")),
+    };
+    Tensor::from_storage(storage, x0.shape())
+}
+
+/// The coefficients of one reverse step at a single t (the whole batch shares t when sampling).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCoefs {
+    /// x̂0 = recip · x_t − recipm1 · ε̂
+    pub recip: f32,
+    pub recipm1: f32,
+    /// Clip x̂0 to [−1, 1] (the official code and diffusers `clip_sample`).
+    pub clip: bool,
+    /// mean = c_x0 · x̂0 + c_xt · x_t (+ c_eps · ε̂ for DDIM)
+    pub c_x0: f32,
+    pub c_xt: f32,
+    pub c_eps: f32,
+    /// x_{t−1} = mean + sigma · z
+    pub sigma: f32,
+}
+
+/// x_{t−1} = c_x0 · x̂0 + c_xt · x_t + c_eps · ε̂ + σ z, with x̂0 = recip · x_t − recipm1 · ε̂ (clipped if asked).
+/// `noise` may be `None` when σ = 0.
+pub fn reverse_step(x_t: &Tensor, eps: &Tensor, noise: Option<&Tensor>, c: StepCoefs) -> Result<Tensor> {
+    ensure_shape!(x_t.shape() == eps.shape(), "reverse_step", "x_t {:?} vs eps {:?}", x_t.shape(), eps.shape());
+    if let Some(z) = noise {
+        ensure_shape!(z.shape() == x_t.shape(), "reverse_step", "noise {:?} vs x_t {:?}", z.shape(), x_t.shape());
+    }
+    if c.sigma != 0.0 && noise.is_none() {
+        return Err(Error::msg("reverse_step: σ > 0 needs a noise tensor"));
+    }
+    let storage = match (x_t.storage(), eps.storage(), noise.map(|z| z.storage())) {
+        (Storage::Cpu(x), Storage::Cpu(e), z) => {
+            let z = match z {
+                Some(Storage::Cpu(z)) => Some(z.as_slice()),
+                None => None,
+                Some(_) => return Err(Error::msg("reverse_step: tensors on different devices")),
+            };
+            let step = |i: usize, xv: f32, ev: f32| {
+                let mut x0 = c.recip * xv - c.recipm1 * ev;
+                if c.clip {
+                    x0 = x0.clamp(-1.0, 1.0);
+                }
+                let mean = c.c_x0 * x0 + c.c_xt * xv + c.c_eps * ev;
+                mean + z.map_or(0.0, |z| c.sigma * z[i])
+            };
+            Storage::Cpu((0..x.len()).map(|i| step(i, x[i], e[i])).collect())
+        }
+        (Storage::Cuda(x), Storage::Cuda(e), z) => {
+            let be = x.backend();
+            let zero;
+            let z = match z {
+                Some(Storage::Cuda(z)) => z,
+                None => {
+                    zero = be.zeros(x.len())?;
+                    &zero
+                }
+                Some(_) => return Err(Error::msg("reverse_step: tensors on different devices")),
+            };
+            let mut out = be.zeros(x.len())?;
+            let f = be.function("diffusion_reverse_step")?;
+            let (n, clip) = (x.len() as i32, c.clip as i32);
+            // SAFETY: reads n floats of x, eps, z; writes n floats.
+            unsafe {
+                be.stream()
+                    .launch_builder(&f)
+                    .arg(&x.buf)
+                    .arg(&e.buf)
+                    .arg(&z.buf)
+                    .arg(&mut out.buf)
+                    .arg(&n)
+                    .arg(&c.recip)
+                    .arg(&c.recipm1)
+                    .arg(&clip)
+                    .arg(&c.c_x0)
+                    .arg(&c.c_xt)
+                    .arg(&c.c_eps)
+                    .arg(&c.sigma)
+                    .launch(CudaBackend::grid_1d(x.len()))
+            }
+            .map_err(cuda_err)?;
+            Storage::Cuda(out)
+        }
+        _ => return Err(Error::msg("reverse_step: tensors on different devices")),
+    };
+    Tensor::from_storage(storage, x_t.shape())
+}

@@ -1,0 +1,292 @@
+//! The training loop: data → q_sample → U-Net → L_simple → backward → clip → Adam (with warm-up) → EMA.
+//! `Trainer` is one optimizer step and its state; `run` adds the data, logging, figures, checkpoints, Ctrl-C
+//! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::data::loader::Loader;
+use crate::data::{self, DatasetKind};
+use crate::diffusion::{Diffusion, Sampler};
+use crate::nn::unet::UNet;
+use crate::nn::{Ctx, ParamStore};
+use crate::ops::loss::mse;
+use crate::optim::{clip_grad_norm, warmup_lr, Adam, AdamConfig, Ema};
+use crate::rng::Philox;
+use crate::{report, Device, Error, Result, Tape, Tensor, Var};
+
+/// Independent RNG streams derived from the run seed.
+const INIT_STREAM: u64 = 1;
+const NOISE_STREAM: u64 = 2;
+const DROPOUT_STREAM: u64 = 3;
+const DATA_STREAM: u64 = 4;
+
+pub fn stream_seed(seed: u64, stream: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+pub struct StepStats {
+    pub loss: f32,
+    pub grad_norm: f32,
+    pub lr: f32,
+}
+
+/// The model, its optimizer and EMA, and the RNG streams: everything one step reads and writes.
+pub struct Trainer {
+    pub config: Config,
+    pub unet: UNet,
+    pub params: ParamStore,
+    pub ema: Ema,
+    pub adam: Adam,
+    pub diffusion: Diffusion,
+    pub noise_rng: Philox,
+    pub dropout_rng: Philox,
+    pub data_seed: u64,
+    pub step: u64,
+    pub device: Device,
+}
+
+impl Trainer {
+    /// A fresh model initialised from `seed`.
+    pub fn new(config: Config, seed: u64, device: Device) -> Result<Trainer> {
+        let mut params = ParamStore::new();
+        let unet = UNet::new(&config.model, &mut params, &mut Philox::new(stream_seed(seed, INIT_STREAM)))?;
+        let tensors = params.tensors().iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?;
+        params.set_tensors(tensors)?;
+        let ema = Ema::new(params.tensors(), config.train.ema_decay)?;
+        let adam = Adam::new(AdamConfig::paper(config.train.lr), params.tensors())?;
+        Ok(Trainer {
+            diffusion: Diffusion::new(&config.diffusion)?,
+            noise_rng: Philox::new(stream_seed(seed, NOISE_STREAM)),
+            dropout_rng: Philox::new(stream_seed(seed, DROPOUT_STREAM)),
+            data_seed: stream_seed(seed, DATA_STREAM),
+            step: 0,
+            config,
+            unet,
+            params,
+            ema,
+            adam,
+            device,
+        })
+    }
+
+    /// Continue from a checkpoint.
+    pub fn from_checkpoint(ck: Checkpoint, device: Device) -> Result<Trainer> {
+        let mut t = Trainer::new(ck.config.clone(), 0, device.clone())?;
+        let on = |v: Vec<Tensor>| v.iter().map(|x| x.to_device(&device)).collect::<Result<Vec<_>>>();
+        t.params.set_tensors(on(ck.model)?)?;
+        t.ema = Ema::from_state(on(ck.ema)?, ck.config.train.ema_decay)?;
+        t.adam = Adam::from_state(AdamConfig::paper(ck.config.train.lr), on(ck.adam_m)?, on(ck.adam_v)?, ck.step)?;
+        t.noise_rng = ck.noise_rng;
+        t.dropout_rng = ck.dropout_rng;
+        t.data_seed = ck.data_seed;
+        t.step = ck.step;
+        Ok(t)
+    }
+
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let (m, v, _) = self.adam.state();
+        Ok(Checkpoint {
+            config: self.config.clone(),
+            step: self.step,
+            model: self.params.tensors().to_vec(),
+            ema: self.ema.shadow().to_vec(),
+            adam_m: m.to_vec(),
+            adam_v: v.to_vec(),
+            noise_rng: self.noise_rng,
+            dropout_rng: self.dropout_rng,
+            data_seed: self.data_seed,
+        })
+    }
+
+    /// The loss of one batch and its parameter gradients (in store order).
+    pub fn loss_and_grads(&mut self, x0: &Tensor) -> Result<(f32, Vec<Tensor>)> {
+        let batch = self.diffusion.training_batch(x0, &mut self.noise_rng)?;
+        let tape = Tape::new();
+        let cx = Ctx::with_grad(&tape, &self.params, true, self.dropout_rng);
+        let eps = self.unet.forward(&cx, &Var::constant(batch.x_t), &batch.t)?;
+        let loss = mse(&eps, &Var::constant(batch.noise))?;
+        let mut grads = tape.backward(&loss)?;
+        let grads = cx
+            .param_vars()
+            .iter()
+            .map(|v| grads.take(v).map_or_else(|| Tensor::zeros(v.shape(), &self.device), Ok))
+            .collect::<Result<Vec<_>>>()?;
+        self.dropout_rng = cx.into_rng();
+        Ok((loss.value().item()?, grads))
+    }
+
+    /// One optimizer step on a batch of clean images x0 [B, C, H, W] in [−1, 1]. A non-finite loss is an error
+    /// and leaves the weights untouched.
+    pub fn step(&mut self, x0: &Tensor) -> Result<StepStats> {
+        let (loss, mut grads) = self.loss_and_grads(x0)?;
+        if !loss.is_finite() {
+            return Err(Error::msg(format!("the loss became {loss} at step {}: weights left as they were", self.step + 1)));
+        }
+        let grad_norm = clip_grad_norm(&mut grads, self.config.train.grad_clip)?;
+        let lr = warmup_lr(self.step + 1, self.config.train.lr, self.config.train.warmup_steps);
+        self.adam.step(self.params.tensors_mut(), &grads, lr)?;
+        self.ema.update(self.params.tensors())?;
+        self.step += 1;
+        Ok(StepStats { loss, grad_norm, lr })
+    }
+
+    /// Sample with the EMA weights (DDPM, all T steps unless `sampler` says otherwise).
+    pub fn sample_ema(&self, n: usize, sampler: Sampler, seed: u64) -> Result<Tensor> {
+        let mut store = self.params.clone();
+        store.set_tensors(self.ema.shadow().to_vec())?;
+        crate::sample::generate(&self.unet, &store, &self.diffusion, n, n, sampler, seed, &self.device, &mut |_, _, _| {})
+    }
+}
+
+pub struct RunOptions {
+    pub dataset: DatasetKind,
+    pub data_dir: PathBuf,
+    pub download: bool,
+    pub config: Config,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+    pub seed: u64,
+    pub log_every: u64,
+    pub sample_every: u64,
+    pub checkpoint_every: u64,
+    pub num_samples: usize,
+    /// Sampler for the periodic grids (DDIM keeps them cheap on CPU).
+    pub grid_sampler: Sampler,
+    pub quiet: bool,
+}
+
+/// Set by Ctrl-C: the loop finishes its step, saves a checkpoint and returns.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // A second Ctrl-C while saving still exits through the same path; ignore "handler already set" in tests.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// Train per `opts`; returns the trainer at the end (or at the interrupt).
+pub fn run(opts: RunOptions) -> Result<Trainer> {
+    let ckpt_path = opts.out.join("checkpoint.safetensors");
+    let mut trainer = if opts.resume {
+        let ck = Checkpoint::load(&ckpt_path)?;
+        let mut t = Trainer::from_checkpoint(ck, opts.device.clone())?;
+        t.config.train.steps = opts.config.train.steps;
+        t
+    } else {
+        if ckpt_path.exists() {
+            return Err(Error::msg(format!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+                opts.out.display()
+            )));
+        }
+        Trainer::new(opts.config.clone(), opts.seed, opts.device.clone())?
+    };
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let cfg = trainer.config.clone();
+
+    if opts.download {
+        data::download::download(opts.dataset, &opts.data_dir)?;
+    }
+    let dataset = data::load(opts.dataset, &opts.data_dir, true, cfg.model.image_size)?;
+    if (dataset.channels, dataset.height, dataset.width) != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size) {
+        return Err(Error::msg(format!(
+            "the dataset's images are {}×{}×{} but the model takes {}×{}×{}",
+            dataset.channels, dataset.height, dataset.width, cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size
+        )));
+    }
+    let mut loader =
+        Loader::new(Arc::new(dataset), cfg.train.batch_size, trainer.data_seed, opts.dataset.default_flip(), trainer.step)?;
+
+    let metrics_path = opts.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut curve = read_curve(&metrics_path);
+    let interrupted = interrupt_flag();
+    let total = cfg.train.steps;
+    let bar = progress_bar(trainer.step, total, opts.quiet);
+    let start = Instant::now();
+    let first = trainer.step;
+    let save = |t: &Trainer| t.checkpoint()?.save(&ckpt_path, t.params.names());
+
+    while trainer.step < total {
+        let batch = loader.next_batch()?;
+        let x0 = batch.images_tensor()?.to_device(&trainer.device)?;
+        let stats = match trainer.step(&x0) {
+            Ok(s) => s,
+            Err(e) => {
+                bar.abandon();
+                return Err(Error::msg(format!("{e}; the last checkpoint in {} is kept", opts.out.display())));
+            }
+        };
+        let step = trainer.step;
+        let rate = (step - first) as f64 * cfg.train.batch_size as f64 / start.elapsed().as_secs_f64();
+        bar.set_position(step);
+        bar.set_message(format!("loss {:.4}  {rate:.1} img/s", stats.loss));
+        if step % opts.log_every == 0 || step == total {
+            let line = format!(
+                "{{\"step\":{step},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"img_per_s\":{rate:.3},\"elapsed_s\":{:.3}}}",
+                stats.loss,
+                stats.lr,
+                stats.grad_norm,
+                start.elapsed().as_secs_f64()
+            );
+            writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+            curve.push((step, stats.loss));
+            report::save_loss_curve(&opts.out.join("loss.png"), &curve)?;
+            if opts.quiet || bar.is_hidden() {
+                eprintln!("step {step}/{total}  loss {:.5}  {rate:.1} img/s", stats.loss);
+            }
+        }
+        if opts.sample_every > 0 && step % opts.sample_every == 0 {
+            let images = trainer.sample_ema(opts.num_samples, opts.grid_sampler, step)?;
+            let cols = (opts.num_samples as f64).sqrt().ceil() as usize;
+            report::save_grid(&opts.out.join(format!("samples_{step:07}.png")), &images, cols, 2)?;
+        }
+        let stop = interrupted.load(Ordering::SeqCst);
+        if step % opts.checkpoint_every == 0 || step == total || stop {
+            save(&trainer)?;
+        }
+        if stop {
+            bar.abandon_with_message(format!("interrupted: checkpoint at step {step} saved"));
+            eprintln!("interrupted at step {step}: checkpoint saved to {}", ckpt_path.display());
+            return Ok(trainer);
+        }
+    }
+    bar.finish();
+    Ok(trainer)
+}
+
+fn progress_bar(pos: u64, total: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total).with_position(pos);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {per_sec} {msg}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// (step, loss) pairs already logged in a run dir (for the loss curve after a resume).
+fn read_curve(path: &Path) -> Vec<(u64, f32)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["step"].as_u64()?, v["loss"].as_f64()? as f32)))
+        .collect()
+}
