@@ -41,8 +41,10 @@ static __device__ __forceinline__ float rng_uniform(unsigned int x) {
 static __device__ __forceinline__ void rng_box_muller(unsigned int a, unsigned int b, float* z0, float* z1) {
     float r = sqrtf(-2.0f * logf(rng_uniform(a)));
     float theta = 6.28318530717958647692f * rng_uniform(b);
-    *z0 = r * cosf(theta);
-    *z1 = r * sinf(theta);
+    float s, c;
+    sincosf(theta, &s, &c);  // same accuracy as sinf/cosf, one argument reduction
+    *z0 = r * c;
+    *z1 = r * s;
 }
 
 // n standard normals; one thread per block of 4 elements.
@@ -52,10 +54,13 @@ extern "C" __global__ void rng_normal_f32(float* __restrict__ out, int n, unsign
     long long e = block * 4;
     if (e >= n) return;
     uint4 w = rng_block(seed, offset, (unsigned long long)block);
-    float z[4];
-    rng_box_muller(w.x, w.y, &z[0], &z[1]);
-    rng_box_muller(w.z, w.w, &z[2], &z[3]);
-    for (int j = 0; j < 4 && e + j < n; ++j) out[e + j] = z[j];
+    float z0, z1, z2, z3;
+    rng_box_muller(w.x, w.y, &z0, &z1);
+    rng_box_muller(w.z, w.w, &z2, &z3);
+    out[e] = z0;
+    if (e + 1 < n) out[e + 1] = z1;
+    if (e + 2 < n) out[e + 2] = z2;
+    if (e + 3 < n) out[e + 3] = z3;
 }
 
 // n uniforms in (0, 1]; one thread per block of 4 elements.
@@ -65,8 +70,10 @@ extern "C" __global__ void rng_uniform_f32(float* __restrict__ out, int n, unsig
     long long e = block * 4;
     if (e >= n) return;
     uint4 w = rng_block(seed, offset, (unsigned long long)block);
-    unsigned int words[4] = {w.x, w.y, w.z, w.w};
-    for (int j = 0; j < 4 && e + j < n; ++j) out[e + j] = rng_uniform(words[j]);
+    out[e] = rng_uniform(w.x);
+    if (e + 1 < n) out[e + 1] = rng_uniform(w.y);
+    if (e + 2 < n) out[e + 2] = rng_uniform(w.z);
+    if (e + 3 < n) out[e + 3] = rng_uniform(w.w);
 }
 
 #endif  // RNG_CU_INCLUDED

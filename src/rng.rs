@@ -104,6 +104,14 @@ impl Philox {
         self.offset
     }
 
+    /// Reserve one draw for a consumer that generates it itself (a CUDA kernel, or a backward pass regenerating a
+    /// dropout mask): returns the state that draw uses and advances this stream past it.
+    pub fn take_draw(&mut self) -> Philox {
+        let draw = *self;
+        self.offset += 1;
+        draw
+    }
+
     fn key(&self) -> [u32; 2] {
         [self.seed as u32, (self.seed >> 32) as u32]
     }
