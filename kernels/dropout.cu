@@ -1,0 +1,32 @@
+// Inverted dropout (see src/ops/dropout.rs): element e is kept iff its Philox uniform u_e > p, and kept values are
+// x / (1 - p). The mask is regenerated from (seed, offset) in the backward, so nothing is stored.
+#include "rng.cu"
+
+static __device__ __forceinline__ float dropout_keep(unsigned int word, float x, float p, float keep) {
+    return rng_uniform(word) > p ? x / keep : 0.0f;
+}
+
+// One thread per block of 4 elements (one Philox call gives the 4 uniforms of elements 4i..4i+3).
+static __device__ __forceinline__ void dropout_apply(const float* __restrict__ x, float* __restrict__ y, int n,
+                                                     float p, unsigned long long seed, unsigned long long offset) {
+    long long block = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long e = block * 4;
+    if (e >= n) return;
+    uint4 w = rng_block(seed, offset, (unsigned long long)block);
+    float keep = 1.0f - p;
+    y[e] = dropout_keep(w.x, x[e], p, keep);
+    if (e + 1 < n) y[e + 1] = dropout_keep(w.y, x[e + 1], p, keep);
+    if (e + 2 < n) y[e + 2] = dropout_keep(w.z, x[e + 2], p, keep);
+    if (e + 3 < n) y[e + 3] = dropout_keep(w.w, x[e + 3], p, keep);
+}
+
+extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* __restrict__ y, int n, float p,
+                                           unsigned long long seed, unsigned long long offset) {
+    dropout_apply(x, y, n, p, seed, offset);
+}
+
+// dx = dy * mask / (1 - p): the forward's mask, regenerated.
+extern "C" __global__ void dropout_backward(const float* __restrict__ gy, float* __restrict__ gx, int n, float p,
+                                            unsigned long long seed, unsigned long long offset) {
+    dropout_apply(gy, gx, n, p, seed, offset);
+}
