@@ -63,11 +63,12 @@ fn dict_get<'a>(dict: &'a BTreeMap<HashableValue, Value>, key: &str) -> Option<&
 }
 
 /// The pixel bytes of a pickled `data` value: plain bytes, or a numpy array, whose pickled state tuple
-/// `(version, shape, dtype, fortran_order, raw_bytes)` survives as nested tuples holding one bytes object.
+/// `(version, shape, dtype_state, fortran_order, raw_bytes)` survives as nested tuples; the raw bytes are the
+/// longest bytes object in it (the dtype state holds short ones like b"|").
 fn find_bytes(value: &Value) -> Option<&[u8]> {
     match value {
         Value::Bytes(b) => Some(b),
-        Value::Tuple(items) | Value::List(items) => items.iter().rev().find_map(find_bytes),
+        Value::Tuple(items) | Value::List(items) => items.iter().filter_map(find_bytes).max_by_key(|b| b.len()),
         _ => None,
     }
 }
