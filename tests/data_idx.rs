@@ -122,7 +122,10 @@ fn bad_magic_names_file_and_both_numbers() {
     let mut imgs = idx_images(3, 4, 5, &fixture_pixels());
     imgs[3] = 0x01; // 2049, the label magic
     let (err, _) = load_err(imgs, idx_labels(&[1, 2, 3]), false);
-    assert!(err.contains("train-images-idx3-ubyte") && err.contains("expected 2051") && err.contains("found 2049"), "{err}");
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("expected 2051") && err.contains("found 2049"),
+        "{err}"
+    );
 
     let mut labs = idx_labels(&[1, 2, 3]);
     labs[2] = 0xff;
@@ -156,6 +159,8 @@ fn count_mismatch_and_bad_dims_are_reported() {
         err.contains("train-labels-idx1-ubyte") && err.contains("train-images-idx3-ubyte") && err.contains("mismatch"),
         "{err}"
     );
+    let (err, _) = load_err(idx_images(0, 4, 5, &[]), idx_labels(&[]), false);
+    assert!(err.contains("train-images-idx3-ubyte") && err.contains("no images"), "{err}");
     let (err, _) = load_err(idx_images(3, 0, 5, &[]), idx_labels(&[1, 2, 3]), false);
     assert!(err.contains("train-images-idx3-ubyte") && err.contains("unsupported image dimensions 0×5"), "{err}");
 }

@@ -36,7 +36,7 @@ fn check_labels(path: &Path, labels: &[u8]) -> Result<()> {
 
 /// Parses one binary-version file: a whole number (≥ 1) of 3073-byte records.
 pub fn parse_cifar_bin(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD_BYTES != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD_BYTES) {
         return Err(Error::bad_file(
             path,
             format!(
@@ -87,14 +87,18 @@ pub fn parse_cifar_pickle(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>
     let Value::Dict(dict) = value else {
         return Err(Error::bad_file(path, "not a CIFAR-10 python batch: the pickle is not a dict"));
     };
-    let data = dict_get(&dict, "data").ok_or_else(|| Error::bad_file(path, "not a CIFAR-10 python batch: no 'data' key"))?;
+    let data =
+        dict_get(&dict, "data").ok_or_else(|| Error::bad_file(path, "not a CIFAR-10 python batch: no 'data' key"))?;
     let images = find_bytes(data)
         .ok_or_else(|| Error::bad_file(path, "'data' is neither bytes nor a pickled uint8 numpy array"))?
         .to_vec();
-    if images.is_empty() || images.len() % CIFAR_IMAGE_BYTES != 0 {
+    if images.is_empty() || !images.len().is_multiple_of(CIFAR_IMAGE_BYTES) {
         return Err(Error::bad_file(
             path,
-            format!("wrong record size: 'data' holds {} bytes, not a positive multiple of {CIFAR_IMAGE_BYTES}", images.len()),
+            format!(
+                "wrong record size: 'data' holds {} bytes, not a positive multiple of {CIFAR_IMAGE_BYTES}",
+                images.len()
+            ),
         ));
     }
     let Some(Value::List(label_values)) = dict_get(&dict, "labels") else {
@@ -109,7 +113,10 @@ pub fn parse_cifar_pickle(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>
     }
     let n = images.len() / CIFAR_IMAGE_BYTES;
     if labels.len() != n {
-        return Err(Error::bad_file(path, format!("image/label count mismatch: {n} images but {} labels", labels.len())));
+        return Err(Error::bad_file(
+            path,
+            format!("image/label count mismatch: {n} images but {} labels", labels.len()),
+        ));
     }
     Ok((images, labels))
 }

@@ -62,8 +62,14 @@ pub const CIFAR10: Remote = Remote {
 };
 
 /// Files the CIFAR-10 archive must provide.
-const CIFAR_BIN_FILES: [&str; 6] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
+const CIFAR_BIN_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
 
 pub fn remote(kind: DatasetKind) -> Result<Remote> {
     match kind {
@@ -83,7 +89,9 @@ pub fn download(kind: DatasetKind, dir: &Path) -> Result<()> {
 /// Downloads `kind` into `dir`; `base_url` replaces the canonical base URL when given.
 pub fn download_from(kind: DatasetKind, dir: &Path, base_url: Option<&str>) -> Result<()> {
     let remote = remote(kind)?;
-    if kind == DatasetKind::Cifar10 && CIFAR_BIN_FILES.iter().all(|f| dir.join("cifar-10-batches-bin").join(f).is_file()) {
+    if kind == DatasetKind::Cifar10
+        && CIFAR_BIN_FILES.iter().all(|f| dir.join("cifar-10-batches-bin").join(f).is_file())
+    {
         return Ok(());
     }
     let dest_dir = dir.join(remote.subdir);
@@ -191,7 +199,9 @@ pub fn extract_cifar_tar_gz(archive: &Path, dir: &Path) -> Result<()> {
         let safe = path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
         let in_batches = path.components().next().is_some_and(|c| c.as_os_str() == "cifar-10-batches-bin");
         if entry.header().entry_type().is_file() && safe && in_batches {
-            entry.unpack_in(dir).map_err(|e| Error::bad_file(archive, format!("cannot extract {}: {e}", path.display())))?;
+            entry
+                .unpack_in(dir)
+                .map_err(|e| Error::bad_file(archive, format!("cannot extract {}: {e}", path.display())))?;
         }
     }
     let missing: Vec<&str> =

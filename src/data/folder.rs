@@ -1,4 +1,5 @@
-//! A folder of PNG/JPEG images (e.g. a face or flower collection), searched recursively.
+//! A folder of PNG/JPEG images (e.g. a face or flower collection), searched recursively (symlinked
+//! directories are not followed).
 //! Files are taken in sorted path order (so the dataset is the same on every machine) and identified by extension
 //! (.png, .jpg, .jpeg, any case); other files are skipped. Each image is converted to RGB, resized so its shorter
 //! side equals `size` (bilinear/triangle filter; the longer side is scaled by the same factor and truncated,
@@ -25,8 +26,10 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
         for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let path = entry.map_err(|e| Error::io(&d, e))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let path = entry.path();
+            // file_type does not follow symlinks, so a symlinked directory (possibly a loop) is not entered.
+            if entry.file_type().map_err(|e| Error::io(&path, e))?.is_dir() {
                 pending.push(path);
             } else if is_image_file(&path) {
                 found.push(path);
@@ -45,8 +48,7 @@ pub fn resize_and_centre_crop(img: &RgbImage, size: usize) -> RgbImage {
     let resized = if short == size {
         img.clone()
     } else {
-        let (nw, nh) =
-            if w <= h { (size, (h * size / w).max(size)) } else { ((w * size / h).max(size), size) };
+        let (nw, nh) = if w <= h { (size, (h * size / w).max(size)) } else { ((w * size / h).max(size), size) };
         image::imageops::resize(img, nw as u32, nh as u32, FilterType::Triangle)
     };
     let (rw, rh) = (resized.width() as usize, resized.height() as usize);

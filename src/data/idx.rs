@@ -49,7 +49,10 @@ fn check_len(path: &Path, bytes: &[u8], expected: usize) -> Result<()> {
 pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
     check_magic(path, bytes, IDX_IMAGES_MAGIC, "images")?;
     if bytes.len() < 16 {
-        return Err(Error::bad_file(path, format!("truncated: expected a 16-byte header, found {} bytes", bytes.len())));
+        return Err(Error::bad_file(
+            path,
+            format!("truncated: expected a 16-byte header, found {} bytes", bytes.len()),
+        ));
     }
     let (n, rows, cols) = (be_u32(bytes, 4) as usize, be_u32(bytes, 8) as usize, be_u32(bytes, 12) as usize);
     if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
@@ -70,20 +73,24 @@ pub fn parse_idx_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
 /// Candidate paths for one IDX file: `<dir>/<name>[.gz]` then `<dir>/<sub>/raw/<name>[.gz]`.
 fn candidates(dir: &Path, torchvision_sub: &str, name: &str) -> Vec<PathBuf> {
     let raw_dir = dir.join(torchvision_sub).join("raw");
-    [dir, raw_dir.as_path()]
-        .iter()
-        .flat_map(|d| [d.join(format!("{name}.gz")), d.join(name)])
-        .collect()
+    [dir, raw_dir.as_path()].iter().flat_map(|d| [d.join(format!("{name}.gz")), d.join(name)]).collect()
 }
 
 /// Loads an image + label IDX pair, looking in `dir` and `dir/<torchvision_sub>/raw`.
 pub fn load_idx_pair(dataset: &str, dir: &Path, torchvision_sub: &str, train: bool) -> Result<Dataset> {
     let prefix = if train { "train" } else { "t10k" };
-    let images_path =
-        first_existing(&format!("{dataset} images"), &candidates(dir, torchvision_sub, &format!("{prefix}-images-idx3-ubyte")))?;
-    let labels_path =
-        first_existing(&format!("{dataset} labels"), &candidates(dir, torchvision_sub, &format!("{prefix}-labels-idx1-ubyte")))?;
+    let images_path = first_existing(
+        &format!("{dataset} images"),
+        &candidates(dir, torchvision_sub, &format!("{prefix}-images-idx3-ubyte")),
+    )?;
+    let labels_path = first_existing(
+        &format!("{dataset} labels"),
+        &candidates(dir, torchvision_sub, &format!("{prefix}-labels-idx1-ubyte")),
+    )?;
     let (n, rows, cols, images) = parse_idx_images(&images_path, &read_maybe_gz(&images_path)?)?;
+    if n == 0 {
+        return Err(Error::bad_file(&images_path, "contains no images"));
+    }
     let labels = parse_idx_labels(&labels_path, &read_maybe_gz(&labels_path)?)?;
     if labels.len() != n {
         return Err(Error::bad_file(

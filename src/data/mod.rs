@@ -91,9 +91,9 @@ impl DatasetKind {
             "fashion-mnist" | "fashionmnist" | "fmnist" => Ok(DatasetKind::FashionMnist),
             "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
             "folder" | "images" => Ok(DatasetKind::Folder),
-            other => Err(Error::msg(format!(
-                "unknown dataset '{other}' (expected mnist, fashion-mnist, cifar10 or folder)"
-            ))),
+            other => {
+                Err(Error::msg(format!("unknown dataset '{other}' (expected mnist, fashion-mnist, cifar10 or folder)")))
+            }
         }
     }
 
