@@ -155,7 +155,14 @@ pub fn fetch_verified(url: &str, dest: &Path, md5_hex: &str) -> Result<()> {
         config = config.proxy(None);
     }
     let agent: ureq::Agent = config.build().into();
-    let response = agent.get(url).call().map_err(|e| Error::msg(format!("download of {url} failed: {e}")))?;
+    let response = agent.get(url).call().map_err(|e| {
+        let hint = if url.starts_with("https://") {
+            " (https needs ureq's `rustls` feature; DDPM_CUDA_MIRROR can point at an http:// mirror)"
+        } else {
+            ""
+        };
+        Error::msg(format!("download of {url} failed: {e}{hint}"))
+    })?;
     let mut body = response.into_body().into_reader();
 
     let part = part_path(dest);
