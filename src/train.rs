@@ -59,7 +59,7 @@ impl Trainer {
         let tensors = params.tensors().iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?;
         params.set_tensors(tensors)?;
         let ema = Ema::new(params.tensors(), config.train.ema_decay)?;
-        let adam = Adam::new(AdamConfig::paper(config.train.lr), params.tensors())?;
+        let adam = Adam::new(AdamConfig { lr: config.train.lr, ..AdamConfig::default() }, params.tensors())?;
         Ok(Trainer {
             diffusion: Diffusion::new(&config.diffusion)?,
             noise_rng: Philox::new(stream_seed(seed, NOISE_STREAM)),
@@ -81,7 +81,7 @@ impl Trainer {
         let on = |v: Vec<Tensor>| v.iter().map(|x| x.to_device(&device)).collect::<Result<Vec<_>>>();
         t.params.set_tensors(on(ck.model)?)?;
         t.ema = Ema::from_state(on(ck.ema)?, ck.config.train.ema_decay)?;
-        t.adam = Adam::from_state(AdamConfig::paper(ck.config.train.lr), on(ck.adam_m)?, on(ck.adam_v)?, ck.step)?;
+        t.adam = Adam::from_state(AdamConfig { lr: ck.config.train.lr, ..AdamConfig::default() }, on(ck.adam_m)?, on(ck.adam_v)?, ck.step)?;
         t.noise_rng = ck.noise_rng;
         t.dropout_rng = ck.dropout_rng;
         t.data_seed = ck.data_seed;
@@ -129,7 +129,7 @@ impl Trainer {
             return Err(Error::msg(format!("the loss became {loss} at step {}: weights left as they were", self.step + 1)));
         }
         let grad_norm = clip_grad_norm(&mut grads, self.config.train.grad_clip)?;
-        let lr = warmup_lr(self.step + 1, self.config.train.lr, self.config.train.warmup_steps);
+        let lr = warmup_lr(self.step, self.config.train.lr, self.config.train.warmup_steps);
         self.adam.step(self.params.tensors_mut(), &grads, lr)?;
         self.ema.update(self.params.tensors())?;
         self.step += 1;

@@ -47,7 +47,7 @@ fn small_conv_net_learns_a_toy_problem() {
         init(&[1, 16, 3, 3], 3, 0.1),
         Tensor::zeros(&[1], &ddpm_cuda::Device::Cpu).unwrap(),
     ];
-    let mut adam = Adam::new(AdamConfig::paper(3e-3), &params).unwrap();
+    let mut adam = Adam::new(AdamConfig { lr: 3e-3, ..AdamConfig::default() }, &params).unwrap();
     let same = Conv2dParams::same(3);
     let mut losses = vec![];
     for _ in 0..300 {
