@@ -61,7 +61,9 @@ pub fn forward(xs: &[Tensor]) -> Result<Tensor> {
             let mut y = be.zeros(outer * out_block)?;
             let mut at = 0;
             for (t, &p) in xs.iter().zip(&parts) {
-                let Storage::Cuda(src) = t.storage() else { return Err(Error::msg("concat: tensors on different devices")) };
+                let Storage::Cuda(src) = t.storage() else {
+                    return Err(Error::msg("concat: tensors on different devices"));
+                };
                 launch_block_copy("concat_channels_copy_in", src, &mut y, outer, p, out_block, at)?;
                 at += p;
             }

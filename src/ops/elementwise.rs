@@ -206,7 +206,9 @@ pub fn forward(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         (Storage::Cpu(x), Storage::Cpu(y)) if a.shape() == b.shape() => {
             Storage::Cpu(cpu::zip_map(x, y, |p, q| op.apply(p, q)))
         }
-        (Storage::Cpu(x), Storage::Cpu(y)) => Storage::Cpu(broadcast_cpu(op, x, y, &Plan::new(&out, a.shape(), b.shape()))),
+        (Storage::Cpu(x), Storage::Cpu(y)) => {
+            Storage::Cpu(broadcast_cpu(op, x, y, &Plan::new(&out, a.shape(), b.shape())))
+        }
         (Storage::Cuda(x), Storage::Cuda(y)) => Storage::Cuda(cuda::binary(op, x, y, a.shape(), b.shape(), &out)?),
         _ => return Err(Error::msg(format!("{}: tensors on different devices", op.name()))),
     };
@@ -217,6 +219,9 @@ fn broadcast_cpu(op: BinaryOp, a: &[f32], b: &[f32], plan: &Plan) -> Vec<f32> {
     let inner = plan.inner();
     let n = plan.dims.iter().map(|d| d.size).product();
     let mut y = vec![0.0f32; n];
+    if n == 0 {
+        return y; // a zero-sized dim: nothing to do (and no rows to chunk by)
+    }
     // Each row is a tight loop with no index math: both operands contiguous, or one of them a single value.
     let row = |(r, yr): (usize, &mut [f32])| {
         let (oa, ob) = plan.row_offsets(r);
@@ -268,6 +273,9 @@ pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
 fn reduce_cpu(g: &[f32], target_len: usize, plan: &Plan) -> Vec<f32> {
     let inner = plan.inner();
     let mut t = vec![0.0f32; target_len];
+    if g.is_empty() {
+        return t;
+    }
     if !inner.b_full {
         // Each row sums to one target element (the [N,C,H,W] → [N,C,1,1] case): sum rows in parallel, then add.
         let sum_row = |(r, gr): (usize, &[f32])| (plan.row_offsets(r).1, gr.iter().map(|&v| v as f64).sum::<f64>());

@@ -139,8 +139,12 @@ pub fn backward(
     // dz lands in dx first and is turned into dx in place (one buffer instead of two).
     let mut dx = vec![0.0f32; xs.len()];
     if m > 0 {
-        dx.par_chunks_mut(m).zip(xs.par_chunks(m)).zip(dy.par_chunks(m)).zip(channel_sums.par_chunks_mut(cpg)).enumerate().for_each(
-            |(ng, (((dxg, xg), dyg), sums))| {
+        dx.par_chunks_mut(m)
+            .zip(xs.par_chunks(m))
+            .zip(dy.par_chunks(m))
+            .zip(channel_sums.par_chunks_mut(cpg))
+            .enumerate()
+            .for_each(|(ng, (((dxg, xg), dyg), sums))| {
                 let (mean, rstd) = (stats.mean[ng], stats.rstd[ng]);
                 let c0 = (ng % l.groups) * cpg;
                 // Σ over the group of dẑ and dẑ·x̂ (dẑ = dz·γ).
@@ -178,8 +182,7 @@ pub fn backward(
                         *d = rstd * (*d * gc - mean_dh - xhat * mean_dh_xhat);
                     }
                 }
-            },
-        );
+            });
     }
     let reduce = |pick: fn(&(f64, f64)) -> f64| -> Result<Tensor> {
         let v = (0..l.channels)

@@ -103,7 +103,9 @@ pub(super) fn scalar_op(name: &'static str, x: &CudaStorage, s: f32) -> Result<C
     let mut y = be.zeros(n)?;
     let f = be.function(name)?;
     // SAFETY: reads and writes n floats.
-    unsafe { be.stream().launch_builder(&f).arg(&x.buf).arg(&mut y.buf).arg(&s).arg(&n_i).launch(CudaBackend::grid_1d(n)) }
-        .map_err(cuda_err)?;
+    unsafe {
+        be.stream().launch_builder(&f).arg(&x.buf).arg(&mut y.buf).arg(&s).arg(&n_i).launch(CudaBackend::grid_1d(n))
+    }
+    .map_err(cuda_err)?;
     Ok(y)
 }
