@@ -73,6 +73,7 @@ pub fn save_npz(path: &Path, images: &Tensor) -> Result<()> {
 
 pub fn save_npz_u8(path: &Path, data: &[u8], shape: [usize; 4]) -> Result<()> {
     use npyz::zip::{write::FileOptions, ZipWriter};
+    use npyz::WriterBuilder;
     let io = |e: std::io::Error| Error::io(path, e);
     let file = File::create(path).map_err(io)?;
     let mut zip = ZipWriter::new(BufWriter::new(file));

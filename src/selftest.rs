@@ -16,7 +16,7 @@ struct Case {
 /// Deterministic inputs in [-1, 1] that do not depend on any engine RNG.
 fn input(shape: &[usize], seed: u32, device: &Device) -> Result<Tensor> {
     let n: usize = shape.iter().product();
-    let v = (0..n).map(|i| ((i as f32 * 0.618_034 + seed as f32 * 0.414_213).fract() * 2.0 - 1.0)).collect();
+    let v = (0..n).map(|i| (i as f32 * 0.618_034 + seed as f32 * 0.414_213).fract() * 2.0 - 1.0).collect();
     Tensor::from_vec(v, shape)?.to_device(device)
 }
 

@@ -149,10 +149,7 @@ impl Tensor {
 
     /// `self * s` (no tape).
     pub fn scale(&self, s: f32) -> Result<Tensor> {
-        match &*self.storage {
-            Storage::Cpu(a) => Tensor::from_vec(cpu::map(a, |x| x * s), &self.shape),
-            Storage::Cuda(_) => Err(Error::Unsupported { op: "scale", device: "cuda".into() }),
-        }
+        crate::ops::elementwise::scale_tensor(self, s)
     }
 
     /// Largest absolute elementwise difference to another tensor of the same shape (for tests and selftest).
