@@ -1,1 +1,392 @@
-//! conv2d: not written yet.
+//! conv2d on NCHW input and OIHW weights, with a stride and explicit (possibly asymmetric) zero padding:
+//! y[n] = W · im2col(x[n]) + b, where W is the weight viewed as a `Cout × (Cin·kh·kw)` matrix.
+//!
+//! CPU: im2col + GEMM per batch item. When the batch covers the rayon threads, each thread takes a contiguous
+//! run of items and runs single-threaded GEMMs (no synchronisation inside a GEMM); a smaller batch runs item by
+//! item with GEMMs that use every thread. 1×1 stride-1 unpadded convs skip im2col: the input already is the
+//! column matrix. The column buffer is per thread and reused across calls.
+//!
+//! Backward (recomputing the columns rather than keeping them from the forward, which would cost
+//! `Cin·kh·kw / Cin` times the activation memory): dW = Σ_n gy[n]·col[n]ᵀ, db = Σ_{n,p} gy, dx[n] = col2im(Wᵀ·gy[n]).
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+use crate::autograd::{record, Var};
+use crate::backend::cpu::{self, Mat, Threads};
+use crate::backend::Storage;
+use crate::{ensure_shape, Error, Result, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: Padding,
+}
+
+impl Conv2dParams {
+    /// Stride 1 and `k/2` zero padding on every side: keeps H×W for odd `k`.
+    pub fn same(k: usize) -> Self {
+        let q = k / 2;
+        Conv2dParams { stride: 1, padding: Padding { top: q, bottom: q, left: q, right: q } }
+    }
+
+    /// Stride 2, padding one row at the bottom and one column at the right only: TensorFlow's "SAME" for a 3×3
+    /// kernel on even sizes (H → H/2), which the DDPM paper's downsample uses. Odd sizes follow the general
+    /// formula, (H + 1 − k)/2 + 1, which is not TF's SAME there.
+    pub fn tf_same_down() -> Self {
+        Conv2dParams { stride: 2, padding: Padding { top: 0, bottom: 1, left: 0, right: 1 } }
+    }
+}
+
+/// The sizes of one conv call, validated.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+    stride: usize,
+    pad: Padding,
+}
+
+impl Geom {
+    fn new(x: &[usize], w: &[usize], bias_len: Option<usize>, p: Conv2dParams) -> Result<Geom> {
+        let &[n, cin, h, wd] = x else {
+            return Err(Error::shape("conv2d", format!("input must be NCHW (4-D), got {x:?}")));
+        };
+        let &[cout, wcin, kh, kw] = w else {
+            return Err(Error::shape("conv2d", format!("weight must be [Cout, Cin, kh, kw], got {w:?}")));
+        };
+        ensure_shape!(p.stride > 0, "conv2d", "stride must be positive");
+        ensure_shape!(cin == wcin, "conv2d", "input has {cin} channels, weight {w:?} expects {wcin}");
+        ensure_shape!(cin > 0 && cout > 0 && kh > 0 && kw > 0, "conv2d", "empty weight {w:?}");
+        if let Some(len) = bias_len {
+            ensure_shape!(len == cout, "conv2d", "bias has {len} values for {cout} output channels");
+        }
+        let Padding { top, bottom, left, right } = p.padding;
+        let (hp, wp) = (h + top + bottom, wd + left + right);
+        ensure_shape!(kh <= hp && kw <= wp, "conv2d", "kernel {kh}×{kw} larger than the padded input {hp}×{wp}");
+        let (ho, wo) = ((hp - kh) / p.stride + 1, (wp - kw) / p.stride + 1);
+        Ok(Geom { n, cin, h, w: wd, cout, kh, kw, ho, wo, stride: p.stride, pad: p.padding })
+    }
+    /// Rows of the column matrix (the GEMM's inner dimension).
+    fn k(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+    /// Output pixels per channel (columns of the column matrix).
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn in_size(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn out_size(&self) -> usize {
+        self.cout * self.p()
+    }
+    fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.cout, self.ho, self.wo]
+    }
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == Padding { top: 0, bottom: 0, left: 0, right: 0 }
+    }
+    /// Output columns `lo..hi` whose input column `ow·stride + kj − left` lies inside the image.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let s = self.stride;
+        let lo = self.pad.left.saturating_sub(kj).div_ceil(s);
+        let reach = self.w + self.pad.left; // input column + left < reach
+        let hi = if reach > kj { ((reach - kj - 1) / s + 1).min(self.wo) } else { 0 };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Visit every (column-matrix row segment, input row segment) pair of one item: `f(col_seg, src_row, start)`
+/// with `col_seg` the valid output columns of one output row and `src_row[start + i·stride]` their inputs.
+/// Segments that fall in the padding are passed to `pad(col_seg)`.
+fn for_each_patch(
+    g: &Geom,
+    col: &mut [f32],
+    mut pad: impl FnMut(&mut [f32]),
+    mut f: impl FnMut(&mut [f32], usize, usize),
+) {
+    let p = g.p();
+    for c in 0..g.cin {
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * p..][..p];
+                let (lo, hi) = g.valid_cols(kj);
+                for (oh, out) in row.chunks_exact_mut(g.wo).enumerate() {
+                    let ih = (oh * g.stride + ki).wrapping_sub(g.pad.top);
+                    if ih >= g.h {
+                        pad(out);
+                        continue;
+                    }
+                    pad(&mut out[..lo]);
+                    pad(&mut out[hi..]);
+                    if lo < hi {
+                        let start = lo * g.stride + kj - g.pad.left;
+                        f(&mut out[lo..hi], (c * g.h + ih) * g.w, start);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unfold one item `x` (`Cin × H × W`) into `col` (`Cin·kh·kw × Ho·Wo`), zeros for the padding.
+fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
+    let s = g.stride;
+    for_each_patch(g, col, |seg| seg.fill(0.0), |seg, row, start| {
+        let src = &x[row + start..];
+        if s == 1 {
+            seg.copy_from_slice(&src[..seg.len()]);
+        } else {
+            for (o, v) in seg.iter_mut().zip(src.iter().step_by(s)) {
+                *o = *v;
+            }
+        }
+    });
+}
+
+/// The adjoint of `im2col`: add every column-matrix entry back onto the input pixel it was read from.
+fn col2im(g: &Geom, col: &mut [f32], dx: &mut [f32]) {
+    let s = g.stride;
+    for_each_patch(g, col, |_| {}, |seg, row, start| {
+        let dst = &mut dx[row + start..];
+        if s == 1 {
+            for (d, v) in dst.iter_mut().zip(seg.iter()) {
+                *d += *v;
+            }
+        } else {
+            for (d, v) in dst.iter_mut().step_by(s).zip(seg.iter()) {
+                *d += *v;
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// This thread's column buffer, kept between calls so the hot loop does not page-fault a fresh one each time.
+    static COL_BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers larger than this are freed after the call instead of being kept per thread.
+const KEEP_BUFFER_MAX: usize = 16 << 20;
+
+/// Run `f` with this thread's column buffer of at least `len` floats (taken out of the cell, so a nested call
+/// just allocates its own).
+fn with_col_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = COL_BUFFER.with(|c| c.take());
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    if buf.len() <= KEEP_BUFFER_MAX {
+        COL_BUFFER.with(|c| c.set(buf));
+    }
+    r
+}
+
+/// Items per job and GEMM threading: one job per thread with single-threaded GEMMs when the batch covers the
+/// threads, else every item in one job with GEMMs that use all threads.
+fn plan(n: usize) -> (usize, Threads) {
+    let threads = rayon::current_num_threads();
+    if n >= threads && threads > 1 {
+        (n.div_ceil(threads), Threads::One)
+    } else {
+        (n.max(1), Threads::All)
+    }
+}
+
+fn forward_cpu(g: &Geom, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0.0; g.n * g.out_size()];
+    if y.is_empty() {
+        return y;
+    }
+    let (per_job, threads) = plan(g.n);
+    let (k, p) = (g.k(), g.p());
+    let job = |(j, ys): (usize, &mut [f32])| {
+        with_col_buffer(if g.pointwise() { 0 } else { k * p }, |col| {
+            for (i, yi) in ys.chunks_exact_mut(g.out_size()).enumerate() {
+                let xi = &x[(j * per_job + i) * g.in_size()..][..g.in_size()];
+                let cols = if g.pointwise() {
+                    Mat::new(xi, k, p)
+                } else {
+                    im2col(g, xi, col);
+                    Mat::new(col, k, p)
+                };
+                if let Some(b) = b {
+                    for (row, &bias) in yi.chunks_exact_mut(p).zip(b) {
+                        row.fill(bias);
+                    }
+                }
+                cpu::gemm(yi, Mat::new(w, g.cout, k), cols, b.is_some(), threads);
+            }
+        })
+    };
+    if threads == Threads::One {
+        y.par_chunks_mut(per_job * g.out_size()).enumerate().for_each(job);
+    } else {
+        y.chunks_mut(per_job * g.out_size()).enumerate().for_each(job);
+    }
+    y
+}
+
+/// (dx, dW) on the CPU; each is computed only when asked for.
+fn backward_cpu(g: &Geom, x: &[f32], w: &[f32], gy: &[f32], need_dx: bool, need_dw: bool) -> [Option<Vec<f32>>; 2] {
+    let mut dx = need_dx.then(|| vec![0.0; g.n * g.in_size()]);
+    if g.n == 0 || !(need_dx || need_dw) {
+        return [dx, need_dw.then(|| vec![0.0; g.cout * g.k()])];
+    }
+    let (per_job, threads) = plan(g.n);
+    let jobs = g.n.div_ceil(per_job);
+    let (k, p) = (g.k(), g.p());
+    // One dx slice per job (or none): each job writes only its own items.
+    let dx_chunks: Vec<Option<&mut [f32]>> = match &mut dx {
+        Some(d) => d.chunks_mut(per_job * g.in_size()).map(Some).collect(),
+        None => (0..jobs).map(|_| None).collect(),
+    };
+    let job = |(j, mut dxs): (usize, Option<&mut [f32]>)| -> Option<Vec<f32>> {
+        let mut dw = need_dw.then(|| vec![0.0; g.cout * k]);
+        with_col_buffer(if g.pointwise() { 0 } else { k * p }, |col| {
+            for i in 0..per_job.min(g.n - j * per_job) {
+                let item = j * per_job + i;
+                let xi = &x[item * g.in_size()..][..g.in_size()];
+                let gyi = Mat::new(&gy[item * g.out_size()..][..g.out_size()], g.cout, p);
+                if let Some(dw) = &mut dw {
+                    let cols = if g.pointwise() {
+                        Mat::new(xi, k, p)
+                    } else {
+                        im2col(g, xi, col);
+                        Mat::new(col, k, p)
+                    };
+                    cpu::gemm(dw, gyi, cols.t(), true, threads);
+                }
+                if let Some(dxs) = &mut dxs {
+                    let dxi = &mut dxs[i * g.in_size()..][..g.in_size()];
+                    let wt = Mat::new(w, g.cout, k).t();
+                    if g.pointwise() {
+                        cpu::gemm(dxi, wt, gyi, false, threads);
+                    } else {
+                        cpu::gemm(col, wt, gyi, false, threads);
+                        col2im(g, col, dxi);
+                    }
+                }
+            }
+        });
+        dw
+    };
+    let sum = |a: Option<Vec<f32>>, b: Option<Vec<f32>>| match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.iter_mut().zip(&b).for_each(|(s, v)| *s += v);
+            Some(a)
+        }
+        (a, None) => a,
+        (None, b) => b,
+    };
+    let dw = if threads == Threads::One {
+        dx_chunks.into_par_iter().enumerate().map(job).reduce(|| None, sum)
+    } else {
+        dx_chunks.into_iter().enumerate().map(job).fold(None, sum)
+    };
+    [dx, dw]
+}
+
+/// Σ of a slice in 8 independent lanes (vectorises, and is more accurate than one running sum).
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn unsupported() -> Error {
+    Error::Unsupported { op: "conv2d", device: "cuda".into() }
+}
+
+/// y = conv(x, w) + b. `x` is `[N, Cin, H, W]`, `w` `[Cout, Cin, kh, kw]`, `b` `[Cout]`; y is `[N, Cout, Ho, Wo]`
+/// with `Ho = (H + top + bottom − kh) / stride + 1` (likewise `Wo`).
+pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    if let Some(b) = b {
+        ensure_shape!(b.rank() == 1, "conv2d", "bias must be 1-D, got {:?}", b.shape());
+    }
+    let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.numel()), p)?;
+    let bias = match b.map(|b| b.storage()) {
+        None => None,
+        Some(Storage::Cpu(v)) => Some(v.as_slice()),
+        Some(Storage::Cuda(_)) => return Err(unsupported()),
+    };
+    match (x.storage(), w.storage()) {
+        (Storage::Cpu(xv), Storage::Cpu(wv)) => Tensor::from_vec(forward_cpu(&g, xv, wv, bias), &g.out_shape()),
+        (Storage::Cuda(_), Storage::Cuda(_)) => Err(unsupported()),
+        _ => Err(Error::msg("conv2d: input and weight on different devices")),
+    }
+}
+
+/// The input gradients of a conv; each is `Some` exactly when it was asked for.
+pub struct Conv2dGrads {
+    pub dx: Option<Tensor>,
+    pub dw: Option<Tensor>,
+    pub db: Option<Tensor>,
+}
+
+/// Gradients of `forward(x, w, b, p)` given the output gradient `gy`. `needs` = [dx, dw, db]: work for the
+/// gradients not asked for is skipped.
+pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bool; 3]) -> Result<Conv2dGrads> {
+    let g = Geom::new(x.shape(), w.shape(), None, p)?;
+    ensure_shape!(gy.shape() == g.out_shape(), "conv2d backward", "gy {:?}, expected {:?}", gy.shape(), g.out_shape());
+    let (xv, wv, gv) = match (x.storage(), w.storage(), gy.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)) => (a, b, c),
+        (Storage::Cuda(_), Storage::Cuda(_), Storage::Cuda(_)) => return Err(unsupported()),
+        _ => return Err(Error::msg("conv2d backward: tensors on different devices")),
+    };
+    let [need_dx, need_dw, need_db] = needs;
+    let [dx, dw] = backward_cpu(&g, xv, wv, gv, need_dx, need_dw);
+    let p_len = g.p();
+    let db = need_db.then(|| -> Vec<f32> {
+        (0..g.cout)
+            .into_par_iter()
+            .map(|co| (0..g.n).map(|i| lane_sum(&gv[(i * g.cout + co) * p_len..][..p_len])).sum())
+            .collect()
+    });
+    Ok(Conv2dGrads {
+        dx: dx.map(|v| Tensor::from_vec(v, x.shape())).transpose()?,
+        dw: dw.map(|v| Tensor::from_vec(v, w.shape())).transpose()?,
+        db: db.map(|v| Tensor::from_vec(v, &[g.cout])).transpose()?,
+    })
+}
+
+/// conv2d on vars: records the backward on the inputs' tape.
+pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
+    let y = forward(x.value(), w.value(), b.map(|b| b.value()), p)?;
+    let (xv, wv) = (x.value().clone(), w.value().clone());
+    let mut inputs = vec![x, w];
+    inputs.extend(b);
+    Ok(record(y, &inputs, move |gy, needs| {
+        let has_bias = needs.len() == 3;
+        let grads = backward(&xv, &wv, gy, p, [needs[0], needs[1], has_bias && needs[2]])?;
+        let mut out = vec![grads.dx, grads.dw];
+        if has_bias {
+            out.push(grads.db);
+        }
+        Ok(out)
+    }))
+}
