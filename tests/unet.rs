@@ -36,10 +36,17 @@ fn official_initialisation() {
     let mut store = ParamStore::new();
     UNet::new(&cfg.model, &mut store, &mut Philox::new(3)).unwrap();
     let vals = |n: &str| store.get(store.find(n).unwrap()).to_vec().unwrap();
-    // Zero-scaled residual outputs, zero biases, unit GroupNorm scales.
-    assert!(vals("conv_out.weight").iter().all(|v| v.abs() < 1e-9));
-    assert!(vals("down_blocks.0.resnets.0.conv2.weight").iter().all(|v| v.abs() < 1e-9));
-    assert!(vals("mid_block.attentions.0.to_out.0.weight").iter().all(|v| v.abs() < 1e-9));
+    // Residual-branch outputs use scale 1e-10: U(−l, l) with l = √(3e-10 / fan_avg), tiny but not all zero.
+    let within = |n: &str, fan_in: f64, fan_out: f64| {
+        let l = (3e-10 / ((fan_in + fan_out) / 2.0)).sqrt();
+        let v = vals(n);
+        assert!(v.iter().all(|&x| (x as f64).abs() <= l * 1.0001), "{n} exceeds {l}");
+        assert!(v.iter().any(|&x| x != 0.0), "{n} is exactly zero");
+    };
+    within("conv_out.weight", 128.0 * 9.0, 3.0 * 9.0);
+    within("down_blocks.0.resnets.0.conv2.weight", 128.0 * 9.0, 128.0 * 9.0);
+    within("mid_block.attentions.0.to_out.0.weight", 256.0, 256.0);
+    // Zero biases, unit GroupNorm scales.
     assert!(vals("conv_in.bias").iter().all(|&v| v == 0.0));
     assert!(vals("conv_norm_out.weight").iter().all(|&v| v == 1.0));
     // fan_avg uniform: conv1 of a 128→128 3×3 conv has limit √(3 / (128·9)), variance limit²/3.
