@@ -42,7 +42,11 @@ impl Checkpoint {
         let mut host: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (group, tensors) in GROUPS.iter().zip(groups) {
             if tensors.len() != names.len() {
-                return Err(Error::msg(format!("checkpoint: {} {group} tensors for {} names", tensors.len(), names.len())));
+                return Err(Error::msg(format!(
+                    "checkpoint: {} {group} tensors for {} names",
+                    tensors.len(),
+                    names.len()
+                )));
             }
             for (name, t) in names.iter().zip(tensors.iter()) {
                 let bytes = bytemuck::cast_slice::<f32, u8>(&t.to_vec()?).to_vec();
@@ -107,7 +111,8 @@ impl Checkpoint {
                         format!("{key}: {:?} {:?}, expected F32 {:?}", view.dtype(), view.shape(), want.shape()),
                     ));
                 }
-                let data: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let data: Vec<f32> =
+                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 tensors.push(Tensor::from_vec(data, want.shape())?);
             }
             groups.push(tensors);

@@ -123,6 +123,9 @@ enum Command {
         grid: Option<PathBuf>,
         #[arg(long)]
         npz: Option<PathBuf>,
+        /// Also draw x̂0 along the chain for the first samples (the paper's Fig. 6), one row per sample.
+        #[arg(long)]
+        progressive: Option<PathBuf>,
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -232,9 +235,22 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("step {}: checkpoint in {}", t.step, out.join("checkpoint.safetensors").display());
             Ok(())
         }
-        Command::Sample { checkpoint, num, batch_size, sampler, steps, eta, ema, seed, grid, npz, device } => {
-            if grid.is_none() && npz.is_none() {
-                return Err(Error::msg("sample: give --grid out.png and/or --npz out.npz"));
+        Command::Sample {
+            checkpoint,
+            num,
+            batch_size,
+            sampler,
+            steps,
+            eta,
+            ema,
+            seed,
+            grid,
+            npz,
+            progressive,
+            device,
+        } => {
+            if grid.is_none() && npz.is_none() && progressive.is_none() {
+                return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
             }
             let device = Device::parse(&device)?;
             let ck = Checkpoint::load(&checkpoint)?;
@@ -247,12 +263,39 @@ fn run(cli: Cli) -> Result<()> {
                 SamplerArg::Ddpm => Sampler::Ddpm,
                 SamplerArg::Ddim => Sampler::Ddim { steps, eta },
             };
+            let batches = num.div_ceil(batch_size.max(1)) as u64;
             let bar = indicatif::ProgressBar::new(0);
-            let images = sample::generate(&unet, &params, &diffusion, num, batch_size, sampler, seed, &device, &mut |i, n, _| {
-                bar.set_length(n as u64);
-                bar.set_position(i as u64);
-            })?;
+            // x̂0 of the first batch's first rows at 10 evenly spaced points of the chain.
+            let (rows, cols) = (num.min(batch_size).min(8), 10);
+            let mut frames: Vec<Vec<f32>> = Vec::new();
+            let mut frame_err = Ok(());
+            let mut observe = |b: usize, s: &ddpm_cuda::diffusion::Step| {
+                bar.set_length(batches * s.total as u64);
+                bar.set_position(b as u64 * s.total as u64 + s.done as u64);
+                if progressive.is_some() && b == 0 && (s.done * cols) % s.total < cols && frame_err.is_ok() {
+                    match s.x0_pred().and_then(|x| x.to_vec()) {
+                        Ok(v) => frames.push(v[..rows * v.len() / s.x_t.shape()[0]].to_vec()),
+                        Err(e) => frame_err = Err(e),
+                    }
+                }
+            };
+            let images =
+                sample::generate(&unet, &params, &diffusion, num, batch_size, sampler, seed, &device, &mut observe)?;
+            frame_err?;
             bar.finish_and_clear();
+            if let Some(path) = progressive {
+                let (c, hw) = (ck.config.model.in_channels, ck.config.model.image_size);
+                let per = c * hw * hw;
+                let mut tiles = Vec::with_capacity(rows * frames.len() * per);
+                for r in 0..rows {
+                    for f in &frames {
+                        tiles.extend_from_slice(&f[r * per..(r + 1) * per]);
+                    }
+                }
+                let tiles = Tensor::from_vec(tiles, &[rows * frames.len(), c, hw, hw])?;
+                report::save_grid(&path, &tiles, frames.len(), 2)?;
+                eprintln!("wrote {}", path.display());
+            }
             if let Some(path) = grid {
                 report::save_grid(&path, &images, (num as f64).sqrt().ceil() as usize, 2)?;
                 eprintln!("wrote {}", path.display());

@@ -1,6 +1,6 @@
 //! Generating images from a trained U-Net: batches of Algorithm 2 (or DDIM) chains under no-grad, on any device.
 
-use crate::diffusion::{Diffusion, Sampler};
+use crate::diffusion::{Diffusion, Sampler, Step};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
 use crate::rng::Philox;
@@ -8,7 +8,7 @@ use crate::{Device, Error, Result, Tensor, Var};
 
 /// `n` images [n, C, H, W] in [−1, 1], generated `batch_size` at a time. Batch b draws its noise from
 /// Philox(seed + b), so a sample does not depend on how many others are generated after it.
-/// `progress(done_steps, total_steps, x)` is called after every reverse step.
+/// `observe(batch, step)` is called after every reverse step of every batch.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     unet: &UNet,
@@ -19,7 +19,7 @@ pub fn generate(
     sampler: Sampler,
     seed: u64,
     device: &Device,
-    progress: &mut dyn FnMut(usize, usize, &Tensor),
+    observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
     if n == 0 || batch_size == 0 {
         return Err(Error::msg("sample: --num and --batch-size must be positive"));
@@ -28,17 +28,12 @@ pub fn generate(
     let cx = Ctx::no_grad(params);
     let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
     let batches = n.div_ceil(batch_size);
-    let steps_per_batch = match sampler {
-        Sampler::Ddpm => diffusion.schedule.steps(),
-        Sampler::Ddim { steps, .. } => steps,
-    };
     let mut out = Vec::with_capacity(n * cfg.in_channels * cfg.image_size * cfg.image_size);
     for b in 0..batches {
         let size = batch_size.min(n - b * batch_size);
         let shape = [size, cfg.in_channels, cfg.image_size, cfg.image_size];
         let mut rng = Philox::new(seed.wrapping_add(b as u64));
-        let done = b * steps_per_batch;
-        let mut on_step = |i: usize, _: usize, x: &Tensor| progress(done + i, batches * steps_per_batch, x);
+        let mut on_step = |s: &Step| observe(b, s);
         let x = diffusion.sample(&mut model, &shape, sampler, &mut rng, device, &mut on_step)?;
         out.extend(x.to_vec()?);
     }

@@ -57,7 +57,8 @@ fn cases() -> Vec<Case> {
             shape: format!("{shape:?}"),
             tol: 1e-5,
             run: Box::new(move |d| {
-                let c = StepCoefs { recip: 1.3, recipm1: 0.8, clip: true, c_x0: 0.3, c_xt: 0.7, c_eps: 0.1, sigma: 0.2 };
+                let c =
+                    StepCoefs { recip: 1.3, recipm1: 0.8, clip: true, c_x0: 0.3, c_xt: 0.7, c_eps: 0.1, sigma: 0.2 };
                 let (x, e, z) = (input(&s, 1, d)?, input(&s, 2, d)?, input(&s, 3, d)?);
                 Ok(vec![reverse_step(&x, &e, Some(&z), c)?])
             }),

@@ -81,7 +81,12 @@ impl Trainer {
         let on = |v: Vec<Tensor>| v.iter().map(|x| x.to_device(&device)).collect::<Result<Vec<_>>>();
         t.params.set_tensors(on(ck.model)?)?;
         t.ema = Ema::from_state(on(ck.ema)?, ck.config.train.ema_decay)?;
-        t.adam = Adam::from_state(AdamConfig { lr: ck.config.train.lr, ..AdamConfig::default() }, on(ck.adam_m)?, on(ck.adam_v)?, ck.step)?;
+        t.adam = Adam::from_state(
+            AdamConfig { lr: ck.config.train.lr, ..AdamConfig::default() },
+            on(ck.adam_m)?,
+            on(ck.adam_v)?,
+            ck.step,
+        )?;
         t.noise_rng = ck.noise_rng;
         t.dropout_rng = ck.dropout_rng;
         t.data_seed = ck.data_seed;
@@ -126,7 +131,10 @@ impl Trainer {
     pub fn step(&mut self, x0: &Tensor) -> Result<StepStats> {
         let (loss, mut grads) = self.loss_and_grads(x0)?;
         if !loss.is_finite() {
-            return Err(Error::msg(format!("the loss became {loss} at step {}: weights left as they were", self.step + 1)));
+            return Err(Error::msg(format!(
+                "the loss became {loss} at step {}: weights left as they were",
+                self.step + 1
+            )));
         }
         let grad_norm = clip_grad_norm(&mut grads, self.config.train.grad_clip)?;
         let lr = warmup_lr(self.step, self.config.train.lr, self.config.train.warmup_steps);
@@ -140,7 +148,7 @@ impl Trainer {
     pub fn sample_ema(&self, n: usize, sampler: Sampler, seed: u64) -> Result<Tensor> {
         let mut store = self.params.clone();
         store.set_tensors(self.ema.shadow().to_vec())?;
-        crate::sample::generate(&self.unet, &store, &self.diffusion, n, n, sampler, seed, &self.device, &mut |_, _, _| {})
+        crate::sample::generate(&self.unet, &store, &self.diffusion, n, n, sampler, seed, &self.device, &mut |_, _| {})
     }
 }
 
@@ -199,14 +207,26 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
         data::download::download(opts.dataset, &opts.data_dir)?;
     }
     let dataset = data::load(opts.dataset, &opts.data_dir, true, cfg.model.image_size)?;
-    if (dataset.channels, dataset.height, dataset.width) != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size) {
+    if (dataset.channels, dataset.height, dataset.width)
+        != (cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)
+    {
         return Err(Error::msg(format!(
             "the dataset's images are {}×{}×{} but the model takes {}×{}×{}",
-            dataset.channels, dataset.height, dataset.width, cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size
+            dataset.channels,
+            dataset.height,
+            dataset.width,
+            cfg.model.in_channels,
+            cfg.model.image_size,
+            cfg.model.image_size
         )));
     }
-    let mut loader =
-        Loader::new(Arc::new(dataset), cfg.train.batch_size, trainer.data_seed, opts.dataset.default_flip(), trainer.step)?;
+    let mut loader = Loader::new(
+        Arc::new(dataset),
+        cfg.train.batch_size,
+        trainer.data_seed,
+        opts.dataset.default_flip(),
+        trainer.step,
+    )?;
 
     let metrics_path = opts.out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
@@ -276,8 +296,10 @@ fn progress_bar(pos: u64, total: u64, quiet: bool) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total).with_position(pos);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {per_sec} {msg}")
-            .expect("a valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {per_sec} {msg}",
+        )
+        .expect("a valid template"),
     );
     bar
 }

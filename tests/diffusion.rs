@@ -56,7 +56,8 @@ fn bad_schedules_are_errors() {
 fn q_sample_has_the_right_moments() {
     let d = paper(Variance::FixedLarge, true);
     let (n, per) = (4, 50_000);
-    let x0 = Tensor::from_vec((0..n * per).map(|i| if i / per % 2 == 0 { 0.5 } else { -0.8 }).collect(), &[n, per]).unwrap();
+    let x0 =
+        Tensor::from_vec((0..n * per).map(|i| if i / per % 2 == 0 { 0.5 } else { -0.8 }).collect(), &[n, per]).unwrap();
     let t = [0usize, 100, 500, 999];
     let noise = Philox::new(7).normal_tensor(&[n, per]).unwrap();
     let xt = d.q_sample(&x0, &t, &noise).unwrap().to_vec().unwrap();
@@ -85,8 +86,8 @@ fn one_ddpm_step_matches_a_hand_computation() {
     let (xv, ev, zv) = (x.to_vec().unwrap(), e.to_vec().unwrap(), z.to_vec().unwrap());
     for i in 0..xv.len() {
         let (xt, eps, zz) = (xv[i] as f64, ev[i] as f64, zv[i] as f64);
-        let want = (xt - s.betas[t] / (1.0 - s.alphas_cumprod[t]).sqrt() * eps) / s.alphas[t].sqrt()
-            + s.betas[t].sqrt() * zz;
+        let want =
+            (xt - s.betas[t] / (1.0 - s.alphas_cumprod[t]).sqrt() * eps) / s.alphas[t].sqrt() + s.betas[t].sqrt() * zz;
         assert!((got[i] as f64 - want).abs() < 2e-5, "{i}: {} vs {want}", got[i]);
     }
     // fixedsmall uses σ_t = √β̃_t, and at t = 0 no noise is added.
@@ -113,7 +114,8 @@ fn clipped_step_clips_x0_prediction() {
     let acp = s.alphas_cumprod[t - 1];
     for i in 0..xv.len() {
         let x0 = ((xv[i] as f64 - (1.0 - ac).sqrt() * ev[i] as f64) / ac.sqrt()).clamp(-1.0, 1.0);
-        let mean = acp.sqrt() * s.betas[t] / (1.0 - ac) * x0 + s.alphas[t].sqrt() * (1.0 - acp) / (1.0 - ac) * xv[i] as f64;
+        let mean =
+            acp.sqrt() * s.betas[t] / (1.0 - ac) * x0 + s.alphas[t].sqrt() * (1.0 - acp) / (1.0 - ac) * xv[i] as f64;
         assert!((got[i] as f64 - mean).abs() < 2e-5, "{i}");
     }
 }

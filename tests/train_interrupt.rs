@@ -25,5 +25,8 @@ fn ctrl_c_saves_and_resume_continues_exactly() {
     let ck = ddpm_cuda::checkpoint::Checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
     assert_eq!(ck.step, 1);
     train::run(run_options(&data, &out, micro_config(5), true)).unwrap();
-    assert!(checkpoint_bits(&straight.join("checkpoint.safetensors")) == checkpoint_bits(&out.join("checkpoint.safetensors")));
+    assert!(
+        checkpoint_bits(&straight.join("checkpoint.safetensors"))
+            == checkpoint_bits(&out.join("checkpoint.safetensors"))
+    );
 }

@@ -64,7 +64,8 @@ fn bad_checkpoints_are_clear_errors_and_touch_nothing() {
     std::fs::write(&ck, &good).unwrap();
     let mut wrong = ddpm_cuda::checkpoint::Checkpoint::load(&ck).unwrap();
     wrong.config.model.ch = 16;
-    let names = ddpm_cuda::train::Trainer::new(micro_config(2), 0, ddpm_cuda::Device::Cpu).unwrap().params.names().to_vec();
+    let names =
+        ddpm_cuda::train::Trainer::new(micro_config(2), 0, ddpm_cuda::Device::Cpu).unwrap().params.names().to_vec();
     wrong.save(&ck, &names).unwrap();
     let before = snapshot(&out);
     let err = train::run(run_options(&data, &out, micro_config(4), true)).err().unwrap().to_string();

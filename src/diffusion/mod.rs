@@ -26,6 +26,28 @@ pub struct Diffusion {
     pub clip_x0: bool,
 }
 
+/// What a sampler shows its observer after each reverse step.
+pub struct Step<'a> {
+    /// Steps done so far (1-based) and in all.
+    pub done: usize,
+    pub total: usize,
+    /// The timestep index just processed.
+    pub t: usize,
+    pub x_t: &'a Tensor,
+    pub eps: &'a Tensor,
+    /// x_{t−1}, the chain's new state.
+    pub x_prev: &'a Tensor,
+    coefs: StepCoefs,
+}
+
+impl Step<'_> {
+    /// x̂0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t (clipped when the sampler clips): the paper's Fig. 6 predictions.
+    pub fn x0_pred(&self) -> Result<Tensor> {
+        let c = StepCoefs { c_x0: 1.0, c_xt: 0.0, c_eps: 0.0, sigma: 0.0, ..self.coefs };
+        reverse_step(self.x_t, self.eps, None, c)
+    }
+}
+
 /// The inputs of one L_simple evaluation: the noised images, their timesteps and the noise to predict.
 pub struct TrainingBatch {
     pub x_t: Tensor,
@@ -56,7 +78,8 @@ impl Diffusion {
     pub fn training_batch(&self, x0: &Tensor, rng: &mut Philox) -> Result<TrainingBatch> {
         let n = x0.shape()[0];
         let steps = self.schedule.steps();
-        let t: Vec<usize> = rng.uniform(n).iter().map(|&u| (((u as f64) * steps as f64) as usize).min(steps - 1)).collect();
+        let t: Vec<usize> =
+            rng.uniform(n).iter().map(|&u| (((u as f64) * steps as f64) as usize).min(steps - 1)).collect();
         let noise = rng.normal_tensor(x0.shape())?.to_device(&x0.device())?;
         let x_t = self.q_sample(x0, &t, &noise)?;
         Ok(TrainingBatch { x_t, t: t.iter().map(|&t| t as f32).collect(), noise })
@@ -104,8 +127,8 @@ impl Diffusion {
         }
     }
 
-    /// Generate samples from x_T ~ N(0, I). `on_step(i, total, x)` sees the chain after each step (for progress
-    /// bars and the progressive-generation figure).
+    /// Generate samples from x_T ~ N(0, I). `on_step` sees every step (for progress bars and the
+    /// progressive-generation figure).
     pub fn sample(
         &self,
         model: &mut EpsModel,
@@ -113,17 +136,14 @@ impl Diffusion {
         sampler: Sampler,
         rng: &mut Philox,
         device: &Device,
-        on_step: &mut dyn FnMut(usize, usize, &Tensor),
+        on_step: &mut dyn FnMut(&Step),
     ) -> Result<Tensor> {
         let n = shape[0];
         let plan: Vec<(usize, StepCoefs)> = match sampler {
             Sampler::Ddpm => (0..self.schedule.steps()).rev().map(|t| (t, self.ddpm_coefs(t))).collect(),
             Sampler::Ddim { steps, eta } => {
                 let ts = self.ddim_timesteps(steps)?;
-                ts.iter()
-                    .enumerate()
-                    .map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta)))
-                    .collect()
+                ts.iter().enumerate().map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta))).collect()
             }
         };
         let mut x = rng.normal_tensor(shape)?.to_device(device)?;
@@ -131,8 +151,9 @@ impl Diffusion {
         for (i, (t, coefs)) in plan.into_iter().enumerate() {
             let eps = model(&x, &vec![t as f32; n])?;
             let z = if coefs.sigma != 0.0 { Some(rng.normal_tensor(shape)?.to_device(device)?) } else { None };
-            x = reverse_step(&x, &eps, z.as_ref(), coefs)?;
-            on_step(i + 1, total, &x);
+            let x_prev = reverse_step(&x, &eps, z.as_ref(), coefs)?;
+            on_step(&Step { done: i + 1, total, t, x_t: &x, eps: &eps, x_prev: &x_prev, coefs });
+            x = x_prev;
         }
         Ok(x)
     }

@@ -85,9 +85,8 @@ impl Schedule {
         let alphas_cumprod_prev: Vec<f64> =
             std::iter::once(1.0).chain(alphas_cumprod[..alphas_cumprod.len() - 1].iter().copied()).collect();
         let map = |v: &[f64], f: &dyn Fn(f64) -> f64| v.iter().map(|&x| f(x)).collect::<Vec<f64>>();
-        let posterior_variance: Vec<f64> = (0..betas.len())
-            .map(|t| betas[t] * (1.0 - alphas_cumprod_prev[t]) / (1.0 - alphas_cumprod[t]))
-            .collect();
+        let posterior_variance: Vec<f64> =
+            (0..betas.len()).map(|t| betas[t] * (1.0 - alphas_cumprod_prev[t]) / (1.0 - alphas_cumprod[t])).collect();
         let posterior_log_variance_clipped: Vec<f64> = (0..betas.len())
             .map(|t| if t == 0 { posterior_variance[1].ln() } else { posterior_variance[t].ln() })
             .collect();

@@ -19,7 +19,11 @@ pub enum Init {
     Zeros,
     Ones,
     /// variance_scaling(scale, mode = fan_avg, distribution = uniform): U(−l, l), l = √(3·scale / fan_avg).
-    FanAvgUniform { scale: f64, fan_in: usize, fan_out: usize },
+    FanAvgUniform {
+        scale: f64,
+        fan_in: usize,
+        fan_out: usize,
+    },
 }
 
 #[derive(Clone, Default)]

@@ -149,33 +149,43 @@ fn for_each_patch(
 /// Unfold one item `x` (`Cin × H × W`) into `col` (`Cin·kh·kw × Ho·Wo`), zeros for the padding.
 fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
     let s = g.stride;
-    for_each_patch(g, col, |seg| seg.fill(0.0), |seg, row, start| {
-        let src = &x[row + start..];
-        if s == 1 {
-            seg.copy_from_slice(&src[..seg.len()]);
-        } else {
-            for (o, v) in seg.iter_mut().zip(src.iter().step_by(s)) {
-                *o = *v;
+    for_each_patch(
+        g,
+        col,
+        |seg| seg.fill(0.0),
+        |seg, row, start| {
+            let src = &x[row + start..];
+            if s == 1 {
+                seg.copy_from_slice(&src[..seg.len()]);
+            } else {
+                for (o, v) in seg.iter_mut().zip(src.iter().step_by(s)) {
+                    *o = *v;
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// The adjoint of `im2col`: add every column-matrix entry back onto the input pixel it was read from.
 fn col2im(g: &Geom, col: &mut [f32], dx: &mut [f32]) {
     let s = g.stride;
-    for_each_patch(g, col, |_| {}, |seg, row, start| {
-        let dst = &mut dx[row + start..];
-        if s == 1 {
-            for (d, v) in dst.iter_mut().zip(seg.iter()) {
-                *d += *v;
+    for_each_patch(
+        g,
+        col,
+        |_| {},
+        |seg, row, start| {
+            let dst = &mut dx[row + start..];
+            if s == 1 {
+                for (d, v) in dst.iter_mut().zip(seg.iter()) {
+                    *d += *v;
+                }
+            } else {
+                for (d, v) in dst.iter_mut().step_by(s).zip(seg.iter()) {
+                    *d += *v;
+                }
             }
-        } else {
-            for (d, v) in dst.iter_mut().step_by(s).zip(seg.iter()) {
-                *d += *v;
-            }
-        }
-    });
+        },
+    );
 }
 
 thread_local! {
