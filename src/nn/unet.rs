@@ -44,18 +44,23 @@ fn default_groups() -> usize {
 impl UNetConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::msg(format!("invalid U-Net config: {m}")));
-        if self.ch_mult.is_empty() || self.ch == 0 || self.in_channels == 0 || self.num_res_blocks == 0 {
-            return bad("ch, in_channels, num_res_blocks and ch_mult must be non-zero".into());
+        if self.ch_mult.is_empty()
+            || self.ch == 0
+            || self.in_channels == 0
+            || self.num_res_blocks == 0
+            || self.norm_groups == 0
+        {
+            return bad("ch, in_channels, num_res_blocks, norm_groups and ch_mult must be non-zero".into());
         }
         let levels = self.ch_mult.len();
-        if self.image_size % (1 << (levels - 1)) != 0 {
+        if !self.image_size.is_multiple_of(1 << (levels - 1)) {
             return bad(format!("image_size {} is not divisible by 2^{}", self.image_size, levels - 1));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} is not in [0, 1)", self.dropout));
         }
         for m in &self.ch_mult {
-            if (self.ch * m) % self.norm_groups != 0 {
+            if !(self.ch * m).is_multiple_of(self.norm_groups) {
                 return bad(format!("channels {} not divisible by norm_groups {}", self.ch * m, self.norm_groups));
             }
         }
