@@ -1,4 +1,5 @@
 //! Small datasets and configs written by the tests themselves.
+#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
 use ddpm_cuda::config::Config;
