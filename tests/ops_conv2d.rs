@@ -51,17 +51,17 @@ fn params(stride: usize, padding: Padding) -> Conv2dParams {
 /// (x shape, w shape, params, with bias): the configurations the forward and backward tests cover.
 fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dParams, bool)> {
     vec![
-        ([1, 2, 7, 5], [3, 2, 3, 3], Conv2dParams::same(3), true),   // odd non-square input, same padding
+        ([1, 2, 7, 5], [3, 2, 3, 3], Conv2dParams::same(3), true), // odd non-square input, same padding
         ([2, 3, 7, 5], [4, 3, 3, 3], params(1, pad(0, 0, 0, 0)), false), // valid conv, batch 2
         ([3, 4, 6, 5], [5, 4, 1, 1], params(1, pad(0, 0, 0, 0)), true), // 1×1: the no-im2col path
-        ([2, 3, 5, 6], [2, 3, 1, 1], Conv2dParams::same(1), false),  // same(1) is also pointwise
+        ([2, 3, 5, 6], [2, 3, 1, 1], Conv2dParams::same(1), false), // same(1) is also pointwise
         ([2, 3, 7, 6], [2, 3, 2, 3], params(1, pad(1, 0, 1, 2)), true), // non-square kernel, odd padding
         ([2, 2, 7, 5], [3, 2, 3, 3], params(2, pad(1, 1, 1, 1)), true), // stride 2, symmetric padding
         ([2, 3, 8, 8], [4, 3, 3, 3], Conv2dParams::tf_same_down(), true), // DDPM downsample, even size
         ([1, 3, 7, 9], [2, 3, 3, 3], Conv2dParams::tf_same_down(), false), // DDPM downsample, odd sizes
         ([2, 2, 6, 7], [3, 2, 2, 3], params(3, pad(0, 2, 1, 0)), true), // stride 3, asymmetric padding
         ([1, 1, 3, 3], [1, 1, 3, 3], params(1, pad(0, 0, 0, 0)), true), // kernel = input: 1×1 output
-        ([9, 2, 4, 4], [3, 2, 3, 3], Conv2dParams::same(3), true),   // batch not a multiple of the threads
+        ([9, 2, 4, 4], [3, 2, 3, 3], Conv2dParams::same(3), true), // batch not a multiple of the threads
     ]
 }
 
