@@ -105,42 +105,58 @@ impl Geom {
     }
     /// Output columns `lo..hi` whose input column `ow·stride + kj − left` lies inside the image.
     fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let s = self.stride;
-        let lo = self.pad.left.saturating_sub(kj).div_ceil(s);
-        let reach = self.w + self.pad.left; // input column + left < reach
-        let hi = if reach > kj { ((reach - kj - 1) / s + 1).min(self.wo) } else { 0 };
-        (lo.min(hi), hi)
+        valid_range(kj, self.pad.left, self.w, self.wo, self.stride)
+    }
+    /// Output rows `lo..hi` whose input row `oh·stride + ki − top` lies inside the image.
+    fn valid_rows(&self, ki: usize) -> (usize, usize) {
+        valid_range(ki, self.pad.top, self.h, self.ho, self.stride)
     }
 }
 
-/// Visit every (column-matrix row segment, input row segment) pair of one item: `f(col_seg, src_row, start)`
-/// with `col_seg` the valid output columns of one output row and `src_row[start + i·stride]` their inputs.
-/// Segments that fall in the padding are passed to `pad(col_seg)`.
-fn for_each_patch(
-    g: &Geom,
-    col: &mut [f32],
-    mut pad: impl FnMut(&mut [f32]),
-    mut f: impl FnMut(&mut [f32], usize, usize),
-) {
-    let p = g.p();
+/// The outputs `o` in `lo..hi` (within `0..out`) for which `o·stride + offset − pad_before` is in `0..size`.
+fn valid_range(offset: usize, pad_before: usize, size: usize, out: usize, stride: usize) -> (usize, usize) {
+    let lo = pad_before.saturating_sub(offset).div_ceil(stride);
+    let reach = size + pad_before; // need o·stride + offset < reach
+    let hi = if reach > offset { ((reach - offset - 1) / stride + 1).min(out) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// Walk the column matrix of one item: `f(segment, src)` for each run of column-matrix entries whose input
+/// pixels are `x[src + i·stride]`, and `pad(segment)` for the entries that fall in the zero padding.
+/// `pad` runs both before and after the `f`s of a column-matrix row, so a copying `f` may scribble over padding
+/// entries (im2col) and an accumulating `f` finds them zeroed (col2im, which owns its scratch column matrix).
+fn for_each_patch(g: &Geom, col: &mut [f32], mut pad: impl FnMut(&mut [f32]), mut f: impl FnMut(&mut [f32], usize)) {
+    let (p, wo, s) = (g.p(), g.wo, g.stride);
+    // With stride 1 and Wo = W, consecutive rows are contiguous in both col and x: one segment per kernel tap.
+    let merge_rows = s == 1 && wo == g.w;
     for c in 0..g.cin {
         for ki in 0..g.kh {
+            let (r0, r1) = g.valid_rows(ki);
             for kj in 0..g.kw {
                 let row = &mut col[((c * g.kh + ki) * g.kw + kj) * p..][..p];
                 let (lo, hi) = g.valid_cols(kj);
-                for (oh, out) in row.chunks_exact_mut(g.wo).enumerate() {
-                    let ih = (oh * g.stride + ki).wrapping_sub(g.pad.top);
-                    if ih >= g.h {
-                        pad(out);
-                        continue;
+                if lo >= hi || r0 >= r1 {
+                    pad(row);
+                    continue;
+                }
+                pad(&mut row[..r0 * wo]);
+                pad(&mut row[r1 * wo..]);
+                let mut pad_edges = |row: &mut [f32]| {
+                    for out in row[r0 * wo..r1 * wo].chunks_exact_mut(wo) {
+                        pad(&mut out[..lo]);
+                        pad(&mut out[hi..]);
                     }
-                    pad(&mut out[..lo]);
-                    pad(&mut out[hi..]);
-                    if lo < hi {
-                        let start = lo * g.stride + kj - g.pad.left;
-                        f(&mut out[lo..hi], (c * g.h + ih) * g.w, start);
+                };
+                pad_edges(row);
+                let src = |oh: usize| (c * g.h + oh * s + ki - g.pad.top) * g.w + lo * s + kj - g.pad.left;
+                if merge_rows {
+                    f(&mut row[r0 * wo + lo..(r1 - 1) * wo + hi], src(r0));
+                } else {
+                    for oh in r0..r1 {
+                        f(&mut row[oh * wo + lo..oh * wo + hi], src(oh));
                     }
                 }
+                pad_edges(row);
             }
         }
     }
@@ -153,14 +169,13 @@ fn im2col(g: &Geom, x: &[f32], col: &mut [f32]) {
         g,
         col,
         |seg| seg.fill(0.0),
-        |seg, row, start| {
-            let src = &x[row + start..];
+        |seg, src| {
+            let src = &x[src..(src + seg.len() * s).min(x.len())];
             if s == 1 {
-                seg.copy_from_slice(&src[..seg.len()]);
+                seg.copy_from_slice(src);
             } else {
-                for (o, v) in seg.iter_mut().zip(src.iter().step_by(s)) {
-                    *o = *v;
-                }
+                // chunks(s) rather than indexing: no bounds checks, and LLVM vectorises the gather.
+                seg.iter_mut().zip(src.chunks(s)).for_each(|(o, v)| *o = v[0]);
             }
         },
     );
@@ -172,17 +187,14 @@ fn col2im(g: &Geom, col: &mut [f32], dx: &mut [f32]) {
     for_each_patch(
         g,
         col,
-        |_| {},
-        |seg, row, start| {
-            let dst = &mut dx[row + start..];
+        |seg| seg.fill(0.0),
+        |seg, dst| {
+            let end = (dst + seg.len() * s).min(dx.len());
+            let dst = &mut dx[dst..end];
             if s == 1 {
-                for (d, v) in dst.iter_mut().zip(seg.iter()) {
-                    *d += *v;
-                }
+                dst.iter_mut().zip(seg.iter()).for_each(|(d, v)| *d += *v);
             } else {
-                for (d, v) in dst.iter_mut().step_by(s).zip(seg.iter()) {
-                    *d += *v;
-                }
+                dst.chunks_mut(s).zip(seg.iter()).for_each(|(d, v)| d[0] += *v);
             }
         },
     );
