@@ -93,10 +93,12 @@ fn train_then_sample_writes_grid_npz_and_progressive_figure() {
 
     // Same seed, same samples; a corrupt checkpoint is a clear error naming the file.
     let npz2 = out.join("s2.npz");
-    let r = ddpm(&["sample", "--checkpoint", ck.to_str().unwrap(), "--ema", "--num", "5", "--batch-size", "3"]
-        .into_iter()
-        .chain(["--sampler", "ddim", "--steps", "4", "--npz", npz2.to_str().unwrap(), "--device", "cpu"])
-        .collect::<Vec<_>>());
+    let r = ddpm(
+        &["sample", "--checkpoint", ck.to_str().unwrap(), "--ema", "--num", "5", "--batch-size", "3"]
+            .into_iter()
+            .chain(["--sampler", "ddim", "--steps", "4", "--npz", npz2.to_str().unwrap(), "--device", "cpu"])
+            .collect::<Vec<_>>(),
+    );
     assert!(r.status.success());
     assert_eq!(std::fs::read(&npz).unwrap(), std::fs::read(&npz2).unwrap());
     std::fs::write(&ck, b"not a checkpoint").unwrap();
@@ -108,10 +110,12 @@ fn train_then_sample_writes_grid_npz_and_progressive_figure() {
 fn missing_dataset_is_a_clear_error() {
     let empty = temp_dir("cli-empty");
     let out = temp_dir("cli-out").join("run");
-    let r = ddpm(&["train", "--dataset", "mnist", "--data-dir", empty.to_str().unwrap(), "--out", out.to_str().unwrap()]
-        .into_iter()
-        .chain(["--device", "cpu", "--steps", "1"])
-        .collect::<Vec<_>>());
+    let r = ddpm(
+        &["train", "--dataset", "mnist", "--data-dir", empty.to_str().unwrap(), "--out", out.to_str().unwrap()]
+            .into_iter()
+            .chain(["--device", "cpu", "--steps", "1"])
+            .collect::<Vec<_>>(),
+    );
     assert!(!r.status.success());
     assert!(text(&r).contains("train-images-idx3-ubyte"), "{}", text(&r));
 }
@@ -121,10 +125,12 @@ fn forward_figure_is_written() {
     let data = temp_dir("cli-fwd");
     write_mnist(&data, 4);
     let out = data.join("forward.png");
-    let r = ddpm(&["forward", "--dataset", "mnist", "--data-dir", data.to_str().unwrap(), "--num", "2"]
-        .into_iter()
-        .chain(["--t", "0,500,999", "--out", out.to_str().unwrap()])
-        .collect::<Vec<_>>());
+    let r = ddpm(
+        &["forward", "--dataset", "mnist", "--data-dir", data.to_str().unwrap(), "--num", "2"]
+            .into_iter()
+            .chain(["--t", "0,500,999", "--out", out.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
     assert!(r.status.success(), "{}", text(&r));
     // 2 rows × 3 columns of 56×56 tiles with 2-pixel borders.
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()));
