@@ -311,19 +311,17 @@ fn backward_cpu(g: &Geom, x: &[f32], w: &[f32], gy: &[f32], need_dx: bool, need_
         });
         dw
     };
-    let sum = |a: Option<Vec<f32>>, b: Option<Vec<f32>>| match (a, b) {
-        (Some(mut a), Some(b)) => {
-            a.iter_mut().zip(&b).for_each(|(s, v)| *s += v);
-            Some(a)
-        }
-        (a, None) => a,
-        (None, b) => b,
-    };
-    let dw = if threads == Threads::One {
-        dx_chunks.into_par_iter().enumerate().map(job).reduce(|| None, sum)
+    // Partial dW sums are added in job order, so the result does not depend on rayon's scheduling (resume is
+    // bit-exact on any core count).
+    let partials: Vec<Option<Vec<f32>>> = if threads == Threads::One {
+        dx_chunks.into_par_iter().enumerate().map(job).collect()
     } else {
-        dx_chunks.into_iter().enumerate().map(job).fold(None, sum)
+        dx_chunks.into_iter().enumerate().map(job).collect()
     };
+    let dw = partials.into_iter().flatten().reduce(|mut a, b| {
+        a.iter_mut().zip(&b).for_each(|(s, v)| *s += v);
+        a
+    });
     [dx, dw]
 }
 
