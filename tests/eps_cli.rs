@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use safetensors::SafeTensors;
 
+#[path = "common/fixtures.rs"]
+mod fixtures;
+use fixtures::{temp_dir, write_mnist};
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
 }
@@ -95,4 +99,53 @@ fn eps_rejects_mismatched_inputs() {
     // x given as timesteps: a float32 array where int64/int32 is expected.
     let o = ddpm(&["eps", "--checkpoint", dir.to_str().unwrap(), "--x", dir.join("x.npy").to_str().unwrap(), "--t", dir.join("x.npy").to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
     assert!(!o.status.success() && text(&o).contains("x.npy"), "{}", text(&o));
+}
+
+#[test]
+fn training_writes_a_diffusers_folder_holding_the_ema_weights() {
+    let data = temp_dir("eps-cli-data");
+    write_mnist(&data, 16);
+    let run = temp_dir("eps-cli-run").join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let o = ddpm(&[
+        "train", "--dataset", "mnist", "--data-dir", d, "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+        "--out", r, "--device", "cpu", "--quiet", "--set", "model.ch=8", "--set", "model.norm_groups=4",
+        "--set", "model.downsample_padding=1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let folder = run.join("diffusers");
+    for f in ["config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"] {
+        assert!(folder.join(f).is_file(), "{f}");
+    }
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["downsample_padding"], 1);
+    assert_eq!(cfg["block_out_channels"], serde_json::json!([8, 16]));
+
+    // x and t for a 1×28×28 model, written here.
+    let x = tmp("mnist_x.npy");
+    let xs: Vec<f32> = (0..2 * 28 * 28).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    ddpm_cuda::npy::write_f32(&x, &xs, &[2, 1, 28, 28]).unwrap();
+    let t = tmp("mnist_t.npy");
+    let mut buf = Vec::new();
+    {
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(&[2]).writer(&mut buf).begin_nd().unwrap();
+        w.extend([5i64, 700]).unwrap();
+        w.finish().unwrap();
+    }
+    std::fs::write(&t, buf).unwrap();
+    let eps = |ck: &Path, extra: &[&str], out: &str| {
+        let out = tmp(out);
+        let mut args = vec!["eps", "--checkpoint", ck.to_str().unwrap(), "--x", x.to_str().unwrap()];
+        args.extend(["--t", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+        args.extend(extra);
+        let o = ddpm(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        read_npy(&out).0
+    };
+    let from_ema = eps(&run.join("checkpoint.safetensors"), &["--ema"], "ema.npy");
+    let from_raw = eps(&run.join("checkpoint.safetensors"), &[], "raw.npy");
+    let from_diffusers = eps(&folder, &[], "diffusers.npy");
+    assert_eq!(from_diffusers, from_ema);
+    assert_ne!(from_raw, from_ema);
 }

@@ -73,14 +73,18 @@ pub fn read_weights(path: &Path, store: &ParamStore) -> Result<Vec<Tensor>> {
         }
         out.push(Tensor::from_vec(to_f32(&view, path, &file_name)?, want.shape())?);
     }
+    let mut problems = Vec::new();
     if !missing.is_empty() {
         let more = if missing.len() > 5 { format!(" and {} more", missing.len() - 5) } else { String::new() };
-        return Err(Error::bad_file(path, format!("missing tensors {}{more}", missing[..missing.len().min(5)].join(", "))));
+        problems.push(format!("missing tensors {}{more}", missing[..missing.len().min(5)].join(", ")));
     }
     if !by_name.is_empty() {
         let mut extra: Vec<String> = by_name.into_values().collect();
         extra.sort();
-        return Err(Error::bad_file(path, format!("tensors the model does not have: {}", extra.join(", "))));
+        problems.push(format!("tensors the model does not have: {}", extra.join(", ")));
+    }
+    if !problems.is_empty() {
+        return Err(Error::bad_file(path, problems.join("; ")));
     }
     Ok(out)
 }
