@@ -23,7 +23,9 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
     let data = npy.try_data::<f32>().map_err(|_| Error::bad_file(path, format!("dtype {descr}, expected float32")))?;
-    let v = data.collect::<std::io::Result<Vec<f32>>>().map_err(|e| Error::bad_file(path, format!("truncated data ({e})")))?;
+    let v = data
+        .collect::<std::io::Result<Vec<f32>>>()
+        .map_err(|e| Error::bad_file(path, format!("truncated data ({e})")))?;
     Ok((v, shape))
 }
 

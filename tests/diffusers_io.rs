@@ -10,6 +10,9 @@ use ddpm_cuda::nn::ParamStore;
 use ddpm_cuda::rng::Philox;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+/// A tensor to write: name (empty: leave it out), dtype, shape, bytes.
+type Item = (String, Dtype, Vec<usize>, Vec<u8>);
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
 }
@@ -45,7 +48,11 @@ fn unsupported_config_keys_and_values_are_named() {
         ("downsample_padding", json!(2), "downsample_padding"),
         ("out_channels", json!(6), "out_channels"),
         ("_class_name", json!("UNet2DConditionModel"), "_class_name"),
-        ("down_block_types", json!(["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D"]), "down_block_types[1]"),
+        (
+            "down_block_types",
+            json!(["DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D", "DownBlock2D"]),
+            "down_block_types[1]",
+        ),
         ("up_block_types", json!(["UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"]), "differ in attention"),
         ("block_out_channels", json!([128, 192, 256, 256]), "block_out_channels"),
     ];
@@ -77,7 +84,7 @@ fn weight_files_are_checked_name_by_name() {
     UNet::new(&loaded.model, &mut store, &mut Philox::new(0)).unwrap();
     let bytes = std::fs::read(dir.join("diffusion_pytorch_model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let write = |path: &Path, edit: &dyn Fn(&str) -> Option<(String, Dtype, Vec<usize>, Vec<u8>)>| {
+    let write = |path: &Path, edit: &dyn Fn(&str) -> Option<Item>| {
         let mut items = Vec::new();
         for (name, v) in st.tensors() {
             let default = (name.clone(), v.dtype(), v.shape().to_vec(), v.data().to_vec());

@@ -50,7 +50,19 @@ fn eps_on_diffusers_folders_matches_diffusers_forward() {
         let dir = fixture(name);
         let out = tmp(&format!("{name}.npy"));
         let (d, x, t) = (dir.to_str().unwrap(), dir.join("x.npy"), dir.join("t.npy"));
-        let o = ddpm(&["eps", "--checkpoint", d, "--x", x.to_str().unwrap(), "--t", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+        let o = ddpm(&[
+            "eps",
+            "--checkpoint",
+            d,
+            "--x",
+            x.to_str().unwrap(),
+            "--t",
+            t.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
         let (got, shape) = read_npy(&out);
         let want = reference_eps(&dir);
@@ -78,14 +90,37 @@ fn eps_takes_a_bare_safetensors_with_config_and_int32_timesteps() {
     let out = tmp("bare_eps.npy");
     let cfg = dir.join("config.json");
     let o = ddpm(&[
-        "eps", "--checkpoint", weights.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
-        "--x", dir.join("x.npy").to_str().unwrap(), "--t", t32.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu",
+        "eps",
+        "--checkpoint",
+        weights.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--x",
+        dir.join("x.npy").to_str().unwrap(),
+        "--t",
+        t32.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(rel_err(&read_npy(&out).0, &reference_eps(&dir)) < 1e-4);
 
     // Without --config there is no config.json beside the bare file: an error naming it.
-    let o = ddpm(&["eps", "--checkpoint", weights.to_str().unwrap(), "--x", dir.join("x.npy").to_str().unwrap(), "--t", t32.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    let o = ddpm(&[
+        "eps",
+        "--checkpoint",
+        weights.to_str().unwrap(),
+        "--x",
+        dir.join("x.npy").to_str().unwrap(),
+        "--t",
+        t32.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(!o.status.success() && text(&o).contains("config.json"), "{}", text(&o));
 }
 
@@ -94,10 +129,34 @@ fn eps_rejects_mismatched_inputs() {
     let dir = fixture("pad0_oldnames");
     let other = fixture("pad1_attn_top"); // 1 channel: the wrong x for a 3-channel model
     let out = tmp("bad.npy");
-    let o = ddpm(&["eps", "--checkpoint", dir.to_str().unwrap(), "--x", other.join("x.npy").to_str().unwrap(), "--t", dir.join("t.npy").to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    let o = ddpm(&[
+        "eps",
+        "--checkpoint",
+        dir.to_str().unwrap(),
+        "--x",
+        other.join("x.npy").to_str().unwrap(),
+        "--t",
+        dir.join("t.npy").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(!o.status.success() && text(&o).contains("unet"), "{}", text(&o));
     // x given as timesteps: a float32 array where int64/int32 is expected.
-    let o = ddpm(&["eps", "--checkpoint", dir.to_str().unwrap(), "--x", dir.join("x.npy").to_str().unwrap(), "--t", dir.join("x.npy").to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    let o = ddpm(&[
+        "eps",
+        "--checkpoint",
+        dir.to_str().unwrap(),
+        "--x",
+        dir.join("x.npy").to_str().unwrap(),
+        "--t",
+        dir.join("x.npy").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(!o.status.success() && text(&o).contains("x.npy"), "{}", text(&o));
 }
 
@@ -108,16 +167,36 @@ fn training_writes_a_diffusers_folder_holding_the_ema_weights() {
     let run = temp_dir("eps-cli-run").join("run");
     let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
     let o = ddpm(&[
-        "train", "--dataset", "mnist", "--data-dir", d, "--preset", "tiny", "--steps", "2", "--batch-size", "2",
-        "--out", r, "--device", "cpu", "--quiet", "--set", "model.ch=8", "--set", "model.norm_groups=4",
-        "--set", "model.downsample_padding=1",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        d,
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        r,
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        "model.ch=8",
+        "--set",
+        "model.norm_groups=4",
+        "--set",
+        "model.downsample_padding=1",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let folder = run.join("diffusers");
     for f in ["config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"] {
         assert!(folder.join(f).is_file(), "{f}");
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["downsample_padding"], 1);
     assert_eq!(cfg["block_out_channels"], serde_json::json!([8, 16]));
 

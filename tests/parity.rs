@@ -112,7 +112,8 @@ fn l_simple_gradients_match_pytorch() {
         // projection and the biases feeding only such norms (GroupNorm removes a per-channel constant). Such tensors
         // are measured against 1e-3 of the model's largest gradient instead of their own noise scale; every other
         // tensor's largest gradient is above that (≥ 3.8e-3 of the largest in these fixtures), so it is unaffected.
-        let floor = 1e-3 * f.io.iter().filter(|(k, _)| k.starts_with("grad.")).map(|(_, v)| max_abs(&v.0)).fold(0.0, f64::max);
+        let floor =
+            1e-3 * f.io.iter().filter(|(k, _)| k.starts_with("grad.")).map(|(_, v)| max_abs(&v.0)).fold(0.0, f64::max);
         let mut worst = (0.0, String::new());
         for (pname, v) in f.params.names().iter().zip(cx.param_vars()) {
             let g = grads.get(v).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
@@ -188,13 +189,29 @@ fn check_steps(prefix: &str, tol: f64) {
             let d = Diffusion::new(&cfg).unwrap();
             for t in [999usize, 500, 10, 1, 0] {
                 let key = format!("{prefix}{vname}.clip{}.t{t}", clip as u8);
-                let (x, e, z) = (tensor(&io, &format!("{key}.sample")), tensor(&io, &format!("{key}.eps")), tensor(&io, &format!("{key}.noise")));
+                let (x, e, z) = (
+                    tensor(&io, &format!("{key}.sample")),
+                    tensor(&io, &format!("{key}.eps")),
+                    tensor(&io, &format!("{key}.noise")),
+                );
                 let coefs = d.ddpm_coefs(t);
                 let prev = reverse_step(&x, &e, Some(&z), coefs).unwrap();
-                let x0 = reverse_step(&x, &e, None, ddpm_cuda::ops::diffusion_step::StepCoefs { c_x0: 1.0, c_xt: 0.0, c_eps: 0.0, sigma: 0.0, ..coefs }).unwrap();
+                let x0 = reverse_step(
+                    &x,
+                    &e,
+                    None,
+                    ddpm_cuda::ops::diffusion_step::StepCoefs { c_x0: 1.0, c_xt: 0.0, c_eps: 0.0, sigma: 0.0, ..coefs },
+                )
+                .unwrap();
                 for (what, got) in [("prev", prev), ("x0", x0)] {
                     let want = &io[&format!("{key}.{what}")].0;
-                    let err = got.to_vec().unwrap().iter().zip(want).map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
+                    let err = got
+                        .to_vec()
+                        .unwrap()
+                        .iter()
+                        .zip(want)
+                        .map(|(a, b)| (*a as f64 - b).abs() / b.abs().max(1.0))
+                        .fold(0.0, f64::max);
                     assert!(err < tol, "{key}.{what}: error {err:.2e}");
                     worst = worst.max(err);
                 }

@@ -40,8 +40,8 @@ fn unet_defaults() -> Map<String, Value> {
 
 /// Read a `UNet2DModel` config.json into our config. Errors name the file and the key.
 pub fn unet_config_from_json(text: &str, path: &Path) -> Result<UNetConfig> {
-    let file: Map<String, Value> = serde_json::from_str(text)
-        .map_err(|e| Error::bad_file(path, format!("not a JSON object: {e}")))?;
+    let file: Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| Error::bad_file(path, format!("not a JSON object: {e}")))?;
     let err = |m: String| Error::bad_file(path, m);
     let mut c = unet_defaults();
     for (k, v) in file {
@@ -105,8 +105,8 @@ pub fn unet_config_from_json(text: &str, path: &Path) -> Result<UNetConfig> {
         return Err(err(format!("{levels} block_out_channels but {} down and {} up blocks", down.len(), up.len())));
     }
     let mut attn_resolutions = Vec::new();
-    for i in 0..levels {
-        let d = match down[i].as_str() {
+    for (i, kind) in down.iter().enumerate() {
+        let d = match kind.as_str() {
             "DownBlock2D" => false,
             "AttnDownBlock2D" => true,
             other => return Err(err(format!("unsupported down_block_types[{i}] '{other}'"))),
@@ -118,7 +118,10 @@ pub fn unet_config_from_json(text: &str, path: &Path) -> Result<UNetConfig> {
             other => return Err(err(format!("unsupported up_block_types[{j}] '{other}'"))),
         };
         if d != u {
-            return Err(err(format!("down_block_types[{i}] '{}' and up_block_types[{j}] '{}' differ in attention", down[i], up[j])));
+            return Err(err(format!(
+                "down_block_types[{i}] '{kind}' and up_block_types[{j}] '{}' differ in attention",
+                up[j]
+            )));
         }
         if d {
             attn_resolutions.push(image_size >> i);
@@ -126,7 +129,8 @@ pub fn unet_config_from_json(text: &str, path: &Path) -> Result<UNetConfig> {
     }
     // One head: attention_head_dim null, or equal to the channels of every attention block (mid included).
     if !c["attention_head_dim"].is_null() {
-        let mut attn_channels: Vec<usize> = (0..levels).filter(|&i| down[i] == "AttnDownBlock2D").map(|i| blocks[i]).collect();
+        let mut attn_channels: Vec<usize> =
+            (0..levels).filter(|&i| down[i] == "AttnDownBlock2D").map(|i| blocks[i]).collect();
         attn_channels.push(blocks[levels - 1]);
         if attn_channels.iter().any(|&a| c["attention_head_dim"].as_u64() != Some(a as u64)) {
             return Err(err(format!(
@@ -164,8 +168,7 @@ pub fn unet_config_to_json(cfg: &UNetConfig) -> String {
     let levels = cfg.ch_mult.len();
     let attn = |i: usize| cfg.attn_resolutions.contains(&(cfg.image_size >> i));
     let down: Vec<&str> = (0..levels).map(|i| if attn(i) { "AttnDownBlock2D" } else { "DownBlock2D" }).collect();
-    let up: Vec<&str> =
-        (0..levels).rev().map(|i| if attn(i) { "AttnUpBlock2D" } else { "UpBlock2D" }).collect();
+    let up: Vec<&str> = (0..levels).rev().map(|i| if attn(i) { "AttnUpBlock2D" } else { "UpBlock2D" }).collect();
     let v = json!({
         "_class_name": "UNet2DModel",
         "sample_size": cfg.image_size, "in_channels": cfg.in_channels, "out_channels": cfg.in_channels,
@@ -184,8 +187,8 @@ pub fn unet_config_to_json(cfg: &UNetConfig) -> String {
 
 /// Read a `DDPMScheduler` scheduler_config.json (diffusers' defaults for missing keys).
 pub fn diffusion_config_from_json(text: &str, path: &Path) -> Result<DiffusionConfig> {
-    let file: Map<String, Value> = serde_json::from_str(text)
-        .map_err(|e| Error::bad_file(path, format!("not a JSON object: {e}")))?;
+    let file: Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| Error::bad_file(path, format!("not a JSON object: {e}")))?;
     let err = |m: String| Error::bad_file(path, m);
     let get = |k: &str, d: Value| file.get(k).cloned().unwrap_or(d);
     let bad = |k: &str, v: &Value| err(format!("unsupported scheduler value for '{k}': {v}"));
@@ -204,7 +207,8 @@ pub fn diffusion_config_from_json(text: &str, path: &Path) -> Result<DiffusionCo
             return Err(bad(k, &v));
         }
     }
-    let steps = get("num_train_timesteps", json!(1000)).as_u64().ok_or_else(|| err("bad num_train_timesteps".into()))?;
+    let steps =
+        get("num_train_timesteps", json!(1000)).as_u64().ok_or_else(|| err("bad num_train_timesteps".into()))?;
     let f = |k: &str, d: f64| get(k, json!(d)).as_f64().ok_or_else(|| err(format!("'{k}' must be a number")));
     let beta_schedule = match get("beta_schedule", json!("linear")).as_str() {
         Some("linear") => BetaSchedule::Linear { start: f("beta_start", 1e-4)?, end: f("beta_end", 0.02)? },
@@ -216,7 +220,8 @@ pub fn diffusion_config_from_json(text: &str, path: &Path) -> Result<DiffusionCo
         Some("fixed_large") => Variance::FixedLarge,
         _ => return Err(bad("variance_type", &file["variance_type"])),
     };
-    let clip_x0 = get("clip_sample", json!(true)).as_bool().ok_or_else(|| err("'clip_sample' must be a bool".into()))?;
+    let clip_x0 =
+        get("clip_sample", json!(true)).as_bool().ok_or_else(|| err("'clip_sample' must be a bool".into()))?;
     Ok(DiffusionConfig { steps: steps as usize, beta_schedule, variance, clip_x0 })
 }
 
@@ -224,7 +229,7 @@ pub fn diffusion_config_from_json(text: &str, path: &Path) -> Result<DiffusionCo
 pub fn diffusion_config_to_json(cfg: &DiffusionConfig) -> Option<String> {
     let (start, end, kind) = match cfg.beta_schedule {
         BetaSchedule::Linear { start, end } => (start, end, "linear"),
-        BetaSchedule::Cosine { s } if s == 0.008 => (1e-4, 0.02, "squaredcos_cap_v2"),
+        BetaSchedule::Cosine { s: 0.008 } => (1e-4, 0.02, "squaredcos_cap_v2"),
         BetaSchedule::Cosine { .. } => return None,
     };
     let variance = match cfg.variance {

@@ -150,7 +150,10 @@ pub fn load_any(path: &Path, config: Option<&Path>, ema: bool) -> Result<Loaded>
     let ours = if path.is_dir() { path.join("checkpoint.safetensors") } else { path.to_path_buf() };
     if ours.is_file() && is_ddpm_checkpoint(&ours) {
         if config.is_some() {
-            return Err(Error::msg(format!("{}: a ddpm-cuda checkpoint carries its config; drop --config", ours.display())));
+            return Err(Error::msg(format!(
+                "{}: a ddpm-cuda checkpoint carries its config; drop --config",
+                ours.display()
+            )));
         }
         let ck = Checkpoint::load(&ours)?;
         let kind = format!("ddpm-cuda checkpoint ({})", if ema { "EMA weights" } else { "raw weights" });
