@@ -125,20 +125,21 @@ pub struct Loaded {
     pub kind: String,
 }
 
-fn is_ddpm_checkpoint(path: &Path) -> bool {
-    let Ok(mut f) = fs::File::open(path) else { return false };
-    // The header is at the start of the file: read its length, then the header JSON, and look for our format tag.
+/// The `format` tag in a safetensors header's metadata: Ok(Some("ddpm-cuda-checkpoint-1")) for ours, Ok(None)
+/// for a file without one, Err for a file that is not safetensors at all.
+fn format_tag(path: &Path) -> Result<Option<String>> {
+    let bad = || Error::bad_file(path, "not a safetensors file (neither a ddpm-cuda checkpoint nor a diffusers model)");
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut len = [0u8; 8];
-    if std::io::Read::read_exact(&mut f, &mut len).is_err() {
-        return false;
+    std::io::Read::read_exact(&mut f, &mut len).map_err(|_| bad())?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return Err(bad());
     }
-    let n = u64::from_le_bytes(len).min(100_000_000) as usize;
-    let mut header = vec![0u8; n];
-    if std::io::Read::read_exact(&mut f, &mut header).is_err() {
-        return false;
-    }
-    let Ok(h) = serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&header) else { return false };
-    h.get("__metadata__").and_then(|m| m.get("format")).and_then(|f| f.as_str()) == Some("ddpm-cuda-checkpoint-1")
+    let mut header = vec![0u8; n as usize];
+    std::io::Read::read_exact(&mut f, &mut header).map_err(|_| bad())?;
+    let h: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header).map_err(|_| bad())?;
+    Ok(h.get("__metadata__").and_then(|m| m.get("format")).and_then(|f| f.as_str()).map(String::from))
 }
 
 /// Open `path`: a ddpm-cuda checkpoint file (or a run folder holding checkpoint.safetensors), a diffusers model
@@ -148,7 +149,7 @@ fn is_ddpm_checkpoint(path: &Path) -> bool {
 /// 1e-4..0.02, T = 1000, σ² = β, clipped x̂0: google/ddpm-cifar10-32's scheduler).
 pub fn load_any(path: &Path, config: Option<&Path>, ema: bool) -> Result<Loaded> {
     let ours = if path.is_dir() { path.join("checkpoint.safetensors") } else { path.to_path_buf() };
-    if ours.is_file() && is_ddpm_checkpoint(&ours) {
+    if ours.is_file() && format_tag(&ours)?.as_deref() == Some(crate::checkpoint::FORMAT) {
         if config.is_some() {
             return Err(Error::msg(format!(
                 "{}: a ddpm-cuda checkpoint carries its config; drop --config",
