@@ -15,7 +15,8 @@ use crate::nn::ParamStore;
 use crate::rng::Philox;
 use crate::{Error, Result, Tensor};
 
-const FORMAT: &str = "ddpm-cuda-checkpoint-1";
+/// The `format` tag in a checkpoint's safetensors metadata.
+pub const FORMAT: &str = "ddpm-cuda-checkpoint-1";
 const GROUPS: [&str; 4] = ["model", "ema", "adam_m", "adam_v"];
 
 /// Everything needed to continue a run exactly where it stopped.

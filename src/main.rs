@@ -4,14 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ddpm_cuda::checkpoint::Checkpoint;
 use ddpm_cuda::config::Config;
 use ddpm_cuda::data::{self, DatasetKind};
 use ddpm_cuda::diffusion::{Diffusion, Sampler};
 use ddpm_cuda::nn::unet::UNet;
 use ddpm_cuda::nn::ParamStore;
 use ddpm_cuda::rng::Philox;
-use ddpm_cuda::{report, sample, train, Device, Error, Result, Tensor};
+use ddpm_cuda::{diffusers, npy, report, sample, train, Device, Error, Result, Tensor};
 
 #[derive(Parser)]
 #[command(name = "ddpm-cuda", version, about = "Denoising Diffusion Probabilistic Models on CPU and CUDA")]
@@ -98,10 +97,14 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Generate images from a checkpoint.
+    /// Generate images from a checkpoint: ours (file or run folder) or a diffusers UNet2DModel (folder, or
+    /// .safetensors with config.json beside it or given by --config).
     Sample {
         #[arg(long)]
         checkpoint: PathBuf,
+        /// A diffusers config.json for a bare .safetensors --checkpoint.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value_t = 64)]
         num: usize,
         #[arg(long, default_value_t = 64)]
@@ -126,6 +129,26 @@ enum Command {
         /// Also draw x̂0 along the chain for the first samples (the paper's Fig. 6), one row per sample.
         #[arg(long)]
         progressive: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// ε̂ = model(x_t, t) for a batch given as .npy (x float32 NCHW, t int64/int32): for parity checks.
+    Eps {
+        /// A ddpm-cuda checkpoint or run folder, or a diffusers model folder / .safetensors.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// A diffusers config.json for a bare .safetensors --checkpoint.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        x: PathBuf,
+        #[arg(long)]
+        t: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// For a ddpm-cuda checkpoint: the EMA weights instead of the raw ones.
+        #[arg(long)]
+        ema: bool,
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -237,6 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample {
             checkpoint,
+            config,
             num,
             batch_size,
             sampler,
@@ -253,12 +277,10 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
             }
             let device = Device::parse(&device)?;
-            let ck = Checkpoint::load(&checkpoint)?;
-            let mut params = ParamStore::new();
-            let unet = UNet::new(&ck.config.model, &mut params, &mut Philox::new(0))?;
-            let weights = if ema { ck.ema } else { ck.model };
-            params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
-            let diffusion = Diffusion::new(&ck.config.diffusion)?;
+            let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
+            eprintln!("{}: {}", checkpoint.display(), loaded.kind);
+            let (unet, params) = build(&loaded, &device)?;
+            let diffusion = Diffusion::new(&loaded.diffusion)?;
             let sampler = match sampler {
                 SamplerArg::Ddpm => Sampler::Ddpm,
                 SamplerArg::Ddim => Sampler::Ddim { steps, eta },
@@ -284,7 +306,7 @@ fn run(cli: Cli) -> Result<()> {
             frame_err?;
             bar.finish_and_clear();
             if let Some(path) = progressive {
-                let (c, hw) = (ck.config.model.in_channels, ck.config.model.image_size);
+                let (c, hw) = (loaded.model.in_channels, loaded.model.image_size);
                 let per = c * hw * hw;
                 let mut tiles = Vec::with_capacity(rows * frames.len() * per);
                 for r in 0..rows {
@@ -304,6 +326,18 @@ fn run(cli: Cli) -> Result<()> {
                 report::save_npz(&path, &images)?;
                 eprintln!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Eps { checkpoint, config, x, t, out, ema, device } => {
+            let device = Device::parse(&device)?;
+            let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
+            let (unet, params) = build(&loaded, &device)?;
+            let (xs, shape) = npy::read_f32(&x)?;
+            let ts = npy::read_timesteps(&t)?;
+            let x_t = Tensor::from_vec(xs, &shape).map_err(|e| Error::bad_file(&x, e.to_string()))?;
+            let eps = sample::eps(&unet, &params, &x_t.to_device(&device)?, &ts)?;
+            npy::write_f32(&out, &eps.to_vec()?, eps.shape())?;
+            eprintln!("wrote {}", out.display());
             Ok(())
         }
         Command::Forward { dataset, data_dir, t, num, image_size, seed, out } => {
@@ -358,6 +392,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Selftest { device } => ddpm_cuda::selftest::run(&Device::parse(&device)?),
     }
+}
+
+/// The U-Net a loaded model describes, with its weights on `device`.
+fn build(loaded: &diffusers::Loaded, device: &Device) -> Result<(UNet, ParamStore)> {
+    let mut params = ParamStore::new();
+    let unet = UNet::new(&loaded.model, &mut params, &mut Philox::new(0))?;
+    params.set_tensors(loaded.weights.iter().map(|t| t.to_device(device)).collect::<Result<Vec<_>>>()?)?;
+    Ok((unet, params))
 }
 
 fn group_thousands(n: usize) -> String {

@@ -39,3 +39,14 @@ pub fn generate(
     }
     Tensor::from_vec(out, &[n, cfg.in_channels, cfg.image_size, cfg.image_size])
 }
+
+/// ε̂ = model(x_t, t) for one batch under no-grad: x_t [N, C, H, W] on the parameters' device, one integer
+/// timestep per sample (0-based, as diffusers' timesteps).
+pub fn eps(unet: &UNet, params: &ParamStore, x_t: &Tensor, t: &[i64]) -> Result<Tensor> {
+    if let Some(&bad) = t.iter().find(|&&t| t < 0) {
+        return Err(Error::msg(format!("eps: timestep {bad} is negative")));
+    }
+    let t: Vec<f32> = t.iter().map(|&t| t as f32).collect();
+    let cx = Ctx::no_grad(params);
+    Ok(unet.forward(&cx, &Var::constant(x_t.clone()), &t)?.into_value())
+}

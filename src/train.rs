@@ -240,7 +240,11 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
     let bar = progress_bar(trainer.step, total, opts.quiet);
     let start = Instant::now();
     let first = trainer.step;
-    let save = |t: &Trainer| t.checkpoint()?.save(&ckpt_path, t.params.names());
+    // The trainer checkpoint, then the EMA weights as a diffusers model folder (UNet2DModel.from_pretrained).
+    let save = |t: &Trainer| {
+        t.checkpoint()?.save(&ckpt_path, t.params.names())?;
+        crate::diffusers::export(&opts.out.join("diffusers"), &t.config, t.params.names(), t.ema.shadow())
+    };
 
     while trainer.step < total {
         let batch = loader.next_batch()?;

@@ -44,12 +44,18 @@ fn bad_checkpoints_are_clear_errors_and_touch_nothing() {
     let out = temp_dir("badck-run");
     train::run(run_options(&data, &out, micro_config(2), false)).unwrap();
     let ck = out.join("checkpoint.safetensors");
+    // Every file under the run dir (including the diffusers/ export folder), with its bytes.
     let snapshot = |dir: &std::path::Path| {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-            .collect();
+        let (mut v, mut todo): (Vec<(String, Vec<u8>)>, Vec<std::path::PathBuf>) = (vec![], vec![dir.to_path_buf()]);
+        while let Some(d) = todo.pop() {
+            for p in std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()) {
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    v.push((p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
         v.sort();
         v
     };

@@ -67,6 +67,8 @@ fn micro() -> UNetConfig {
         attn_resolutions: vec![4],
         dropout: 0.0,
         norm_groups: 4,
+        norm_eps: 1e-6,
+        downsample_padding: 0,
     }
 }
 

@@ -79,10 +79,17 @@ pub struct GroupNorm {
 }
 
 impl GroupNorm {
-    pub fn new(store: &mut ParamStore, rng: &mut Philox, name: &str, channels: usize, groups: usize) -> Result<Self> {
+    pub fn new(
+        store: &mut ParamStore,
+        rng: &mut Philox,
+        name: &str,
+        channels: usize,
+        groups: usize,
+        eps: f32,
+    ) -> Result<Self> {
         let weight = store.add(format!("{name}.weight"), &[channels], Init::Ones, rng)?;
         let bias = store.add(format!("{name}.bias"), &[channels], Init::Zeros, rng)?;
-        Ok(GroupNorm { weight, bias, groups, eps: 1e-6 })
+        Ok(GroupNorm { weight, bias, groups, eps })
     }
 
     pub fn forward(&self, cx: &Ctx, x: &Var) -> Result<Var> {

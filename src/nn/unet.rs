@@ -9,7 +9,7 @@ use super::{Ctx, ParamStore};
 use crate::autograd::reshape;
 use crate::ops::attention::attention;
 use crate::ops::concat::concat_channels;
-use crate::ops::conv2d::Conv2dParams;
+use crate::ops::conv2d::{Conv2dParams, Padding};
 use crate::ops::dropout::dropout;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::timestep_embedding;
@@ -35,13 +35,32 @@ pub struct UNetConfig {
     pub dropout: f32,
     #[serde(default = "default_groups")]
     pub norm_groups: usize,
+    /// GroupNorm ε (1e-6 in the official code and google/ddpm-cifar10-32; diffusers' `norm_eps`).
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    /// Padding of the stride-2 downsampling conv (diffusers' `downsample_padding`): 0 = the paper's TF "SAME",
+    /// one row/column at the bottom/right only; 1 = one on every side.
+    #[serde(default)]
+    pub downsample_padding: usize,
 }
 
 fn default_groups() -> usize {
     32
 }
 
+fn default_norm_eps() -> f64 {
+    1e-6
+}
+
 impl UNetConfig {
+    /// The downsampling conv's stride and padding.
+    pub fn down_conv(&self) -> Conv2dParams {
+        match self.downsample_padding {
+            0 => Conv2dParams::tf_same_down(),
+            p => Conv2dParams { stride: 2, padding: Padding { top: p, bottom: p, left: p, right: p } },
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::msg(format!("invalid U-Net config: {m}")));
         if self.ch_mult.is_empty()
@@ -58,6 +77,12 @@ impl UNetConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} is not in [0, 1)", self.dropout));
+        }
+        if self.downsample_padding > 1 {
+            return bad(format!("downsample_padding {} is not 0 or 1", self.downsample_padding));
+        }
+        if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
+            return bad(format!("norm_eps {} must be positive", self.norm_eps));
         }
         for m in &self.ch_mult {
             if !(self.ch * m).is_multiple_of(self.norm_groups) {
@@ -84,10 +109,10 @@ impl ResBlock {
         let temb = 4 * cfg.ch;
         let g = cfg.norm_groups;
         Ok(ResBlock {
-            norm1: GroupNorm::new(s, r, &format!("{name}.norm1"), cin, g)?,
+            norm1: GroupNorm::new(s, r, &format!("{name}.norm1"), cin, g, cfg.norm_eps as f32)?,
             conv1: Conv2d::new(s, r, &format!("{name}.conv1"), (cin, cout, 3), Conv2dParams::same(3), 1.0)?,
             time_emb_proj: Linear::new(s, r, &format!("{name}.time_emb_proj"), temb, cout, 1.0)?,
-            norm2: GroupNorm::new(s, r, &format!("{name}.norm2"), cout, g)?,
+            norm2: GroupNorm::new(s, r, &format!("{name}.norm2"), cout, g, cfg.norm_eps as f32)?,
             conv2: Conv2d::new(s, r, &format!("{name}.conv2"), (cout, cout, 3), Conv2dParams::same(3), ZERO_INIT)?,
             conv_shortcut: if cin != cout {
                 let p = Conv2dParams::same(1);
@@ -127,7 +152,7 @@ pub struct AttnBlock {
 impl AttnBlock {
     fn new(s: &mut ParamStore, r: &mut Philox, name: &str, c: usize, cfg: &UNetConfig) -> Result<Self> {
         Ok(AttnBlock {
-            group_norm: GroupNorm::new(s, r, &format!("{name}.group_norm"), c, cfg.norm_groups)?,
+            group_norm: GroupNorm::new(s, r, &format!("{name}.group_norm"), c, cfg.norm_groups, cfg.norm_eps as f32)?,
             to_q: Linear::new(s, r, &format!("{name}.to_q"), c, c, 1.0)?,
             to_k: Linear::new(s, r, &format!("{name}.to_k"), c, c, 1.0)?,
             to_v: Linear::new(s, r, &format!("{name}.to_v"), c, c, 1.0)?,
@@ -195,7 +220,7 @@ impl UNet {
             }
             if i + 1 < levels {
                 let name = format!("down_blocks.{i}.downsamplers.0.conv");
-                level.resample = Some(Conv2d::new(s, r, &name, (cur, cur, 3), Conv2dParams::tf_same_down(), 1.0)?);
+                level.resample = Some(Conv2d::new(s, r, &name, (cur, cur, 3), cfg.down_conv(), 1.0)?);
                 skips.push(cur);
             }
             down.push(level);
@@ -228,7 +253,7 @@ impl UNet {
             }
             up.push(level);
         }
-        let conv_norm_out = GroupNorm::new(s, r, "conv_norm_out", cur, cfg.norm_groups)?;
+        let conv_norm_out = GroupNorm::new(s, r, "conv_norm_out", cur, cfg.norm_groups, cfg.norm_eps as f32)?;
         let conv_out = Conv2d::new(s, r, "conv_out", (cur, cfg.in_channels, 3), same3, ZERO_INIT)?;
         Ok(UNet { config: cfg.clone(), conv_in, linear_1, linear_2, down, mid, up, conv_norm_out, conv_out })
     }
