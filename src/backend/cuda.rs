@@ -3,8 +3,10 @@
 //! gets a clear "no CUDA device" error instead of a loader panic.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::{Error, Result};
@@ -20,7 +22,7 @@ pub fn kernels_built() -> bool {
     !KERNELS.is_empty()
 }
 
-fn cuda_err(e: impl std::fmt::Debug) -> Error {
+pub(crate) fn cuda_err(e: impl std::fmt::Debug) -> Error {
     Error::Cuda(format!("{e:?}"))
 }
 
@@ -30,6 +32,9 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     module: Arc<CudaModule>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    sm_count: usize,
+    /// cuBLAS on this backend's stream, created on first use; `Err` when libcublas cannot be loaded.
+    blas: OnceLock<std::result::Result<CudaBlas, String>>,
 }
 
 impl CudaBackend {
@@ -55,7 +60,19 @@ impl CudaBackend {
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
             .map_err(|e| Error::NoCuda(format!("the embedded kernels do not load on this driver: {e:?}")))?;
-        Ok(Arc::new(CudaBackend { ordinal, ctx, stream, module, functions: Mutex::new(HashMap::new()) }))
+        // SAFETY: every buffer of this backend is used on its one stream (cuBLAS included), so cudarc's per-buffer
+        // events, which order work across streams, only cost two event records per allocation.
+        unsafe { ctx.disable_event_tracking() };
+        let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
+        Ok(Arc::new(CudaBackend {
+            ordinal,
+            ctx,
+            stream,
+            module,
+            functions: Mutex::new(HashMap::new()),
+            sm_count: sm_count as usize,
+            blas: OnceLock::new(),
+        }))
     }
 
     pub fn ordinal(&self) -> usize {
@@ -68,6 +85,24 @@ impl CudaBackend {
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Streaming multiprocessors on this device (grid sizing for split reductions).
+    pub fn sm_count(&self) -> usize {
+        self.sm_count
+    }
+
+    /// The cuBLAS handle (created on first use, bound to this backend's stream), or why there is none: cudarc
+    /// loads libcublas at run time and would panic without it, so its presence is checked first.
+    pub fn blas(&self) -> Result<&CudaBlas> {
+        let b = self.blas.get_or_init(|| {
+            // SAFETY: only probes whether the library can be dlopen'ed.
+            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                return Err("libcublas.so was not found (put its directory on LD_LIBRARY_PATH)".into());
+            }
+            CudaBlas::new(self.stream.clone()).map_err(|e| format!("cublasCreate failed: {e:?}"))
+        });
+        b.as_ref().map_err(|e| Error::Cuda(e.clone()))
     }
 
     /// Look a kernel up by its `extern "C"` name (cached).
@@ -86,6 +121,13 @@ impl CudaBackend {
 
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
         let buf = self.stream.clone_htod(data).map_err(cuda_err)?;
+        Ok(CudaStorage { buf, backend: self.clone() })
+    }
+
+    /// An uninitialised buffer, for kernels that write every element (saves the memset of `zeros`).
+    pub fn empty(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
+        // SAFETY: callers hand the buffer to a kernel that writes all n elements before anything reads them.
+        let buf = unsafe { self.stream.alloc::<f32>(n) }.map_err(cuda_err)?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
 
@@ -108,7 +150,7 @@ impl CudaBackend {
     /// y = f(x) for an elementwise kernel `name(const float* x, float* y, int n)`.
     pub fn unary(self: &Arc<Self>, name: &'static str, x: &CudaStorage) -> Result<CudaStorage> {
         let n = x.len();
-        let mut y = self.zeros(n)?;
+        let mut y = self.empty(n)?;
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of x and writes n floats of y.
@@ -120,7 +162,7 @@ impl CudaBackend {
     /// z = f(a, b) for an elementwise kernel `name(const float* a, const float* b, float* z, int n)`.
     pub fn binary(self: &Arc<Self>, name: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<CudaStorage> {
         let n = a.len();
-        let mut z = self.zeros(n)?;
+        let mut z = self.empty(n)?;
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of a and b and writes n floats of z.
@@ -139,6 +181,11 @@ pub struct CudaStorage {
 }
 
 impl CudaStorage {
+    /// Wrap a buffer allocated on `backend`'s stream.
+    pub fn from_slice(buf: CudaSlice<f32>, backend: &Arc<CudaBackend>) -> CudaStorage {
+        CudaStorage { buf, backend: backend.clone() }
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len()
     }
