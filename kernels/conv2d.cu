@@ -11,12 +11,13 @@
 // current one is multiplied out of shared memory. Both operand tiles are stored K-major (tile[k][m], tile[k][n]):
 // the layout a bf16 mma/wgmma version would also use for its shared-memory operands.
 
-#define CONV_BM 64
-#define CONV_BN 64
-#define CONV_BK 16
-#define CONV_THREADS 256
-// Row pitch of the shared tiles: +4 floats keeps float4 alignment and spreads K-fast stores over the banks.
-#define CONV_LD (CONV_BM + 4)
+#include "gemm_tile.cuh"
+
+#define CONV_BM TILE_BM
+#define CONV_BN TILE_BN
+#define CONV_BK TILE_BK
+#define CONV_THREADS TILE_THREADS
+#define CONV_LD TILE_LD
 
 // The geometry of one conv call; must match `ConvGeom` in src/ops/conv2d/cuda.rs field for field.
 struct Conv2dGeom {
@@ -25,22 +26,6 @@ struct Conv2dGeom {
     int ho, wo;
     int stride, pad_top, pad_left;
 };
-
-// acc[i][j] += sum over the tile's k of As[k][ty*4+i] * Bs[k][tx*4+j].
-static __device__ __forceinline__ void conv2d_mma_tile(const float (*As)[CONV_LD], const float (*Bs)[CONV_LD],
-                                                       float acc[4][4], int ty, int tx) {
-#pragma unroll
-    for (int k = 0; k < CONV_BK; ++k) {
-        float4 a = *reinterpret_cast<const float4*>(&As[k][ty * 4]);
-        float4 b = *reinterpret_cast<const float4*>(&Bs[k][tx * 4]);
-        float av[4] = {a.x, a.y, a.z, a.w};
-        float bv[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
-}
 
 // x[n, ci, ih, iw] or 0 outside the image.
 static __device__ __forceinline__ float conv2d_x_at(const float* __restrict__ xn, const Conv2dGeom& g, int ci, int ih,
@@ -102,7 +87,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
         }
         __syncthreads();
         if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        conv2d_mma_tile(As, Bs, acc, ty, tx);
+        tile_mma(As, Bs, acc, ty, tx);
         __syncthreads();
     }
 
@@ -183,7 +168,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
         }
         __syncthreads();
         if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        conv2d_mma_tile(As, Bs, acc, ty, tx);
+        tile_mma(As, Bs, acc, ty, tx);
         __syncthreads();
     }
 
@@ -263,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
             }
             __syncthreads();
             if (r0 + CONV_BK < r_end) load(r0 + CONV_BK);
-            conv2d_mma_tile(As, Bs, acc, ty, tx);
+            tile_mma(As, Bs, acc, ty, tx);
             __syncthreads();
         }
     }
