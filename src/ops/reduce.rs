@@ -31,7 +31,8 @@ fn reduce(x: &Tensor, divisor: f64, op: &'static str) -> Result<Tensor> {
     match x.storage() {
         Storage::Cpu(v) => Ok(Tensor::scalar((v.iter().map(|&a| a as f64).sum::<f64>() / divisor) as f32)),
         Storage::Cuda(c) => {
-            let (out, _) = device_sum(c, None, Mode::Sum, 1.0 / divisor).map_err(|e| Error::msg(format!("{op}: {e}")))?;
+            let (out, _) =
+                device_sum(c, None, Mode::Sum, 1.0 / divisor).map_err(|e| Error::msg(format!("{op}: {e}")))?;
             Tensor::from_storage(Storage::Cuda(out), &[])
         }
     }
