@@ -63,6 +63,7 @@ impl CudaBackend {
         // SAFETY: every buffer of this backend is used on its one stream (cuBLAS included), so cudarc's per-buffer
         // events, which order work across streams, only cost two event records per allocation.
         unsafe { ctx.disable_event_tracking() };
+        keep_pool_memory(&ctx);
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
         Ok(Arc::new(CudaBackend {
             ordinal,
@@ -171,6 +172,27 @@ impl CudaBackend {
         }
         .map_err(cuda_err)?;
         Ok(z)
+    }
+}
+
+/// Buffers come from the device's default stream-ordered memory pool (cuMemAllocAsync). Its release threshold
+/// defaults to 0, which hands freed memory back to the driver at every synchronisation; raising it to "never"
+/// makes the pool a cache, so a training step's allocations are served from memory the previous step freed.
+/// Best effort: without pool support (or on failure) allocation still works, only slower.
+fn keep_pool_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    // SAFETY: plain driver calls on this context's device with valid out-pointers.
+    unsafe {
+        if ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) != sys::CUresult::CUDA_SUCCESS {
+            return;
+        }
+        let mut threshold = u64::MAX;
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+        let _ = sys::cuMemPoolSetAttribute(pool, attr, (&mut threshold as *mut u64).cast());
     }
 }
 
