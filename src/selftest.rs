@@ -123,14 +123,19 @@ mod tests {
 
     #[test]
     fn every_case_runs_on_the_cpu_and_the_names_are_unique() {
-        // Running the CPU side of a few cheap cases checks the case code itself (shapes, argument order).
+        // Running the CPU side of the cheap cases checks the case code itself (shapes, argument order).
         let cases = all_cases();
         let mut keys: Vec<String> = cases.iter().map(|c| format!("{} {}", c.op, c.shape)).collect();
         keys.sort();
         let n = keys.len();
         keys.dedup();
         assert_eq!(keys.len(), n, "duplicate case names");
-        for c in cases.iter().filter(|c| c.shape.contains("[3, 6, 5, 7]") || c.op.starts_with("gemm")) {
+        // Everything but the big conv / GroupNorm shapes and the cifar10 model (slow on a CPU reference alone).
+        let heavy = |c: &Case| {
+            (c.op.starts_with("conv2d") || c.op.starts_with("group_norm")) && !c.shape.starts_with("[3, ")
+                || c.op.contains("cifar10")
+        };
+        for c in cases.iter().filter(|c| !heavy(c)) {
             let out = (c.run)(&Device::Cpu).unwrap_or_else(|e| panic!("{} {}: {e}", c.op, c.shape));
             assert!(!out.is_empty());
         }
