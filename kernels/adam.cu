@@ -1,5 +1,5 @@
 // Optimizer kernels (see src/optim.rs for the math): a fused Adam/AdamW + EMA update over a flat parameter array,
-// and the pieces of global gradient-norm clipping (sum-of-squares partials in double, then an in-place scale).
+// the EMA alone, and the in-place scale of gradient-norm clipping (its sum of squares is reduce_partial_f32, mode 2).
 
 // One thread per element. The host passes the per-step scalars PyTorch computes on the host:
 // step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t). decoupled != 0: AdamW (p *= 1 - lr*wd);
@@ -28,24 +28,13 @@ extern "C" __global__ void adam_ema_step_f32(float* __restrict__ p, const float*
     }
 }
 
-#define ADAM_SUMSQ_THREADS 256
-
-// partial[blockIdx.x] = sum of x[i]^2 over this block's grid-stride share, accumulated in double (as the CPU
-// reference). Launch with ADAM_SUMSQ_THREADS threads per block; the host adds the partials of every tensor.
-extern "C" __global__ void adam_sumsq_partial_f32(const float* __restrict__ x, int n, double* __restrict__ partial) {
-    __shared__ double adam_sumsq_shared[ADAM_SUMSQ_THREADS];
-    double acc = 0.0;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        double xi = (double)x[i];
-        acc += xi * xi;
+// ema -= rate * (ema - p), rate = 1 - decay (the EMA alone, when no Adam step runs beside it).
+extern "C" __global__ void adam_ema_update_f32(float* __restrict__ ema, const float* __restrict__ p, int n, float rate) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float e = ema[i];
+        ema[i] = e - rate * (e - p[i]);
     }
-    adam_sumsq_shared[threadIdx.x] = acc;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) adam_sumsq_shared[threadIdx.x] += adam_sumsq_shared[threadIdx.x + stride];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = adam_sumsq_shared[0];
 }
 
 // x *= s in place (the clip_grad_norm scale).

@@ -195,6 +195,9 @@ enum Command {
     Selftest {
         #[arg(long, default_value = "cuda")]
         device: String,
+        /// Only the cases whose op name contains this (e.g. `conv2d`, `group_norm`, `unet`).
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -390,7 +393,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", ddpm_cuda::backend::cuda::PTXAS_REPORT);
             Ok(())
         }
-        Command::Selftest { device } => ddpm_cuda::selftest::run(&Device::parse(&device)?),
+        Command::Selftest { device, filter } => ddpm_cuda::selftest::run(&Device::parse(&device)?, filter.as_deref()),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Optimizer pieces for DDPM training: Adam/AdamW (PyTorch semantics), global gradient-norm clipping, linear
 //! learning-rate warm-up, and an exponential moving average of the weights. All work on lists of tensors
 //! (one per parameter) so the trainer owns the parameters; state is plain tensors and integers for checkpoints.
-//! CPU implementations here; CUDA tensors get `Error::Unsupported` until the launches for kernels/adam.cu are
-//! wired.
+//! CPU implementations here; the CUDA launches (kernels/adam.cu) are in `optim/cuda.rs`. `Adam::step_with_ema`
+//! fuses the EMA into the Adam pass on CUDA (one read of each parameter per step).
 
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
+
+mod cuda;
 
 /// Adam hyper-parameters (defaults: PyTorch's, and DDPM's lr 2e-4).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,8 +29,15 @@ impl Default for AdamConfig {
     }
 }
 
-fn cuda_unsupported(op: &'static str) -> Error {
-    Error::Unsupported { op, device: "cuda".into() }
+/// Whether every tensor is on the CPU (`Some(true)`), every one on a GPU (`Some(false)`), or they are mixed.
+fn all_cpu<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Option<bool> {
+    let mut kinds = tensors.into_iter().map(|t| matches!(t.storage(), Storage::Cpu(_)));
+    let first = kinds.next().unwrap_or(true);
+    kinds.all(|k| k == first).then_some(first)
+}
+
+fn mixed(op: &str) -> Error {
+    Error::msg(format!("{op}: tensors on different devices"))
 }
 
 /// Adam as `torch.optim.Adam` / `AdamW` (no amsgrad): with t the step count after increment,
@@ -69,6 +78,17 @@ impl Adam {
 
     /// One update of every parameter with learning rate `lr`. Shapes are checked before anything changes.
     pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor], lr: f32) -> Result<()> {
+        self.step_with_ema(params, grads, lr, None)
+    }
+
+    /// `step`, then `ema.update(params)`: on CUDA both in one pass over each parameter.
+    pub fn step_with_ema(
+        &mut self,
+        params: &mut [Tensor],
+        grads: &[Tensor],
+        lr: f32,
+        ema: Option<&mut Ema>,
+    ) -> Result<()> {
         ensure_shape!(
             params.len() == grads.len() && params.len() == self.m.len(),
             "Adam::step",
@@ -86,8 +106,13 @@ impl Adam {
                 g.shape(),
                 self.m[i].shape()
             );
-            if !matches!(p.storage(), Storage::Cpu(_)) || !matches!(g.storage(), Storage::Cpu(_)) {
-                return Err(cuda_unsupported("adam_step"));
+        }
+        let on_cpu =
+            all_cpu(params.iter().chain(grads).chain(&self.m).chain(&self.v)).ok_or_else(|| mixed("Adam::step"))?;
+        if let Some(e) = &ema {
+            e.check(params)?;
+            if all_cpu(e.shadow.iter().chain(params.iter())) != Some(on_cpu) {
+                return Err(mixed("Adam::step_with_ema"));
             }
         }
         self.step += 1;
@@ -98,6 +123,30 @@ impl Adam {
         let bc1 = 1.0 - (c.beta1 as f64).powi(t);
         let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt() as f32;
         let step_size = (lr as f64 / bc1) as f32;
+        if !on_cpu {
+            let mut s = cuda::AdamScalars {
+                lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                decoupled: c.decoupled,
+                step_size,
+                bc2_sqrt,
+                ema_decay: 1.0,
+            };
+            let mut shadows = match ema {
+                Some(e) => {
+                    s.ema_decay = e.decay;
+                    e.shadow.iter_mut().map(Some).collect()
+                }
+                None => (0..params.len()).map(|_| None).collect::<Vec<_>>(),
+            };
+            for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+                cuda::adam_step(p, g, &mut self.m[i], &mut self.v[i], shadows[i].take(), &s)?;
+            }
+            return Ok(());
+        }
         let decay_factor = 1.0 - lr * c.weight_decay;
         for ((p, g), (m, v)) in params.iter_mut().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
             let (p, g, m, v) = (p.cpu_data_mut()?, g.cpu_data()?, m.cpu_data_mut()?, v.cpu_data_mut()?);
@@ -116,6 +165,9 @@ impl Adam {
                 p[i] -= step_size * m[i] / denom;
             }
         }
+        if let Some(e) = ema {
+            e.update(params)?;
+        }
         Ok(())
     }
 }
@@ -129,21 +181,27 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(Error::msg(format!("clip_grad_norm: max_norm must be positive and finite, got {max_norm}")));
     }
-    let mut sum_sq = 0.0f64;
-    for g in grads.iter() {
-        match g.storage() {
-            Storage::Cpu(v) => sum_sq += v.iter().map(|&x| x as f64 * x as f64).sum::<f64>(),
-            Storage::Cuda(_) => return Err(cuda_unsupported("clip_grad_norm")),
+    let on_cpu = all_cpu(grads.iter()).ok_or_else(|| mixed("clip_grad_norm"))?;
+    let norm = if on_cpu {
+        let mut sum_sq = 0.0f64;
+        for g in grads.iter() {
+            sum_sq += g.cpu_data()?.iter().map(|&x| x as f64 * x as f64).sum::<f64>();
         }
-    }
-    let norm = sum_sq.sqrt();
+        sum_sq.sqrt()
+    } else {
+        cuda::global_norm(grads)?
+    };
     if !norm.is_finite() {
         return Ok(norm as f32);
     }
     let coef = (max_norm as f64 / (norm + 1e-6)) as f32;
     if coef < 1.0 {
         for g in grads.iter_mut() {
-            g.cpu_data_mut()?.iter_mut().for_each(|x| *x *= coef);
+            if on_cpu {
+                g.cpu_data_mut()?.iter_mut().for_each(|x| *x *= coef);
+            } else {
+                cuda::scale_in_place(g, coef)?;
+            }
         }
     }
     Ok(norm as f32)
@@ -184,6 +242,23 @@ impl Ema {
     }
 
     pub fn update(&mut self, params: &[Tensor]) -> Result<()> {
+        self.check(params)?;
+        let on_cpu = all_cpu(self.shadow.iter().chain(params)).ok_or_else(|| mixed("Ema::update"))?;
+        let rate = 1.0 - self.decay;
+        for (s, p) in self.shadow.iter_mut().zip(params) {
+            if !on_cpu {
+                cuda::ema_update(s, p, rate)?;
+                continue;
+            }
+            // Copy-on-write: the shadow may still share storage with the parameters it started from.
+            let (s, p) = (s.cpu_data_mut()?, p.cpu_data()?);
+            s.iter_mut().zip(p).for_each(|(s, &p)| *s -= rate * (*s - p));
+        }
+        Ok(())
+    }
+
+    /// Same count and shapes as the shadow.
+    fn check(&self, params: &[Tensor]) -> Result<()> {
         ensure_shape!(
             params.len() == self.shadow.len(),
             "Ema::update",
@@ -199,15 +274,6 @@ impl Ema {
                 p.shape(),
                 s.shape()
             );
-            if !matches!(p.storage(), Storage::Cpu(_)) || !matches!(s.storage(), Storage::Cpu(_)) {
-                return Err(cuda_unsupported("ema_update"));
-            }
-        }
-        let rate = 1.0 - self.decay;
-        for (s, p) in self.shadow.iter_mut().zip(params) {
-            // Copy-on-write: the shadow may still share storage with the parameters it started from.
-            let (s, p) = (s.cpu_data_mut()?, p.cpu_data()?);
-            s.iter_mut().zip(p).for_each(|(s, &p)| *s -= rate * (*s - p));
         }
         Ok(())
     }

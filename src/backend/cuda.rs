@@ -3,8 +3,10 @@
 //! gets a clear "no CUDA device" error instead of a loader panic.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::{Error, Result};
@@ -20,7 +22,7 @@ pub fn kernels_built() -> bool {
     !KERNELS.is_empty()
 }
 
-fn cuda_err(e: impl std::fmt::Debug) -> Error {
+pub(crate) fn cuda_err(e: impl std::fmt::Debug) -> Error {
     Error::Cuda(format!("{e:?}"))
 }
 
@@ -30,6 +32,9 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     module: Arc<CudaModule>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    sm_count: usize,
+    /// cuBLAS on this backend's stream, created on first use; `Err` when libcublas cannot be loaded.
+    blas: OnceLock<std::result::Result<CudaBlas, String>>,
 }
 
 impl CudaBackend {
@@ -55,7 +60,20 @@ impl CudaBackend {
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
             .map_err(|e| Error::NoCuda(format!("the embedded kernels do not load on this driver: {e:?}")))?;
-        Ok(Arc::new(CudaBackend { ordinal, ctx, stream, module, functions: Mutex::new(HashMap::new()) }))
+        // SAFETY: every buffer of this backend is used on its one stream (cuBLAS included), so cudarc's per-buffer
+        // events, which order work across streams, only cost two event records per allocation.
+        unsafe { ctx.disable_event_tracking() };
+        keep_pool_memory(&ctx);
+        let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
+        Ok(Arc::new(CudaBackend {
+            ordinal,
+            ctx,
+            stream,
+            module,
+            functions: Mutex::new(HashMap::new()),
+            sm_count: sm_count as usize,
+            blas: OnceLock::new(),
+        }))
     }
 
     pub fn ordinal(&self) -> usize {
@@ -68,6 +86,24 @@ impl CudaBackend {
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Streaming multiprocessors on this device (grid sizing for split reductions).
+    pub fn sm_count(&self) -> usize {
+        self.sm_count
+    }
+
+    /// The cuBLAS handle (created on first use, bound to this backend's stream), or why there is none: cudarc
+    /// loads libcublas at run time and would panic without it, so its presence is checked first.
+    pub fn blas(&self) -> Result<&CudaBlas> {
+        let b = self.blas.get_or_init(|| {
+            // SAFETY: only probes whether the library can be dlopen'ed.
+            if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+                return Err("libcublas.so was not found (put its directory on LD_LIBRARY_PATH)".into());
+            }
+            CudaBlas::new(self.stream.clone()).map_err(|e| format!("cublasCreate failed: {e:?}"))
+        });
+        b.as_ref().map_err(|e| Error::Cuda(e.clone()))
     }
 
     /// Look a kernel up by its `extern "C"` name (cached).
@@ -86,6 +122,13 @@ impl CudaBackend {
 
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
         let buf = self.stream.clone_htod(data).map_err(cuda_err)?;
+        Ok(CudaStorage { buf, backend: self.clone() })
+    }
+
+    /// An uninitialised buffer, for kernels that write every element (saves the memset of `zeros`).
+    pub fn empty(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
+        // SAFETY: callers hand the buffer to a kernel that writes all n elements before anything reads them.
+        let buf = unsafe { self.stream.alloc::<f32>(n) }.map_err(cuda_err)?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
 
@@ -108,7 +151,7 @@ impl CudaBackend {
     /// y = f(x) for an elementwise kernel `name(const float* x, float* y, int n)`.
     pub fn unary(self: &Arc<Self>, name: &'static str, x: &CudaStorage) -> Result<CudaStorage> {
         let n = x.len();
-        let mut y = self.zeros(n)?;
+        let mut y = self.empty(n)?;
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of x and writes n floats of y.
@@ -120,7 +163,7 @@ impl CudaBackend {
     /// z = f(a, b) for an elementwise kernel `name(const float* a, const float* b, float* z, int n)`.
     pub fn binary(self: &Arc<Self>, name: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<CudaStorage> {
         let n = a.len();
-        let mut z = self.zeros(n)?;
+        let mut z = self.empty(n)?;
         let f = self.function(name)?;
         let n_i = n as i32;
         // SAFETY: the kernel reads n floats of a and b and writes n floats of z.
@@ -132,6 +175,27 @@ impl CudaBackend {
     }
 }
 
+/// Buffers come from the device's default stream-ordered memory pool (cuMemAllocAsync). Its release threshold
+/// defaults to 0, which hands freed memory back to the driver at every synchronisation; raising it to "never"
+/// makes the pool a cache, so a training step's allocations are served from memory the previous step freed.
+/// Best effort: without pool support (or on failure) allocation still works, only slower.
+fn keep_pool_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    // SAFETY: plain driver calls on this context's device with valid out-pointers.
+    unsafe {
+        if ctx.bind_to_thread().is_err() {
+            return;
+        }
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) != sys::CUresult::CUDA_SUCCESS {
+            return;
+        }
+        let mut threshold = u64::MAX;
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+        let _ = sys::cuMemPoolSetAttribute(pool, attr, (&mut threshold as *mut u64).cast());
+    }
+}
+
 /// A device buffer of f32 and the backend it belongs to.
 pub struct CudaStorage {
     pub buf: CudaSlice<f32>,
@@ -139,6 +203,11 @@ pub struct CudaStorage {
 }
 
 impl CudaStorage {
+    /// Wrap a buffer allocated on `backend`'s stream.
+    pub fn from_slice(buf: CudaSlice<f32>, backend: &Arc<CudaBackend>) -> CudaStorage {
+        CudaStorage { buf, backend: backend.clone() }
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len()
     }

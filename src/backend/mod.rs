@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod cuda_gemm;
 
 use std::fmt;
 use std::sync::Arc;

@@ -80,7 +80,8 @@ impl Diffusion {
         let steps = self.schedule.steps();
         let t: Vec<usize> =
             rng.uniform(n).iter().map(|&u| (((u as f64) * steps as f64) as usize).min(steps - 1)).collect();
-        let noise = rng.normal_tensor(x0.shape())?.to_device(&x0.device())?;
+        // Generated where x0 lives (the same Philox stream on either device): no host→device copy of the noise.
+        let noise = rng.normal_on(x0.shape(), &x0.device())?;
         let x_t = self.q_sample(x0, &t, &noise)?;
         Ok(TrainingBatch { x_t, t: t.iter().map(|&t| t as f32).collect(), noise })
     }
@@ -146,11 +147,11 @@ impl Diffusion {
                 ts.iter().enumerate().map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta))).collect()
             }
         };
-        let mut x = rng.normal_tensor(shape)?.to_device(device)?;
+        let mut x = rng.normal_on(shape, device)?;
         let total = plan.len();
         for (i, (t, coefs)) in plan.into_iter().enumerate() {
             let eps = model(&x, &vec![t as f32; n])?;
-            let z = if coefs.sigma != 0.0 { Some(rng.normal_tensor(shape)?.to_device(device)?) } else { None };
+            let z = if coefs.sigma != 0.0 { Some(rng.normal_on(shape, device)?) } else { None };
             let x_prev = reverse_step(&x, &eps, z.as_ref(), coefs)?;
             on_step(&Step { done: i + 1, total, t, x_t: &x, eps: &eps, x_prev: &x_prev, coefs });
             x = x_prev;

@@ -13,6 +13,8 @@ use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+mod cuda;
+
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
     let (out, probs) = forward(q.value(), k.value(), v.value())?;
     let (qv, kv, vv) = (q.value().clone(), k.value().clone(), v.value().clone());
@@ -42,8 +44,8 @@ fn dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(usize, usize, usize)> {
     Ok((b, c, t))
 }
 
-fn unsupported() -> Error {
-    Error::Unsupported { op: "attention", device: "cuda".into() }
+fn mixed() -> Error {
+    Error::msg("attention: tensors on different devices")
 }
 
 /// With at least one batch item per thread the batch loop fills the pool; otherwise let each GEMM fan out.
@@ -72,8 +74,15 @@ fn softmax_rows(s: &mut [f32], t: usize, scale: f32) {
 /// The output [B, C, T] and the attention probabilities P [B, T, T] (kept for the backward).
 pub fn forward(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
     let (b, c, t) = dims(q, k, v)?;
+    if let (Storage::Cuda(qs), Storage::Cuda(ks), Storage::Cuda(vs)) = (q.storage(), k.storage(), v.storage()) {
+        let (out, probs) = cuda::forward(qs, ks, vs, b, c, t)?;
+        return Ok((
+            Tensor::from_storage(Storage::Cuda(out), &[b, c, t])?,
+            Tensor::from_storage(Storage::Cuda(probs), &[b, t, t])?,
+        ));
+    }
     let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (q.storage(), k.storage(), v.storage()) else {
-        return Err(unsupported());
+        return Err(mixed());
     };
     let (ct, tt) = (c * t, t * t);
     let mut out = vec![0.0f32; b * ct];
@@ -114,11 +123,18 @@ pub fn backward(
     let (b, c, t) = dims(q, k, v)?;
     ensure_shape!(g.shape() == q.shape(), "attention backward", "dO {:?} for output {:?}", g.shape(), q.shape());
     ensure_shape!(probs.shape() == [b, t, t], "attention backward", "P {:?} for T = {t}", probs.shape());
+    if let (Storage::Cuda(qs), Storage::Cuda(ks), Storage::Cuda(vs), Storage::Cuda(ps), Storage::Cuda(gs)) =
+        (q.storage(), k.storage(), v.storage(), probs.storage(), g.storage())
+    {
+        let [dq, dk, dv] = cuda::backward(qs, ks, vs, ps, gs, b, c, t, needs)?;
+        let wrap = |s: Option<_>| s.map(|s| Tensor::from_storage(Storage::Cuda(s), &[b, c, t])).transpose();
+        return Ok((wrap(dq)?, wrap(dk)?, wrap(dv)?));
+    }
     let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (q.storage(), k.storage(), v.storage()) else {
-        return Err(unsupported());
+        return Err(mixed());
     };
     let (Storage::Cpu(ps), Storage::Cpu(gs)) = (probs.storage(), g.storage()) else {
-        return Err(unsupported());
+        return Err(mixed());
     };
     let (ct, tt) = (c * t, t * t);
     let alloc = |needed: bool| vec![0.0f32; if needed { b * ct } else { 0 }];

@@ -18,6 +18,8 @@ use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+pub mod cuda;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Padding {
     pub top: usize,
@@ -338,10 +340,6 @@ fn lane_sum(v: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-fn unsupported() -> Error {
-    Error::Unsupported { op: "conv2d", device: "cuda".into() }
-}
-
 /// y = conv(x, w) + b. `x` is `[N, Cin, H, W]`, `w` `[Cout, Cin, kh, kw]`, `b` `[Cout]`; y is `[N, Cout, Ho, Wo]`
 /// with `Ho = (H + top + bottom − kh) / stride + 1` (likewise `Wo`).
 pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
@@ -349,15 +347,25 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> R
         ensure_shape!(b.rank() == 1, "conv2d", "bias must be 1-D, got {:?}", b.shape());
     }
     let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.numel()), p)?;
-    let bias = match b.map(|b| b.storage()) {
-        None => None,
-        Some(Storage::Cpu(v)) => Some(v.as_slice()),
-        Some(Storage::Cuda(_)) => return Err(unsupported()),
-    };
+    let mixed = || Error::msg("conv2d: input, weight and bias on different devices");
     match (x.storage(), w.storage()) {
-        (Storage::Cpu(xv), Storage::Cpu(wv)) => Tensor::from_vec(forward_cpu(&g, xv, wv, bias), &g.out_shape()),
-        (Storage::Cuda(_), Storage::Cuda(_)) => Err(unsupported()),
-        _ => Err(Error::msg("conv2d: input and weight on different devices")),
+        (Storage::Cpu(xv), Storage::Cpu(wv)) => {
+            let bias = match b.map(|b| b.storage()) {
+                None => None,
+                Some(Storage::Cpu(v)) => Some(v.as_slice()),
+                Some(Storage::Cuda(_)) => return Err(mixed()),
+            };
+            Tensor::from_vec(forward_cpu(&g, xv, wv, bias), &g.out_shape())
+        }
+        (Storage::Cuda(xc), Storage::Cuda(wc)) => {
+            let bias = match b.map(|b| b.storage()) {
+                None => None,
+                Some(Storage::Cuda(c)) => Some(c),
+                Some(Storage::Cpu(_)) => return Err(mixed()),
+            };
+            Tensor::from_storage(Storage::Cuda(cuda::forward(&g, xc, wc, bias)?), &g.out_shape())
+        }
+        _ => Err(mixed()),
     }
 }
 
@@ -373,12 +381,21 @@ pub struct Conv2dGrads {
 pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bool; 3]) -> Result<Conv2dGrads> {
     let g = Geom::new(x.shape(), w.shape(), None, p)?;
     ensure_shape!(gy.shape() == g.out_shape(), "conv2d backward", "gy {:?}, expected {:?}", gy.shape(), g.out_shape());
+    let [need_dx, need_dw, need_db] = needs;
     let (xv, wv, gv) = match (x.storage(), w.storage(), gy.storage()) {
         (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)) => (a, b, c),
-        (Storage::Cuda(_), Storage::Cuda(_), Storage::Cuda(_)) => return Err(unsupported()),
+        (Storage::Cuda(xc), Storage::Cuda(wc), Storage::Cuda(gc)) => {
+            let (dx, dw) = cuda::backward(&g, xc, wc, gc, need_dx, need_dw)?;
+            let wrap =
+                |s: Option<_>, shape: &[usize]| s.map(|s| Tensor::from_storage(Storage::Cuda(s), shape)).transpose();
+            // db = Σ over n and pixels: the [N, C, H, W] → [1, C, 1, 1] broadcast reduction.
+            let db = need_db
+                .then(|| crate::ops::elementwise::reduce_to_shape(gy, &[1, g.cout, 1, 1])?.reshape(&[g.cout]))
+                .transpose()?;
+            return Ok(Conv2dGrads { dx: wrap(dx, x.shape())?, dw: wrap(dw, w.shape())?, db });
+        }
         _ => return Err(Error::msg("conv2d backward: tensors on different devices")),
     };
-    let [need_dx, need_dw, need_db] = needs;
     let [dx, dw] = backward_cpu(&g, xv, wv, gv, need_dx, need_dw);
     let p_len = g.p();
     let db = need_db.then(|| -> Vec<f32> {

@@ -13,6 +13,8 @@ use crate::autograd::{record, Var};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+mod cuda;
+
 /// y = GroupNorm(x; γ, β).
 pub fn group_norm(x: &Var, gamma: &Var, beta: &Var, groups: usize, eps: f32) -> Result<Var> {
     norm_op(x, gamma, beta, groups, eps, false)
@@ -66,10 +68,10 @@ impl Layout {
     }
 }
 
-/// Mean and 1/√(σ² + eps) per (n, group), in (n, group) order.
+/// Mean and 1/√(σ² + eps) per (n, group), in (n, group) order: [N·groups] tensors on the input's device.
 pub struct Stats {
-    pub mean: Vec<f32>,
-    pub rstd: Vec<f32>,
+    pub mean: Tensor,
+    pub rstd: Tensor,
 }
 
 fn sigmoid(z: f32) -> f32 {
@@ -86,8 +88,17 @@ fn group_stats(x: &[f32], eps: f32) -> (f32, f32) {
 
 /// The output, and the statistics the backward needs.
 pub fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, l: Layout, eps: f32, silu: bool) -> Result<(Tensor, Stats)> {
+    if let (Storage::Cuda(xs), Storage::Cuda(g), Storage::Cuda(b)) = (x.storage(), gamma.storage(), beta.storage()) {
+        let (y, mean, rstd) = cuda::forward(xs, g, b, l, eps, silu)?;
+        let stats_shape = [l.batch * l.groups];
+        let stats = Stats {
+            mean: Tensor::from_storage(Storage::Cuda(mean), &stats_shape)?,
+            rstd: Tensor::from_storage(Storage::Cuda(rstd), &stats_shape)?,
+        };
+        return Ok((Tensor::from_storage(Storage::Cuda(y), x.shape())?, stats));
+    }
     let (Storage::Cpu(xs), Storage::Cpu(g), Storage::Cpu(b)) = (x.storage(), gamma.storage(), beta.storage()) else {
-        return Err(unsupported(x));
+        return Err(mixed_devices());
     };
     let (cpg, s, m) = (l.channels_per_group(), l.spatial, l.group_len());
     let mut y = vec![0.0f32; xs.len()];
@@ -110,8 +121,12 @@ pub fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, l: Layout, eps: f32, s
             },
         );
     }
-    let (mean, rstd) = stats.into_iter().unzip();
-    Ok((Tensor::from_vec(y, x.shape())?, Stats { mean, rstd }))
+    let (mean, rstd): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+    let stats = Stats {
+        mean: Tensor::from_vec(mean, &[l.batch * l.groups])?,
+        rstd: Tensor::from_vec(rstd, &[l.batch * l.groups])?,
+    };
+    Ok((Tensor::from_vec(y, x.shape())?, stats))
 }
 
 /// Gradients for (x, γ, β), each only where `needs` asks. With `silu` the incoming gradient is for
@@ -127,13 +142,34 @@ pub fn backward(
     silu: bool,
     needs: &[bool],
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ensure_shape!(gy.shape() == x.shape(), "group_norm backward", "gy {:?} for x {:?}", gy.shape(), x.shape());
+    let need_x = needs.first().copied().unwrap_or(true);
+    let need_gamma = needs.get(1).copied().unwrap_or(true);
+    let need_beta = needs.get(2).copied().unwrap_or(true);
+    if let (
+        Storage::Cuda(xs),
+        Storage::Cuda(g),
+        Storage::Cuda(b),
+        Storage::Cuda(dy),
+        Storage::Cuda(mu),
+        Storage::Cuda(rs),
+    ) = (x.storage(), gamma.storage(), beta.storage(), gy.storage(), stats.mean.storage(), stats.rstd.storage())
+    {
+        let (dx, dgamma, dbeta) = cuda::backward(xs, g, b, mu, rs, dy, l, silu, need_x)?;
+        let wrap = |s, shape: &[usize]| Tensor::from_storage(Storage::Cuda(s), shape);
+        return Ok((
+            dx.map(|d| wrap(d, x.shape())).transpose()?,
+            if need_gamma { Some(wrap(dgamma, &[l.channels])?) } else { None },
+            if need_beta { Some(wrap(dbeta, &[l.channels])?) } else { None },
+        ));
+    }
     let (Storage::Cpu(xs), Storage::Cpu(g), Storage::Cpu(b), Storage::Cpu(dy)) =
         (x.storage(), gamma.storage(), beta.storage(), gy.storage())
     else {
-        return Err(unsupported(x));
+        return Err(mixed_devices());
     };
+    let (mean_v, rstd_v) = (stats.mean.cpu_data()?, stats.rstd.cpu_data()?);
     let (cpg, s, m) = (l.channels_per_group(), l.spatial, l.group_len());
-    let need_x = needs.first().copied().unwrap_or(true);
     // Per (n, channel): (Σ dz, Σ dz·x̂), reduced over n afterwards.
     let mut channel_sums = vec![(0.0f64, 0.0f64); l.batch * l.channels];
     // dz lands in dx first and is turned into dx in place (one buffer instead of two).
@@ -145,7 +181,7 @@ pub fn backward(
             .zip(channel_sums.par_chunks_mut(cpg))
             .enumerate()
             .for_each(|(ng, (((dxg, xg), dyg), sums))| {
-                let (mean, rstd) = (stats.mean[ng], stats.rstd[ng]);
+                let (mean, rstd) = (mean_v[ng], rstd_v[ng]);
                 let c0 = (ng % l.groups) * cpg;
                 // Σ over the group of dẑ and dẑ·x̂ (dẑ = dz·γ).
                 let (mut sum_dh, mut sum_dh_xhat) = (0.0f64, 0.0f64);
@@ -190,15 +226,12 @@ pub fn backward(
             .collect();
         Tensor::from_vec(v, &[l.channels])
     };
-    let dgamma = if needs.get(1).copied().unwrap_or(true) { Some(reduce(|p| p.1)?) } else { None };
-    let dbeta = if needs.get(2).copied().unwrap_or(true) { Some(reduce(|p| p.0)?) } else { None };
+    let dgamma = if need_gamma { Some(reduce(|p| p.1)?) } else { None };
+    let dbeta = if need_beta { Some(reduce(|p| p.0)?) } else { None };
     let dx = if need_x { Some(Tensor::from_vec(dx, x.shape())?) } else { None };
     Ok((dx, dgamma, dbeta))
 }
 
-fn unsupported(x: &Tensor) -> Error {
-    match x.device() {
-        crate::Device::Cpu => Error::msg("group_norm: tensors on different devices"),
-        _ => Error::Unsupported { op: "group_norm", device: "cuda".into() },
-    }
+fn mixed_devices() -> Error {
+    Error::msg("group_norm: tensors on different devices")
 }

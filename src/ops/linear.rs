@@ -4,6 +4,8 @@
 
 use crate::autograd::{record, Var};
 use crate::backend::cpu::{self, Mat, Threads};
+use crate::backend::cuda::{cuda_err, CudaStorage};
+use crate::backend::cuda_gemm::{gemm, Gemm, GemmImpl};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
@@ -46,14 +48,30 @@ fn dims(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(usize, usize, usi
     Ok((n, fan_in, fan_out))
 }
 
-fn unsupported() -> Error {
-    Error::Unsupported { op: "linear", device: "cuda".into() }
+fn mixed() -> Error {
+    Error::msg("linear: tensors on different devices")
 }
 
 pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    forward_with(x, w, b, GemmImpl::Auto)
+}
+
+/// `forward` with a chosen GEMM implementation on CUDA (the selftest checks cuBLAS and the kernel alike).
+pub fn forward_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>, imp: GemmImpl) -> Result<Tensor> {
     let (n, fan_in, fan_out) = dims(x, w, b)?;
+    if let (Storage::Cuda(xs), Storage::Cuda(ws)) = (x.storage(), w.storage()) {
+        let bias = match b.map(|b| b.storage()) {
+            None => None,
+            Some(Storage::Cuda(c)) => Some(c),
+            Some(Storage::Cpu(_)) => return Err(mixed()),
+        };
+        return Tensor::from_storage(
+            Storage::Cuda(forward_cuda(xs, ws, bias, n, fan_in, fan_out, imp)?),
+            &[n, fan_out],
+        );
+    }
     let (Storage::Cpu(xs), Storage::Cpu(ws)) = (x.storage(), w.storage()) else {
-        return Err(unsupported());
+        return Err(mixed());
     };
     // Start from the bias rows (or zeros) and accumulate x · wᵀ on top.
     let mut y = match b {
@@ -73,8 +91,31 @@ pub fn backward(
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let (n, fan_in, fan_out) = dims(x, w, None)?;
     ensure_shape!(gy.shape() == [n, fan_out], "linear backward", "dy {:?} for output [{n}, {fan_out}]", gy.shape());
+    if let (Storage::Cuda(xs), Storage::Cuda(ws), Storage::Cuda(g)) = (x.storage(), w.storage(), gy.storage()) {
+        let be = xs.backend();
+        let wrap = |s: CudaStorage, shape: &[usize]| Tensor::from_storage(Storage::Cuda(s), shape);
+        let dx = if needs[0] {
+            let mut dx = be.empty(n * fan_in)?;
+            gemm(be, &Gemm::new(n, fan_in, fan_out, false, false), &g.buf, &ws.buf, &mut dx.buf, GemmImpl::Auto)?;
+            Some(wrap(dx, &[n, fan_in])?)
+        } else {
+            None
+        };
+        let dw = if needs[1] {
+            // A zero-length reduction (n = 0) must still give zeros.
+            let mut dw = if n == 0 { be.zeros(fan_out * fan_in)? } else { be.empty(fan_out * fan_in)? };
+            gemm(be, &Gemm::new(fan_out, fan_in, n, true, false), &g.buf, &xs.buf, &mut dw.buf, GemmImpl::Auto)?;
+            Some(wrap(dw, &[fan_out, fan_in])?)
+        } else {
+            None
+        };
+        let db = needs[2]
+            .then(|| crate::ops::elementwise::reduce_to_shape(gy, &[1, fan_out])?.reshape(&[fan_out]))
+            .transpose()?;
+        return Ok((dx, dw, db));
+    }
     let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(g)) = (x.storage(), w.storage(), gy.storage()) else {
-        return Err(unsupported());
+        return Err(mixed());
     };
     let dx = if needs[0] {
         let mut dx = vec![0.0; n * fan_in];
@@ -100,4 +141,40 @@ pub fn backward(
         None
     };
     Ok((dx, dw, db))
+}
+
+/// y = x · wᵀ (+ b): the bias rows first, then the GEMM accumulating onto them.
+fn forward_cuda(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    b: Option<&CudaStorage>,
+    n: usize,
+    fan_in: usize,
+    fan_out: usize,
+    imp: GemmImpl,
+) -> Result<CudaStorage> {
+    use cudarc::driver::PushKernelArg;
+    let be = x.backend();
+    let mut y = be.empty(n * fan_out)?;
+    let mut g = Gemm::new(n, fan_out, fan_in, false, true);
+    if let Some(b) = b {
+        let total =
+            i32::try_from(n * fan_out).map_err(|_| Error::shape("linear", "output too large for the kernels"))?;
+        let out = fan_out as i32;
+        let f = be.function("linear_bias_rows_f32")?;
+        // SAFETY: reads fan_out floats of b, writes n·fan_out of y.
+        unsafe {
+            be.stream()
+                .launch_builder(&f)
+                .arg(&b.buf)
+                .arg(&mut y.buf)
+                .arg(&total)
+                .arg(&out)
+                .launch(crate::backend::cuda::CudaBackend::grid_1d(n * fan_out))
+        }
+        .map_err(cuda_err)?;
+        g = g.accumulate();
+    }
+    gemm(be, &g, &x.buf, &w.buf, &mut y.buf, imp)?;
+    Ok(y)
 }

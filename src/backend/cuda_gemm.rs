@@ -1,0 +1,266 @@
+//! Row-major (batched) GEMM on the device: cuBLAS when libcublas loads, else the tiled kernel of kernels/gemm.cu.
+//! Callers describe the product in row-major terms, as the CPU reference's `cpu::gemm`; `Gemm::to_cublas` turns
+//! it into cuBLAS's column-major form (Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands, keep each one's transpose flag).
+
+use cudarc::cublas::sys::cublasOperation_t;
+use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::cuda::{cuda_err, CudaBackend};
+use crate::{Error, Result};
+
+/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, every matrix row-major.
+/// op(A) is m×k: A is stored m×k (row stride lda) or, when `ta`, k×m. op(B) is k×n: B stored k×n or, when `tb`,
+/// n×k. C is m×n with row stride ldc. Matrix b of each operand starts `stride_*` elements after matrix b − 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub ta: bool,
+    pub tb: bool,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub batch: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Gemm {
+    /// C = op(A)·op(B) for densely stored matrices, one batch item.
+    pub fn new(m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            lda: if ta { m } else { k },
+            ldb: if tb { k } else { n },
+            ldc: n,
+            batch: 1,
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    /// `batch` products of densely packed matrices.
+    pub fn batched(self, batch: usize) -> Gemm {
+        Gemm { batch, ..self }
+    }
+
+    /// Accumulate onto C (beta = 1).
+    pub fn accumulate(self) -> Gemm {
+        Gemm { beta: 1.0, ..self }
+    }
+
+    /// Elements each operand must hold.
+    pub fn lens(&self) -> [usize; 3] {
+        let last = |stride: usize, rows: usize, ld: usize, cols: usize| {
+            if self.batch == 0 || rows == 0 || cols == 0 {
+                0
+            } else {
+                (self.batch - 1) * stride + (rows - 1) * ld + cols
+            }
+        };
+        let (ar, ac) = if self.ta { (self.k, self.m) } else { (self.m, self.k) };
+        let (br, bc) = if self.tb { (self.n, self.k) } else { (self.k, self.n) };
+        [
+            last(self.stride_a, ar, self.lda, ac),
+            last(self.stride_b, br, self.ldb, bc),
+            last(self.stride_c, self.m, self.ldc, self.n),
+        ]
+    }
+
+    /// The column-major cuBLAS call computing the same product: Cᵀ (n×m, ld ldc) = op(B)ᵀ · op(A)ᵀ, where B's
+    /// row-major storage is, read column-major, the transpose of what it holds (so each flag carries over).
+    /// Returns the config and whether the operands must be swapped (always: A' = B, B' = A).
+    pub fn to_cublas(&self) -> Result<StridedBatchedConfig<f32>> {
+        let i = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("gemm: {v} does not fit cuBLAS's int")));
+        let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+        Ok(StridedBatchedConfig {
+            gemm: GemmConfig {
+                transa: op(self.tb),
+                transb: op(self.ta),
+                m: i(self.n)?,
+                n: i(self.m)?,
+                k: i(self.k)?,
+                alpha: self.alpha,
+                lda: i(self.ldb)?,
+                ldb: i(self.lda)?,
+                beta: self.beta,
+                ldc: i(self.ldc)?,
+            },
+            batch_size: i(self.batch)?,
+            stride_a: self.stride_b as i64,
+            stride_b: self.stride_a as i64,
+            stride_c: self.stride_c as i64,
+        })
+    }
+}
+
+/// Which implementation runs a GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmImpl {
+    /// cuBLAS when it loads, else the kernel.
+    Auto,
+    Cublas,
+    Kernel,
+}
+
+/// Run `g` on device buffers (checked to be long enough).
+pub fn gemm(
+    be: &CudaBackend,
+    g: &Gemm,
+    a: &CudaSlice<f32>,
+    b: &CudaSlice<f32>,
+    c: &mut CudaSlice<f32>,
+    imp: GemmImpl,
+) -> Result<()> {
+    let [la, lb, lc] = g.lens();
+    if a.len() < la || b.len() < lb || c.len() < lc {
+        return Err(Error::msg(format!(
+            "gemm {g:?}: buffers of {}, {}, {} floats are too short",
+            a.len(),
+            b.len(),
+            c.len()
+        )));
+    }
+    if g.m == 0 || g.n == 0 || g.batch == 0 {
+        return Ok(());
+    }
+    let use_blas = match imp {
+        GemmImpl::Kernel => false,
+        GemmImpl::Cublas => true,
+        GemmImpl::Auto => be.blas().is_ok(),
+    };
+    if use_blas {
+        let cfg = g.to_cublas()?;
+        // SAFETY: lens() bounds every matrix the config addresses inside the buffers (checked above).
+        unsafe { be.blas()?.gemm_strided_batched(cfg, b, a, c) }
+            .map_err(|e| Error::Cuda(format!("cuBLAS sgemm: {e:?}")))?;
+        return Ok(());
+    }
+    let to_i = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("gemm: {v} does not fit the kernel's int")));
+    if g.batch > 65535 {
+        return Err(Error::msg(format!("gemm: batch {} exceeds the kernel's grid", g.batch)));
+    }
+    let (m, n, k) = (to_i(g.m)?, to_i(g.n)?, to_i(g.k)?);
+    let (lda, ldb, ldc) = (to_i(g.lda)?, to_i(g.ldb)?, to_i(g.ldc)?);
+    let (ta, tb) = (i32::from(g.ta), i32::from(g.tb));
+    let (sa, sb, sc) = (g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
+    let f = be.function("gemm_batched_f32")?;
+    let cfg = LaunchConfig {
+        grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, g.batch as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: as for cuBLAS: every element the kernel touches lies inside the checked lengths.
+    unsafe {
+        be.stream()
+            .launch_builder(&f)
+            .arg(a)
+            .arg(b)
+            .arg(c)
+            .arg(&m)
+            .arg(&n)
+            .arg(&k)
+            .arg(&lda)
+            .arg(&ldb)
+            .arg(&ldc)
+            .arg(&ta)
+            .arg(&tb)
+            .arg(&sa)
+            .arg(&sb)
+            .arg(&sc)
+            .arg(&g.alpha)
+            .arg(&g.beta)
+            .launch(cfg)
+    }
+    .map_err(cuda_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row-major reference: C = alpha·op(A)·op(B) + beta·C for batch item 0..batch.
+    fn row_major(g: &Gemm, a: &[f32], b: &[f32], c: &mut [f32]) {
+        for bi in 0..g.batch {
+            for i in 0..g.m {
+                for j in 0..g.n {
+                    let mut s = 0.0;
+                    for p in 0..g.k {
+                        let av =
+                            if g.ta { a[bi * g.stride_a + p * g.lda + i] } else { a[bi * g.stride_a + i * g.lda + p] };
+                        let bv =
+                            if g.tb { b[bi * g.stride_b + j * g.ldb + p] } else { b[bi * g.stride_b + p * g.ldb + j] };
+                        s += av * bv;
+                    }
+                    let o = &mut c[bi * g.stride_c + i * g.ldc + j];
+                    *o = g.alpha * s + g.beta * *o;
+                }
+            }
+        }
+    }
+
+    /// cuBLAS's documented semantics, column-major: C = alpha·op(A)·op(B) + beta·C, element (i, j) of a matrix
+    /// with leading dimension ld at i + j·ld.
+    fn cublas_emulated(cfg: &StridedBatchedConfig<f32>, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let g = &cfg.gemm;
+        let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+        let t = |op: cublasOperation_t| op == cublasOperation_t::CUBLAS_OP_T;
+        for bi in 0..cfg.batch_size as usize {
+            let (oa, ob, oc) = (bi * cfg.stride_a as usize, bi * cfg.stride_b as usize, bi * cfg.stride_c as usize);
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = 0.0;
+                    for p in 0..k {
+                        let av =
+                            if t(g.transa) { a[oa + p + i * g.lda as usize] } else { a[oa + i + p * g.lda as usize] };
+                        let bv =
+                            if t(g.transb) { b[ob + j + p * g.ldb as usize] } else { b[ob + p + j * g.ldb as usize] };
+                        s += av * bv;
+                    }
+                    let o = &mut c[oc + i + j * g.ldc as usize];
+                    *o = g.alpha * s + g.beta * *o;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cublas_form_computes_the_row_major_product_for_every_transpose() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let g = Gemm { alpha: 0.5, beta: 1.0, ..Gemm::new(3, 5, 4, ta, tb).batched(2) };
+            let [la, lb, lc] = g.lens();
+            assert_eq!((la, lb, lc), (24, 40, 30));
+            let a: Vec<f32> = (0..la).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..lb).map(|i| (i as f32 * 0.71).cos()).collect();
+            let c0: Vec<f32> = (0..lc).map(|i| i as f32 * 0.1).collect();
+            let (mut want, mut got) = (c0.clone(), c0);
+            row_major(&g, &a, &b, &mut want);
+            // cuBLAS gets the operands swapped: A' = B, B' = A.
+            cublas_emulated(&g.to_cublas().unwrap(), &b, &a, &mut got);
+            for (x, y) in want.iter().zip(&got) {
+                assert!((x - y).abs() < 1e-5, "ta {ta} tb {tb}: {x} vs {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn lens_cover_strided_batches() {
+        // Attention's S = Qᵀ K per item: Q, K are [C, T] (C = 2, T = 3), S is T×T.
+        let g = Gemm::new(3, 3, 2, true, false).batched(4);
+        assert_eq!(g.lens(), [4 * 6, 4 * 6, 4 * 9]);
+        assert_eq!(Gemm::new(0, 3, 2, false, false).lens()[2], 0);
+    }
+}

@@ -1,0 +1,129 @@
+//! Whole-model selftest cases: U-Net forward + backward (a small one and the cifar10 preset), the fused
+//! optimizer step, and two full training steps.
+
+use super::{case, input, Case};
+use crate::config::Config;
+use crate::nn::unet::{UNet, UNetConfig};
+use crate::nn::{Ctx, ParamStore};
+use crate::ops::elementwise::add_scalar_tensor;
+use crate::ops::loss::mse;
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
+use crate::rng::Philox;
+use crate::train::Trainer;
+use crate::{Device, Result, Tape, Tensor, Var};
+
+fn small_unet() -> UNetConfig {
+    UNetConfig {
+        image_size: 16,
+        in_channels: 3,
+        ch: 32,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attn_resolutions: vec![8],
+        dropout: 0.1,
+        norm_groups: 8,
+    }
+}
+
+/// The model with every parameter replaced by deterministic values of a trained-like scale (the official init
+/// zeroes the residual branches' last layers, which would leave most gradients at ~1e-10), on `device`.
+fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
+    let mut store = ParamStore::new();
+    let unet = UNet::new(cfg, &mut store, &mut Philox::new(0))?;
+    let mut tensors = Vec::new();
+    for (i, (name, t)) in store.names().iter().zip(store.tensors()).enumerate() {
+        let shape = t.shape().to_vec();
+        let u = input(&shape, 100 + i as u32, &Device::Cpu)?;
+        let v = if shape.len() >= 2 {
+            u.scale((1.0 / (t.numel() / shape[0]) as f64).sqrt() as f32)?
+        } else if name.contains("norm") && name.ends_with("weight") {
+            add_scalar_tensor(&u.scale(0.1)?, 1.0)?
+        } else {
+            u.scale(0.1)?
+        };
+        tensors.push(v.to_device(device)?);
+    }
+    store.set_tensors(tensors)?;
+    Ok((unet, store))
+}
+
+/// [loss, ε̂, every parameter gradient in store order] for one batch, in training mode (dropout on).
+fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
+    let (unet, store) = model(cfg, device)?;
+    let shape = [batch, cfg.in_channels, cfg.image_size, cfg.image_size];
+    let x = input(&shape, 1, device)?;
+    let target = input(&shape, 2, device)?;
+    let t: Vec<f32> = (0..batch).map(|i| (10 + 487 * i % 1000) as f32).collect();
+    let tape = Tape::new();
+    let cx = Ctx::with_grad(&tape, &store, true, Philox::new(5));
+    let eps = unet.forward(&cx, &Var::constant(x), &t)?;
+    let loss = mse(&eps, &Var::constant(target))?;
+    let mut grads = tape.backward(&loss)?;
+    let mut out = vec![loss.value().clone(), eps.value().clone()];
+    for v in cx.param_vars() {
+        out.push(grads.take(v).map_or_else(|| Tensor::zeros(v.shape(), device), Ok)?);
+    }
+    Ok(out)
+}
+
+/// Clipping (norm above the limit, so the scale applies), then two AdamW steps with the EMA fused in, on fixed
+/// gradients: [clipped grads, params, m, v, EMA shadow, the norm].
+fn optimizer_step(device: &Device) -> Result<Vec<Tensor>> {
+    let shapes: [&[usize]; 4] = [&[256, 512, 3, 3], &[256], &[512, 128], &[3, 6, 5, 7]];
+    let on = |s: &[usize], seed: u32| input(s, seed, device);
+    let mut params = shapes.iter().enumerate().map(|(i, s)| on(s, 10 + i as u32)).collect::<Result<Vec<_>>>()?;
+    let mut grads = shapes.iter().enumerate().map(|(i, s)| on(s, 20 + i as u32)).collect::<Result<Vec<_>>>()?;
+    let norm = clip_grad_norm(&mut grads, 1.0)?;
+    let config = AdamConfig { weight_decay: 0.01, decoupled: true, ..AdamConfig::default() };
+    let mut adam = Adam::new(config, &params)?;
+    let mut ema = Ema::new(&params, 0.9)?;
+    for lr in [1e-3, 2e-4] {
+        adam.step_with_ema(&mut params, &grads, lr, Some(&mut ema))?;
+    }
+    let (m, v, _) = adam.state();
+    let mut out = grads.clone();
+    out.extend(params);
+    out.extend(m.iter().cloned());
+    out.extend(v.iter().cloned());
+    out.extend(ema.shadow().iter().cloned());
+    out.push(Tensor::scalar(norm));
+    Ok(out)
+}
+
+/// Two full `Trainer` steps of the small model: [loss, grad norm] of each. (Parameters are not compared: Adam's
+/// first steps move each weight by about ±lr whatever its gradient's size, so a near-zero gradient whose sign
+/// differs by rounding flips a weight; the second step's loss is what that must not disturb.)
+fn train_steps(device: &Device) -> Result<Vec<Tensor>> {
+    let mut config = Config::preset("tiny")?;
+    config.model = small_unet();
+    config.train.batch_size = 2;
+    config.train.warmup_steps = 0;
+    let mut trainer = Trainer::new(config, 3, device.clone())?;
+    let x0 = input(&[2, 3, 16, 16], 9, device)?;
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let s = trainer.step(&x0)?;
+        out.push(Tensor::scalar(s.loss));
+        out.push(Tensor::scalar(s.grad_norm));
+    }
+    Ok(out)
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        case("optimizer clip+adamw+ema", "4 tensors, 2 steps", 1e-4, Box::new(optimizer_step)),
+        case(
+            "unet fwd+bwd (small)",
+            "[2, 3, 16, 16] ch32 attn@8",
+            1e-3,
+            Box::new(|d| forward_backward(&small_unet(), 2, d)),
+        ),
+        case(
+            "unet fwd+bwd (cifar10)",
+            "[2, 3, 32, 32] 35.7M params",
+            2e-3,
+            Box::new(|d| forward_backward(&Config::preset("cifar10")?.model, 2, d)),
+        ),
+        case("train 2 steps (small)", "[2, 3, 16, 16] loss, norm", 1e-3, Box::new(train_steps)),
+    ]
+}
