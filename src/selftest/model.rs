@@ -22,6 +22,8 @@ fn small_unet() -> UNetConfig {
         attn_resolutions: vec![8],
         dropout: 0.1,
         norm_groups: 8,
+        norm_eps: 1e-6,
+        downsample_padding: 0,
     }
 }
 
