@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod diffusion;
 pub mod error;
+pub mod eval;
 pub mod nn;
 pub mod ops;
 pub mod optim;
