@@ -8,6 +8,8 @@ use ddpm_cuda::checkpoint::Checkpoint;
 use ddpm_cuda::config::Config;
 use ddpm_cuda::data::{self, DatasetKind};
 use ddpm_cuda::diffusion::{Diffusion, Sampler};
+use ddpm_cuda::eval::cli::{EmpiricalArgs, FidArgs, FidStatsArgs, MemorizationArgs, ModelKind, NllArgs};
+use ddpm_cuda::eval::empirical::optimal_eps;
 use ddpm_cuda::nn::unet::UNet;
 use ddpm_cuda::nn::ParamStore;
 use ddpm_cuda::rng::Philox;
@@ -100,8 +102,11 @@ enum Command {
     },
     /// Generate images from a checkpoint.
     Sample {
+        /// The trained model (needed unless --model empirical).
         #[arg(long)]
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        empirical: EmpiricalArgs,
         #[arg(long, default_value_t = 64)]
         num: usize,
         #[arg(long, default_value_t = 64)]
@@ -129,6 +134,14 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// FID of samples against reference stats, a samples npz or a dataset, and their Inception Score.
+    Fid(FidArgs),
+    /// Write pytorch-fid reference stats (mu, sigma) for a dataset or an images npz.
+    FidStats(FidStatsArgs),
+    /// The variational bound in bits/dim (paper Table 2's NLL) of a checkpoint on a test set.
+    Nll(NllArgs),
+    /// Each sample's distance to its nearest training image, with the nearest pairs drawn side by side.
+    Memorization(MemorizationArgs),
     /// Draw the forward process q(x_t | x_0) for a few images at chosen t (one row per image).
     Forward {
         #[arg(long, value_parser = DatasetKind::parse)]
@@ -237,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample {
             checkpoint,
+            empirical,
             num,
             batch_size,
             sampler,
@@ -253,12 +267,6 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
             }
             let device = Device::parse(&device)?;
-            let ck = Checkpoint::load(&checkpoint)?;
-            let mut params = ParamStore::new();
-            let unet = UNet::new(&ck.config.model, &mut params, &mut Philox::new(0))?;
-            let weights = if ema { ck.ema } else { ck.model };
-            params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
-            let diffusion = Diffusion::new(&ck.config.diffusion)?;
             let sampler = match sampler {
                 SamplerArg::Ddpm => Sampler::Ddpm,
                 SamplerArg::Ddim => Sampler::Ddim { steps, eta },
@@ -279,20 +287,58 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             };
-            let images =
-                sample::generate(&unet, &params, &diffusion, num, batch_size, sampler, seed, &device, &mut observe)?;
+            let (images, [c, h, w]) = match (empirical.model, checkpoint) {
+                (ModelKind::Empirical, _) => {
+                    let (train, diffusion) = empirical.load()?;
+                    let mut model = |x: &Tensor, t: &[f32]| optimal_eps(&train, &diffusion.schedule, x, t);
+                    let (shape, d) = (train.shape, &diffusion);
+                    let x = sample::generate_with(
+                        &mut model,
+                        shape,
+                        d,
+                        num,
+                        batch_size,
+                        sampler,
+                        seed,
+                        &device,
+                        &mut observe,
+                    )?;
+                    (x, train.shape)
+                }
+                (ModelKind::Unet, None) => return Err(Error::msg("sample: give --checkpoint (or --model empirical)")),
+                (ModelKind::Unet, Some(checkpoint)) => {
+                    let ck = Checkpoint::load(&checkpoint)?;
+                    let mut params = ParamStore::new();
+                    let unet = UNet::new(&ck.config.model, &mut params, &mut Philox::new(0))?;
+                    let weights = if ema { ck.ema } else { ck.model };
+                    params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
+                    let diffusion = Diffusion::new(&ck.config.diffusion)?;
+                    let x = sample::generate(
+                        &unet,
+                        &params,
+                        &diffusion,
+                        num,
+                        batch_size,
+                        sampler,
+                        seed,
+                        &device,
+                        &mut observe,
+                    )?;
+                    let (c, s) = (ck.config.model.in_channels, ck.config.model.image_size);
+                    (x, [c, s, s])
+                }
+            };
             frame_err?;
             bar.finish_and_clear();
             if let Some(path) = progressive {
-                let (c, hw) = (ck.config.model.in_channels, ck.config.model.image_size);
-                let per = c * hw * hw;
+                let per = c * h * w;
                 let mut tiles = Vec::with_capacity(rows * frames.len() * per);
                 for r in 0..rows {
                     for f in &frames {
                         tiles.extend_from_slice(&f[r * per..(r + 1) * per]);
                     }
                 }
-                let tiles = Tensor::from_vec(tiles, &[rows * frames.len(), c, hw, hw])?;
+                let tiles = Tensor::from_vec(tiles, &[rows * frames.len(), c, h, w])?;
                 report::save_grid(&path, &tiles, frames.len(), 2)?;
                 eprintln!("wrote {}", path.display());
             }
@@ -352,6 +398,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} tensors, {} parameters", store.len(), group_thousands(store.num_scalars()));
             Ok(())
         }
+        Command::Fid(args) => ddpm_cuda::eval::cli::run_fid(&args),
+        Command::FidStats(args) => ddpm_cuda::eval::cli::run_fid_stats(&args),
+        Command::Nll(args) => ddpm_cuda::eval::cli::run_nll(&args),
+        Command::Memorization(args) => ddpm_cuda::eval::cli::run_memorization(&args),
         Command::Kernels => {
             print!("{}", ddpm_cuda::backend::cuda::PTXAS_REPORT);
             Ok(())

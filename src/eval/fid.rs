@@ -75,7 +75,8 @@ impl Stats {
         for (name, data, shape) in [("mu", &self.mu, vec![d]), ("sigma", &self.sigma, vec![d, d])] {
             zip.start_file(npyz::npz::file_name_from_array_name(name), FileOptions::default())
                 .map_err(|e| Error::bad_file(path, format!("zip: {e}")))?;
-            let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut zip).begin_nd().map_err(io)?;
+            let mut w =
+                npyz::WriteOptions::new().default_dtype().shape(&shape).writer(&mut zip).begin_nd().map_err(io)?;
             w.extend(data.iter().copied()).map_err(io)?;
             w.finish().map_err(io)?;
         }
@@ -127,8 +128,7 @@ fn trace_sqrt_product(s1: &Mat<f64>, s2: &Mat<f64>) -> Result<f64> {
     let m = &r * s2 * &r;
     let d = m.nrows();
     let sym = Mat::from_fn(d, d, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
-    let ev =
-        sym.self_adjoint_eigenvalues(Side::Lower).map_err(|e| Error::msg(format!("eigenvalues failed: {e:?}")))?;
+    let ev = sym.self_adjoint_eigenvalues(Side::Lower).map_err(|e| Error::msg(format!("eigenvalues failed: {e:?}")))?;
     Ok(ev.iter().map(|&l| l.max(0.0).sqrt()).sum())
 }
 

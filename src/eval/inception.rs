@@ -37,7 +37,14 @@ pub struct ConvSpec {
     pub padding: (usize, usize),
 }
 
-fn spec(name: String, cin: usize, cout: usize, kernel: (usize, usize), stride: usize, padding: (usize, usize)) -> ConvSpec {
+fn spec(
+    name: String,
+    cin: usize,
+    cout: usize,
+    kernel: (usize, usize),
+    stride: usize,
+    padding: (usize, usize),
+) -> ConvSpec {
     ConvSpec { name, cin, cout, kernel, stride, padding }
 }
 
@@ -191,7 +198,10 @@ impl Inception {
     pub fn new(weights: &HashMap<String, Tensor>, device: &Device, source: &str) -> Result<Inception> {
         for (name, shape) in param_shapes() {
             let t = weights.get(&name).ok_or_else(|| {
-                Error::msg(format!("{source}: missing tensor {name}: not pytorch-fid's Inception weights; {}", weights_help()))
+                Error::msg(format!(
+                    "{source}: missing tensor {name}: not pytorch-fid's Inception weights; {}",
+                    weights_help()
+                ))
             })?;
             if t.shape() != shape.as_slice() {
                 return Err(Error::msg(format!(

@@ -3,8 +3,10 @@
 //! (`empirical`), and the command-line glue (`cli`). `pth` reads the PyTorch weights file.
 
 pub mod cli;
+pub mod empirical;
 pub mod fid;
 pub mod inception;
+pub mod nll;
 pub mod pth;
 
 use std::path::Path;

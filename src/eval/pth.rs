@@ -27,7 +27,13 @@ enum Value {
     Global(String, String),
     /// A storage reference: (key, element type).
     Storage(String, String),
-    Tensor { storage: String, dtype: String, offset: usize, size: Vec<usize>, stride: Vec<usize> },
+    Tensor {
+        storage: String,
+        dtype: String,
+        offset: usize,
+        size: Vec<usize>,
+        stride: Vec<usize>,
+    },
     /// The result of calling something this reader does not model.
     Opaque,
     Mark,
@@ -92,20 +98,12 @@ fn unpickle(data: &[u8], pos: &mut usize) -> std::result::Result<Value, String> 
             b'X' | b'T' | b'B' => {
                 let n = u32le(take(pos, 4)?) as usize;
                 let b = take(pos, n)?;
-                stack.push(if op == b'X' {
-                    Value::Str(String::from_utf8_lossy(b).into_owned())
-                } else {
-                    Value::Bytes
-                });
+                stack.push(if op == b'X' { Value::Str(String::from_utf8_lossy(b).into_owned()) } else { Value::Bytes });
             }
             0x8c | b'U' | b'C' => {
                 let n = take(pos, 1)?[0] as usize;
                 let b = take(pos, n)?;
-                stack.push(if op == 0x8c {
-                    Value::Str(String::from_utf8_lossy(b).into_owned())
-                } else {
-                    Value::Bytes
-                });
+                stack.push(if op == 0x8c { Value::Str(String::from_utf8_lossy(b).into_owned()) } else { Value::Bytes });
             }
             b'}' => stack.push(Value::Dict(Vec::new())),
             b']' => stack.push(Value::List(Vec::new())),
@@ -287,7 +285,8 @@ fn gather(bytes: &[u8], dtype: &str, offset: usize, size: &[usize], stride: &[us
 pub fn load_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |msg: String| Error::bad_file(path, msg);
-    let (root, storages) = if raw.starts_with(b"PK") { read_zip(path, &raw)? } else { read_legacy(&raw).map_err(bad)? };
+    let (root, storages) =
+        if raw.starts_with(b"PK") { read_zip(path, &raw)? } else { read_legacy(&raw).map_err(bad)? };
     let Value::Dict(entries) = root else {
         return Err(bad("the pickled object is not a dict of tensors (not a state dict)".into()));
     };

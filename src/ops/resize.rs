@@ -46,7 +46,8 @@ pub fn resize_bilinear_forward(x: &Tensor, out_h: usize, out_w: usize) -> Result
             let be = xc.backend();
             let n_out = n * c * out_h * out_w;
             let mut y = be.zeros(n_out)?;
-            let to_i32 = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{op}: {v} is too large for CUDA")));
+            let to_i32 =
+                |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{op}: {v} is too large for CUDA")));
             let (n_i, h_i, w_i, oh_i, ow_i) = (to_i32(n_out)?, to_i32(h)?, to_i32(w)?, to_i32(out_h)?, to_i32(out_w)?);
             let f = be.function("resize_bilinear_forward")?;
             // SAFETY: thread i < n_out writes y[i] and reads four in-bounds pixels of its own input plane.
