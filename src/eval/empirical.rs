@@ -100,7 +100,12 @@ pub fn optimal_eps(train: &TrainingSet, schedule: &Schedule, x_t: &Tensor, t: &[
 /// Each sample's nearest training image: (index, Euclidean distance), samples as rows of the same layout.
 pub fn nearest_neighbours(train: &TrainingSet, samples: &[f32]) -> Result<Vec<(usize, f64)>> {
     let d = train.dim();
-    crate::ensure_shape!(samples.len() % d == 0, "nearest_neighbours", "{} values for images of {d}", samples.len());
+    crate::ensure_shape!(
+        samples.len().is_multiple_of(d),
+        "nearest_neighbours",
+        "{} values for images of {d}",
+        samples.len()
+    );
     if train.n == 0 {
         return Err(Error::msg("memorization: the training set is empty"));
     }

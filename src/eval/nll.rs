@@ -93,7 +93,7 @@ pub fn bits_per_dim(model: &mut EpsModel, d: &Diffusion, x0: &Tensor, rng: &mut 
         );
         let model_logvar = model_log_variance(d, t);
         let true_logvar = s.posterior_log_variance_clipped[t];
-        for i in 0..n {
+        for (i, total_i) in total.iter_mut().enumerate() {
             let mut sum = 0.0f64;
             for k in i * dim..(i + 1) * dim {
                 let x_t = xt32[k] as f64;
@@ -111,7 +111,7 @@ pub fn bits_per_dim(model: &mut EpsModel, d: &Diffusion, x0: &Tensor, rng: &mut 
                 };
             }
             let bpd = sum / dim as f64 / LN_2;
-            total[i] += bpd;
+            *total_i += bpd;
             terms[t] += bpd / n as f64;
         }
     }

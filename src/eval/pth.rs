@@ -251,7 +251,9 @@ fn call(func: Value, args: Value) -> std::result::Result<Value, String> {
 }
 
 /// Bytes per element and a decoder to f32, or None for non-floating storages.
-fn element(dtype: &str) -> Option<(usize, fn(&[u8]) -> f32)> {
+type Decode = fn(&[u8]) -> f32;
+
+fn element(dtype: &str) -> Option<(usize, Decode)> {
     match dtype {
         "FloatStorage" => Some((4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
         "DoubleStorage" => Some((8, |b| f64::from_le_bytes(b.try_into().unwrap()) as f32)),
