@@ -9,6 +9,8 @@ InceptionV3 (through its own fid_inception_v3(), FIDInceptionA/C/E_1/E_2 blocks,
 replaced by the generated state dict), runs images of three sizes, and saves the inputs and the outputs.
 
 Usage: python scripts/fid/make_fixtures.py [OUT_DIR]   (default tests/fixtures); versions in requirements.txt.
+       python scripts/fid/make_fixtures.py --full-pth FILE  writes the whole synthetic state dict (~95 MB, legacy
+       torch.save format) as a stand-in for pytorch-fid's weights file, for CLI smoke tests and benchmarks.
 """
 import io
 import os
@@ -155,6 +157,10 @@ def pth_fixture(out_dir):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--full-pth":
+        torch.save(synthetic_state_dict(), sys.argv[2], _use_new_zipfile_serialization=False)
+        print("wrote", sys.argv[2])
+        return
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "../../tests/fixtures")
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)
