@@ -11,6 +11,7 @@ pub mod data;
 pub mod diffusers;
 pub mod diffusion;
 pub mod error;
+pub mod eval;
 pub mod nn;
 pub mod npy;
 pub mod ops;

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ddpm_cuda::config::Config;
 use ddpm_cuda::data::{self, DatasetKind};
 use ddpm_cuda::diffusion::{Diffusion, Sampler};
+use ddpm_cuda::eval::cli::{EmpiricalArgs, FidArgs, FidStatsArgs, MemorizationArgs, ModelKind, NllArgs};
+use ddpm_cuda::eval::empirical::optimal_eps;
 use ddpm_cuda::nn::unet::UNet;
 use ddpm_cuda::nn::ParamStore;
 use ddpm_cuda::rng::Philox;
@@ -100,11 +102,14 @@ enum Command {
     /// Generate images from a checkpoint: ours (file or run folder) or a diffusers UNet2DModel (folder, or
     /// .safetensors with config.json beside it or given by --config).
     Sample {
+        /// The trained model (needed unless --model empirical).
         #[arg(long)]
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
         /// A diffusers config.json for a bare .safetensors --checkpoint.
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        empirical: EmpiricalArgs,
         #[arg(long, default_value_t = 64)]
         num: usize,
         #[arg(long, default_value_t = 64)]
@@ -152,6 +157,14 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// FID of samples against reference stats, a samples npz or a dataset, and their Inception Score.
+    Fid(FidArgs),
+    /// Write pytorch-fid reference stats (mu, sigma) for a dataset or an images npz.
+    FidStats(FidStatsArgs),
+    /// The variational bound in bits/dim (paper Table 2's NLL) of a checkpoint on a test set.
+    Nll(NllArgs),
+    /// Each sample's distance to its nearest training image, with the nearest pairs drawn side by side.
+    Memorization(MemorizationArgs),
     /// Draw the forward process q(x_t | x_0) for a few images at chosen t (one row per image).
     Forward {
         #[arg(long, value_parser = DatasetKind::parse)]
@@ -264,6 +277,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample {
             checkpoint,
             config,
+            empirical,
             num,
             batch_size,
             sampler,
@@ -280,10 +294,6 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
             }
             let device = Device::parse(&device)?;
-            let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
-            eprintln!("{}: {}", checkpoint.display(), loaded.kind);
-            let (unet, params) = build(&loaded, &device)?;
-            let diffusion = Diffusion::new(&loaded.diffusion)?;
             let sampler = match sampler {
                 SamplerArg::Ddpm => Sampler::Ddpm,
                 SamplerArg::Ddim => Sampler::Ddim { steps, eta },
@@ -304,20 +314,56 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             };
-            let images =
-                sample::generate(&unet, &params, &diffusion, num, batch_size, sampler, seed, &device, &mut observe)?;
+            let (images, [c, h, w]) = match (empirical.model, checkpoint) {
+                (ModelKind::Empirical, _) => {
+                    let (train, diffusion) = empirical.load()?;
+                    let mut model = |x: &Tensor, t: &[f32]| optimal_eps(&train, &diffusion.schedule, x, t);
+                    let (shape, d) = (train.shape, &diffusion);
+                    let x = sample::generate_with(
+                        &mut model,
+                        shape,
+                        d,
+                        num,
+                        batch_size,
+                        sampler,
+                        seed,
+                        &device,
+                        &mut observe,
+                    )?;
+                    (x, train.shape)
+                }
+                (ModelKind::Unet, None) => return Err(Error::msg("sample: give --checkpoint (or --model empirical)")),
+                (ModelKind::Unet, Some(checkpoint)) => {
+                    let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
+                    eprintln!("{}: {}", checkpoint.display(), loaded.kind);
+                    let (unet, params) = build(&loaded, &device)?;
+                    let diffusion = Diffusion::new(&loaded.diffusion)?;
+                    let x = sample::generate(
+                        &unet,
+                        &params,
+                        &diffusion,
+                        num,
+                        batch_size,
+                        sampler,
+                        seed,
+                        &device,
+                        &mut observe,
+                    )?;
+                    let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
+                    (x, [c, s, s])
+                }
+            };
             frame_err?;
             bar.finish_and_clear();
             if let Some(path) = progressive {
-                let (c, hw) = (loaded.model.in_channels, loaded.model.image_size);
-                let per = c * hw * hw;
+                let per = c * h * w;
                 let mut tiles = Vec::with_capacity(rows * frames.len() * per);
                 for r in 0..rows {
                     for f in &frames {
                         tiles.extend_from_slice(&f[r * per..(r + 1) * per]);
                     }
                 }
-                let tiles = Tensor::from_vec(tiles, &[rows * frames.len(), c, hw, hw])?;
+                let tiles = Tensor::from_vec(tiles, &[rows * frames.len(), c, h, w])?;
                 report::save_grid(&path, &tiles, frames.len(), 2)?;
                 eprintln!("wrote {}", path.display());
             }
@@ -389,6 +435,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} tensors, {} parameters", store.len(), group_thousands(store.num_scalars()));
             Ok(())
         }
+        Command::Fid(args) => ddpm_cuda::eval::cli::run_fid(&args),
+        Command::FidStats(args) => ddpm_cuda::eval::cli::run_fid_stats(&args),
+        Command::Nll(args) => ddpm_cuda::eval::cli::run_nll(&args),
+        Command::Memorization(args) => ddpm_cuda::eval::cli::run_memorization(&args),
         Command::Kernels => {
             print!("{}", ddpm_cuda::backend::cuda::PTXAS_REPORT);
             Ok(())

@@ -1,6 +1,6 @@
 //! Generating images from a trained U-Net: batches of Algorithm 2 (or DDIM) chains under no-grad, on any device.
 
-use crate::diffusion::{Diffusion, Sampler, Step};
+use crate::diffusion::{Diffusion, EpsModel, Sampler, Step};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
 use crate::rng::Philox;
@@ -27,17 +27,38 @@ pub fn generate(
     let cfg = &unet.config;
     let cx = Ctx::no_grad(params);
     let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
+    let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
+    generate_with(&mut model, image, diffusion, n, batch_size, sampler, seed, device, observe)
+}
+
+/// `generate` for any ε-model (a U-Net, the empirical optimal denoiser) of images `[C, H, W]`.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with(
+    model: &mut EpsModel,
+    image: [usize; 3],
+    diffusion: &Diffusion,
+    n: usize,
+    batch_size: usize,
+    sampler: Sampler,
+    seed: u64,
+    device: &Device,
+    observe: &mut dyn FnMut(usize, &Step),
+) -> Result<Tensor> {
+    if n == 0 || batch_size == 0 {
+        return Err(Error::msg("sample: --num and --batch-size must be positive"));
+    }
+    let [c, h, w] = image;
     let batches = n.div_ceil(batch_size);
-    let mut out = Vec::with_capacity(n * cfg.in_channels * cfg.image_size * cfg.image_size);
+    let mut out = Vec::with_capacity(n * c * h * w);
     for b in 0..batches {
         let size = batch_size.min(n - b * batch_size);
-        let shape = [size, cfg.in_channels, cfg.image_size, cfg.image_size];
+        let shape = [size, c, h, w];
         let mut rng = Philox::new(seed.wrapping_add(b as u64));
         let mut on_step = |s: &Step| observe(b, s);
-        let x = diffusion.sample(&mut model, &shape, sampler, &mut rng, device, &mut on_step)?;
+        let x = diffusion.sample(model, &shape, sampler, &mut rng, device, &mut on_step)?;
         out.extend(x.to_vec()?);
     }
-    Tensor::from_vec(out, &[n, cfg.in_channels, cfg.image_size, cfg.image_size])
+    Tensor::from_vec(out, &[n, c, h, w])
 }
 
 /// ε̂ = model(x_t, t) for one batch under no-grad: x_t [N, C, H, W] on the parameters' device, one integer

@@ -11,7 +11,10 @@ pub mod embedding;
 pub mod group_norm;
 pub mod linear;
 pub mod loss;
+pub mod pool;
 pub mod reduce;
+pub mod relu;
+pub mod resize;
 pub mod silu;
 pub mod upsample;
 

@@ -1,0 +1,379 @@
+//! The evaluation subcommands' arguments and drivers (`ddpm-cuda fid`, `fid-stats`), kept here so main.rs only
+//! dispatches.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::{self, DatasetKind};
+use crate::eval::fid::{frechet_distance, inception_score, npz_has_stats, Stats};
+use crate::eval::inception::{Inception, FID_WEIGHTS_FILE, FID_WEIGHTS_URL, NUM_LOGITS, POOL3_DIM};
+use crate::eval::Images;
+use crate::{Device, Error, Result};
+
+/// Where the Inception weights come from and how the network runs.
+#[derive(clap::Args, Debug)]
+pub struct InceptionArgs {
+    /// pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth), downloaded from
+    /// https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
+    #[arg(long, value_name = "FILE", default_value = FID_WEIGHTS_FILE)]
+    pub inception: PathBuf,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Images per Inception forward pass.
+    #[arg(long, default_value_t = 50)]
+    pub batch_size: usize,
+}
+
+/// A dataset given on the command line.
+#[derive(clap::Args, Debug)]
+pub struct DatasetArgs {
+    /// mnist, fashion-mnist, cifar10 or folder.
+    #[arg(long = "ref-dataset", value_parser = DatasetKind::parse)]
+    pub ref_dataset: Option<DatasetKind>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use the test split (default: the training set, as the DDPM paper's FID).
+    #[arg(long)]
+    pub test_split: bool,
+    /// Image side for --ref-dataset folder.
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+}
+
+impl DatasetArgs {
+    fn load(&self) -> Result<Option<Images>> {
+        let Some(kind) = self.ref_dataset else { return Ok(None) };
+        let dir = self.data_dir.as_ref().ok_or_else(|| Error::msg("--ref-dataset needs --data-dir DIR"))?;
+        let ds = data::load(kind, dir, !self.test_split, self.image_size)?;
+        Ok(Some(Images::from_dataset(&ds)))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FidArgs {
+    /// Samples npz: uint8 [N, H, W, C] under arr_0 (what `ddpm-cuda sample --npz` writes).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// Reference: pytorch-fid stats npz (mu, sigma) or another samples npz.
+    #[arg(long = "ref")]
+    pub reference: Option<PathBuf>,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    #[command(flatten)]
+    pub net: InceptionArgs,
+    /// Inception Score splits.
+    #[arg(long, default_value_t = 10)]
+    pub splits: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FidStatsArgs {
+    /// Images npz to summarise (instead of --ref-dataset).
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    #[command(flatten)]
+    pub net: InceptionArgs,
+    /// The stats npz to write (pytorch-fid's keys: mu, sigma).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// pool3 features [N, 2048] and unbiased logits [N, 1008] of all images, in batches, with a progress bar.
+pub fn extract_features(
+    net: &Inception,
+    images: &Images,
+    batch_size: usize,
+    label: &str,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    if images.n == 0 || batch_size == 0 {
+        return Err(Error::msg(format!("{label}: no images (or --batch-size 0)")));
+    }
+    let bar = indicatif::ProgressBar::new(images.n as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("Inception: {label}"));
+    let (mut pool3, mut logits) = (Vec::with_capacity(images.n * POOL3_DIM), Vec::with_capacity(images.n * NUM_LOGITS));
+    let len = images.image_len();
+    for start in (0..images.n).step_by(batch_size) {
+        let count = batch_size.min(images.n - start);
+        let out =
+            net.run_u8_nhwc(&images.pixels[start * len..(start + count) * len], count, images.height, images.width)?;
+        pool3.extend(out.pool3);
+        logits.extend(out.logits);
+        bar.inc(count as u64);
+    }
+    bar.finish_and_clear();
+    Ok((pool3, logits))
+}
+
+fn stats_of(net: &Inception, images: &Images, batch: usize, label: &str) -> Result<(Stats, Vec<f32>)> {
+    let (pool3, logits) = extract_features(net, images, batch, label)?;
+    Ok((Stats::from_features(&pool3, images.n, POOL3_DIM)?, logits))
+}
+
+fn open_net(args: &InceptionArgs) -> Result<Inception> {
+    let device = Device::parse(&args.device)?;
+    if !args.inception.is_file() {
+        return Err(Error::msg(format!(
+            "Inception weights {} not found. Download pytorch-fid's weights:\n  curl -L -o {FID_WEIGHTS_FILE} {FID_WEIGHTS_URL}\nand pass --inception {FID_WEIGHTS_FILE}",
+            args.inception.display()
+        )));
+    }
+    Inception::from_file(&args.inception, &device)
+}
+
+/// `ddpm-cuda fid`: FID of the samples against the reference, and the samples' Inception Score.
+pub fn run_fid(args: &FidArgs) -> Result<()> {
+    let reference_given = args.reference.is_some() as u8 + args.dataset.ref_dataset.is_some() as u8;
+    if reference_given != 1 {
+        return Err(Error::msg("fid: give exactly one of --ref FILE.npz and --ref-dataset KIND --data-dir DIR"));
+    }
+    let samples = Images::read_npz(&args.samples)?;
+    let net = open_net(&args.net)?;
+    let t0 = std::time::Instant::now();
+    let (sample_stats, logits) = stats_of(&net, &samples, args.net.batch_size, "samples")?;
+    let ref_stats = match (&args.reference, args.dataset.load()?) {
+        (Some(path), _) if npz_has_stats(path)? => Stats::read_npz(path)?,
+        (Some(path), _) => stats_of(&net, &Images::read_npz(path)?, args.net.batch_size, "reference")?.0,
+        (None, Some(images)) => stats_of(&net, &images, args.net.batch_size, "reference")?.0,
+        (None, None) => unreachable!("checked above"),
+    };
+    if ref_stats.dim() != POOL3_DIM {
+        return Err(Error::msg(format!("fid: the reference stats are {}-d, expected {POOL3_DIM}", ref_stats.dim())));
+    }
+    let t1 = std::time::Instant::now();
+    let fid = frechet_distance(&sample_stats, &ref_stats, 1e-6)?;
+    let (is_mean, is_std) = inception_score(&logits, samples.n, NUM_LOGITS, args.splits)?;
+    let math = t1.elapsed().as_secs_f64();
+    println!("FID: {fid:.4}");
+    println!("Inception Score: {is_mean:.4} ± {is_std:.4} ({} splits)", args.splits);
+    eprintln!(
+        "{} samples on {} in {:.1} s (Fréchet distance and IS: {math:.2} s)",
+        samples.n,
+        net.device(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `ddpm-cuda fid-stats`: write pytorch-fid reference stats for a dataset or an images npz.
+pub fn run_fid_stats(args: &FidStatsArgs) -> Result<()> {
+    let images = match (&args.samples, args.dataset.load()?) {
+        (Some(path), None) => Images::read_npz(path)?,
+        (None, Some(images)) => images,
+        _ => return Err(Error::msg("fid-stats: give exactly one of --samples FILE.npz and --ref-dataset KIND")),
+    };
+    let net = open_net(&args.net)?;
+    let (stats, _) = stats_of(&net, &images, args.net.batch_size, "images")?;
+    stats.write_npz(&args.out)?;
+    eprintln!("wrote {} ({} images)", args.out.display(), images.n);
+    Ok(())
+}
+
+/// For tests and benches: the statistics of an npz of images through a given network.
+pub fn stats_of_npz(net: &Inception, path: &Path, batch: usize) -> Result<Stats> {
+    Ok(stats_of(net, &Images::read_npz(path)?, batch, "images")?.0)
+}
+
+/// Which ε-model `ddpm-cuda sample` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelKind {
+    /// The U-Net of --checkpoint.
+    Unet,
+    /// The empirical optimal denoiser of --dataset (memorizes: samples are training images).
+    Empirical,
+}
+
+/// `sample --model empirical`'s training set.
+#[derive(clap::Args, Debug)]
+pub struct EmpiricalArgs {
+    #[arg(long, value_enum, default_value = "unet")]
+    pub model: ModelKind,
+    /// The training set of the empirical denoiser: mnist, fashion-mnist, cifar10 or folder.
+    #[arg(long, value_parser = DatasetKind::parse)]
+    pub dataset: Option<DatasetKind>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use only the first N training images (the denoiser's cost is linear in N).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Image side for --dataset folder.
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+}
+
+impl EmpiricalArgs {
+    /// The training set and the paper's CIFAR-10 diffusion (linear β, T = 1000, σ² = β, clipped x̂0).
+    pub fn load(&self) -> Result<(crate::eval::empirical::TrainingSet, crate::diffusion::Diffusion)> {
+        let (Some(kind), Some(dir)) = (self.dataset, &self.data_dir) else {
+            return Err(Error::msg("sample --model empirical needs --dataset KIND --data-dir DIR"));
+        };
+        let ds = data::load(kind, dir, true, self.image_size)?;
+        let train = crate::eval::empirical::TrainingSet::from_dataset(&ds, self.train_limit);
+        let diffusion = crate::diffusion::Diffusion::new(&crate::config::Config::preset("cifar10")?.diffusion)?;
+        Ok((train, diffusion))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NllArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// mnist, fashion-mnist, cifar10 or folder (the test split where there is one).
+    #[arg(long, value_parser = DatasetKind::parse)]
+    pub dataset: DatasetKind,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Evaluate the first N test images (default: all).
+    #[arg(long)]
+    pub num: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Use the EMA weights.
+    #[arg(long)]
+    pub ema: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Image side for --dataset folder.
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+}
+
+/// `ddpm-cuda nll`: the variational bound in bits/dim on the test set.
+pub fn run_nll(args: &NllArgs) -> Result<()> {
+    use crate::checkpoint::Checkpoint;
+    use crate::nn::{unet::UNet, Ctx, ParamStore};
+    let device = Device::parse(&args.device)?;
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let mut params = ParamStore::new();
+    let unet = UNet::new(&ck.config.model, &mut params, &mut crate::rng::Philox::new(0))?;
+    let weights = if args.ema { &ck.ema } else { &ck.model };
+    params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
+    let diffusion = crate::diffusion::Diffusion::new(&ck.config.diffusion)?;
+    let ds = data::load(args.dataset, &args.data_dir, false, args.image_size)?;
+    let (c, s) = (ck.config.model.in_channels, ck.config.model.image_size);
+    if [ds.channels, ds.height, ds.width] != [c, s, s] {
+        return Err(Error::msg(format!(
+            "nll: the checkpoint models {c}×{s}×{s} images, the dataset has {}×{}×{}",
+            ds.channels, ds.height, ds.width
+        )));
+    }
+    let n = args.num.map_or(ds.n, |k| k.min(ds.n));
+    if n == 0 || args.batch_size == 0 {
+        return Err(Error::msg("nll: --num and --batch-size must be positive"));
+    }
+    let cx = Ctx::no_grad(&params);
+    let mut model =
+        |x: &crate::Tensor, t: &[f32]| Ok(unet.forward(&cx, &crate::Var::constant(x.clone()), t)?.into_value());
+    let bar = indicatif::ProgressBar::new(n as u64);
+    let mut rng = crate::rng::Philox::new(args.seed);
+    let (mut sum, mut prior, mut l0) = (0.0f64, 0.0f64, 0.0f64);
+    for start in (0..n).step_by(args.batch_size) {
+        let count = args.batch_size.min(n - start);
+        let mut x = vec![0.0f32; count * ds.image_len()];
+        for (i, row) in x.chunks_exact_mut(ds.image_len()).enumerate() {
+            ds.image_f32(start + i, false, row);
+        }
+        let x0 = crate::Tensor::from_vec(x, &[count, c, s, s])?.to_device(&device)?;
+        let b = crate::eval::nll::bits_per_dim(&mut model, &diffusion, &x0, &mut rng)?;
+        sum += b.total.iter().sum::<f64>();
+        prior += b.prior.iter().sum::<f64>();
+        l0 += b.terms[0] * count as f64;
+        bar.inc(count as u64);
+    }
+    bar.finish_and_clear();
+    let k = n as f64;
+    println!("NLL ≤ {:.4} bits/dim on {n} test images (L_T {:.2e}, L_0 {:.4})", sum / k, prior / k, l0 / k);
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MemorizationArgs {
+    /// Samples npz (uint8 [N, H, W, C] under arr_0).
+    #[arg(long)]
+    pub samples: PathBuf,
+    #[arg(long, value_parser = DatasetKind::parse)]
+    pub dataset: DatasetKind,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Compare against only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// PNG of the closest (sample | nearest training image) pairs.
+    #[arg(long, default_value = "memorization.png")]
+    pub out: PathBuf,
+    /// How many pairs to draw.
+    #[arg(long, default_value_t = 16)]
+    pub pairs: usize,
+    /// CSV of every sample: index, nearest training index, L2 distance, per-pixel RMS.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Image side for --dataset folder.
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+}
+
+/// Samples as CHW rows in [−1, 1] with `channels` channels (1: the first of the RGB copies).
+pub fn images_to_rows(images: &Images, channels: usize) -> Vec<f32> {
+    let hw = images.height * images.width;
+    let mut out = vec![0.0f32; images.n * channels * hw];
+    for i in 0..images.n {
+        for ch in 0..channels {
+            for p in 0..hw {
+                out[(i * channels + ch) * hw + p] = images.pixels[(i * hw + p) * 3 + ch] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    out
+}
+
+/// `ddpm-cuda memorization`: nearest training image of every sample.
+pub fn run_memorization(args: &MemorizationArgs) -> Result<()> {
+    use crate::eval::empirical::{nearest_neighbours, TrainingSet};
+    let ds = data::load(args.dataset, &args.data_dir, true, args.image_size)?;
+    let train = TrainingSet::from_dataset(&ds, args.train_limit);
+    let samples = Images::read_npz(&args.samples)?;
+    let [c, h, w] = train.shape;
+    if (samples.height, samples.width) != (h, w) {
+        return Err(Error::msg(format!(
+            "memorization: samples are {}×{}, the dataset's images {h}×{w}",
+            samples.height, samples.width
+        )));
+    }
+    let rows = images_to_rows(&samples, c);
+    let nn = nearest_neighbours(&train, &rows)?;
+    let d = train.dim();
+    let mut order: Vec<usize> = (0..nn.len()).collect();
+    order.sort_by(|&a, &b| nn[a].1.total_cmp(&nn[b].1));
+    let dist: Vec<f64> = order.iter().map(|&i| nn[i].1).collect();
+    let mean = dist.iter().sum::<f64>() / dist.len() as f64;
+    println!(
+        "nearest-training-image L2 distance over {} samples (pixels in [-1, 1], {d} dims): min {:.4}, median {:.4}, mean {:.4}, max {:.4}",
+        dist.len(),
+        dist[0],
+        dist[dist.len() / 2],
+        mean,
+        dist[dist.len() - 1]
+    );
+    let k = args.pairs.min(order.len()).max(1);
+    let mut tiles = Vec::with_capacity(2 * k * d);
+    for &i in &order[..k] {
+        tiles.extend_from_slice(&rows[i * d..(i + 1) * d]);
+        tiles.extend_from_slice(&train.rows[nn[i].0 * d..(nn[i].0 + 1) * d]);
+    }
+    crate::report::save_grid(&args.out, &crate::Tensor::from_vec(tiles, &[2 * k, c, h, w])?, 8, 2)?;
+    eprintln!("wrote {} (sample | nearest training image, closest first)", args.out.display());
+    if let Some(path) = &args.csv {
+        let mut s = String::from("sample,nearest_train,l2,rms\n");
+        for (i, (j, dd)) in nn.iter().enumerate() {
+            s.push_str(&format!("{i},{j},{dd:.6},{:.6}\n", dd / (d as f64).sqrt()));
+        }
+        std::fs::write(path, s).map_err(|e| Error::io(path, e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
