@@ -212,12 +212,12 @@ fn python_malformed_variants_name_the_file() {
 
 #[test]
 fn real_cifar10_if_present() {
-    let dir = Path::new("/work/shared/data/cifar10");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar10");
     if !dir.join("cifar-10-batches-bin/data_batch_5.bin").is_file() {
         eprintln!("skipping: real CIFAR-10 not found at {}", dir.display());
         return;
     }
-    let train = load_cifar10(dir, true).unwrap();
+    let train = load_cifar10(&dir, true).unwrap();
     assert_eq!(train.n, 50000);
     let mut hist = [0usize; 10];
     train.labels.iter().for_each(|&l| hist[l as usize] += 1);
@@ -225,7 +225,7 @@ fn real_cifar10_if_present() {
     assert_eq!(&train.labels[..10], &[6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     // Red plane, first row of the first training image (a widely published value).
     assert_eq!(&train.image_u8(0)[..10], &[59, 43, 50, 68, 98, 119, 139, 145, 149, 149]);
-    let test = load_cifar10(dir, false).unwrap();
+    let test = load_cifar10(&dir, false).unwrap();
     assert_eq!(test.n, 1000);
     assert_eq!(&test.labels[..10], &[3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
 }

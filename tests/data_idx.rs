@@ -167,19 +167,19 @@ fn count_mismatch_and_bad_dims_are_reported() {
 
 #[test]
 fn real_mnist_if_present() {
-    let dir = Path::new("/work/shared/data/mnist");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
     if !dir.join("train-images-idx3-ubyte.gz").is_file() {
         eprintln!("skipping: real MNIST not found at {}", dir.display());
         return;
     }
-    let train = load_mnist(dir, true).unwrap();
+    let train = load_mnist(&dir, true).unwrap();
     assert_eq!((train.n, train.channels, train.height, train.width), (60000, 1, 28, 28));
     let mut hist = [0usize; 10];
     train.labels.iter().for_each(|&l| hist[l as usize] += 1);
     // The published per-digit counts of the MNIST training set.
     assert_eq!(hist, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
     assert_eq!(hist.iter().sum::<usize>(), 60000);
-    let test = load_mnist(dir, false).unwrap();
+    let test = load_mnist(&dir, false).unwrap();
     assert_eq!(test.n, 10000);
     let mut hist = [0usize; 10];
     test.labels.iter().for_each(|&l| hist[l as usize] += 1);
