@@ -152,3 +152,34 @@ fn export_round_trips_and_old_attention_names_load() {
     let e = load_any(&d.join("config.json"), None, false).err().unwrap().to_string();
     assert!(e.contains("config.json"), "{e}");
 }
+
+/// The key set of the DDPM-family hub configs (google/ddpm-cat-256 as published, diffusers 0.0.4) parses, and its
+/// cifar10 counterpart gives our `cifar10` preset's architecture.
+#[test]
+fn hub_ddpm_family_configs_parse() {
+    let cat = r#"{"_class_name": "UNet2DModel", "_diffusers_version": "0.0.4", "act_fn": "silu",
+        "attention_head_dim": null, "block_out_channels": [128, 128, 256, 256, 512, 512],
+        "center_input_sample": false,
+        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
+        "downsample_padding": 0, "flip_sin_to_cos": false, "freq_shift": 1, "in_channels": 3, "layers_per_block": 2,
+        "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32, "out_channels": 3, "sample_size": 256,
+        "time_embedding_type": "positional",
+        "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"]}"#;
+    let cfg = ddpm_cuda::diffusers::unet_config_from_json(cat, std::path::Path::new("config.json")).unwrap();
+    assert_eq!((cfg.ch, cfg.ch_mult.clone(), cfg.attn_resolutions.clone()), (128, vec![1, 1, 2, 2, 4, 4], vec![16]));
+    let cifar = cat
+        .replace("[128, 128, 256, 256, 512, 512]", "[128, 256, 256, 256]")
+        .replace(
+            r#"["DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]"#,
+            r#"["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"]"#,
+        )
+        .replace(
+            r#"["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"]"#,
+            r#"["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]"#,
+        )
+        .replace(r#""sample_size": 256"#, r#""sample_size": 32"#);
+    let cfg = ddpm_cuda::diffusers::unet_config_from_json(&cifar, std::path::Path::new("config.json")).unwrap();
+    let mut preset = ddpm_cuda::config::Config::preset("cifar10").unwrap().model;
+    preset.dropout = cfg.dropout; // the hub config does not record training dropout
+    assert_eq!(cfg, preset);
+}
