@@ -21,9 +21,6 @@ pub fn generate(
     device: &Device,
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
-    if n == 0 || batch_size == 0 {
-        return Err(Error::msg("sample: --num and --batch-size must be positive"));
-    }
     let cfg = &unet.config;
     let cx = Ctx::no_grad(params);
     let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
