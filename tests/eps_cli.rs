@@ -44,25 +44,20 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// Run `ddpm-cuda eps` on the CPU with the given files and extra flags.
+fn eps(checkpoint: &Path, x: &Path, t: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["eps", "--checkpoint", checkpoint.to_str().unwrap(), "--x", x.to_str().unwrap()];
+    args.extend(["--t", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    args.extend(extra);
+    ddpm(&args)
+}
+
 #[test]
 fn eps_on_diffusers_folders_matches_diffusers_forward() {
     for name in ["pad0_oldnames", "pad1_attn_top", "cifar_like"] {
         let dir = fixture(name);
         let out = tmp(&format!("{name}.npy"));
-        let (d, x, t) = (dir.to_str().unwrap(), dir.join("x.npy"), dir.join("t.npy"));
-        let o = ddpm(&[
-            "eps",
-            "--checkpoint",
-            d,
-            "--x",
-            x.to_str().unwrap(),
-            "--t",
-            t.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-        ]);
+        let o = eps(&dir, &dir.join("x.npy"), &dir.join("t.npy"), &out, &[]);
         assert!(o.status.success(), "{}", text(&o));
         let (got, shape) = read_npy(&out);
         let want = reference_eps(&dir);
@@ -89,38 +84,12 @@ fn eps_takes_a_bare_safetensors_with_config_and_int32_timesteps() {
     std::fs::write(&t32, buf).unwrap();
     let out = tmp("bare_eps.npy");
     let cfg = dir.join("config.json");
-    let o = ddpm(&[
-        "eps",
-        "--checkpoint",
-        weights.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-        "--x",
-        dir.join("x.npy").to_str().unwrap(),
-        "--t",
-        t32.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = eps(&weights, &dir.join("x.npy"), &t32, &out, &["--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(rel_err(&read_npy(&out).0, &reference_eps(&dir)) < 1e-4);
 
     // Without --config there is no config.json beside the bare file: an error naming it.
-    let o = ddpm(&[
-        "eps",
-        "--checkpoint",
-        weights.to_str().unwrap(),
-        "--x",
-        dir.join("x.npy").to_str().unwrap(),
-        "--t",
-        t32.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = eps(&weights, &dir.join("x.npy"), &t32, &out, &[]);
     assert!(!o.status.success() && text(&o).contains("config.json"), "{}", text(&o));
 }
 
@@ -129,34 +98,10 @@ fn eps_rejects_mismatched_inputs() {
     let dir = fixture("pad0_oldnames");
     let other = fixture("pad1_attn_top"); // 1 channel: the wrong x for a 3-channel model
     let out = tmp("bad.npy");
-    let o = ddpm(&[
-        "eps",
-        "--checkpoint",
-        dir.to_str().unwrap(),
-        "--x",
-        other.join("x.npy").to_str().unwrap(),
-        "--t",
-        dir.join("t.npy").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = eps(&dir, &other.join("x.npy"), &dir.join("t.npy"), &out, &[]);
     assert!(!o.status.success() && text(&o).contains("unet"), "{}", text(&o));
     // x given as timesteps: a float32 array where int64/int32 is expected.
-    let o = ddpm(&[
-        "eps",
-        "--checkpoint",
-        dir.to_str().unwrap(),
-        "--x",
-        dir.join("x.npy").to_str().unwrap(),
-        "--t",
-        dir.join("x.npy").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let o = eps(&dir, &dir.join("x.npy"), &dir.join("x.npy"), &out, &[]);
     assert!(!o.status.success() && text(&o).contains("x.npy"), "{}", text(&o));
 }
 
@@ -213,18 +158,15 @@ fn training_writes_a_diffusers_folder_holding_the_ema_weights() {
         w.finish().unwrap();
     }
     std::fs::write(&t, buf).unwrap();
-    let eps = |ck: &Path, extra: &[&str], out: &str| {
+    let eps_of = |ck: &Path, extra: &[&str], out: &str| {
         let out = tmp(out);
-        let mut args = vec!["eps", "--checkpoint", ck.to_str().unwrap(), "--x", x.to_str().unwrap()];
-        args.extend(["--t", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
-        args.extend(extra);
-        let o = ddpm(&args);
+        let o = eps(ck, &x, &t, &out, extra);
         assert!(o.status.success(), "{}", text(&o));
         read_npy(&out).0
     };
-    let from_ema = eps(&run.join("checkpoint.safetensors"), &["--ema"], "ema.npy");
-    let from_raw = eps(&run.join("checkpoint.safetensors"), &[], "raw.npy");
-    let from_diffusers = eps(&folder, &[], "diffusers.npy");
+    let from_ema = eps_of(&run.join("checkpoint.safetensors"), &["--ema"], "ema.npy");
+    let from_raw = eps_of(&run.join("checkpoint.safetensors"), &[], "raw.npy");
+    let from_diffusers = eps_of(&folder, &[], "diffusers.npy");
     assert_eq!(from_diffusers, from_ema);
     assert_ne!(from_raw, from_ema);
 }
