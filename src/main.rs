@@ -211,6 +211,10 @@ enum Command {
         /// Only the cases whose op name contains this (e.g. `conv2d`, `group_norm`, `unet`).
         #[arg(long)]
         filter: Option<String>,
+        /// Case sizes: the cifar10 U-Net's own shapes (full) or the same code paths at simulator-sized shapes
+        /// (reduced). Default: reduced on the PTX simulator, full on a GPU.
+        #[arg(long, value_enum)]
+        shapes: Option<ddpm_cuda::selftest::Shapes>,
     },
 }
 
@@ -443,7 +447,9 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", ddpm_cuda::backend::cuda::PTXAS_REPORT);
             Ok(())
         }
-        Command::Selftest { device, filter } => ddpm_cuda::selftest::run(&Device::parse(&device)?, filter.as_deref()),
+        Command::Selftest { device, filter, shapes } => {
+            ddpm_cuda::selftest::run(&Device::parse(&device)?, filter.as_deref(), shapes)
+        }
     }
 }
 

@@ -11,6 +11,25 @@ mod ops;
 
 use crate::{Device, Error, Result, Tensor};
 
+/// Which shapes the cases use. `Full` is the cifar10 U-Net's own shapes (batch 2) for a real GPU; `Reduced` keeps
+/// every conv family (3×3 same, 3×3 stride-2 TF-same, 1×1 skip, 3-channel in/out), every edge-tile and split path
+/// of every kernel and the cifar10 U-Net's layout at fewer channels, sized for the PTX simulator (tools/cuda-sim).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shapes {
+    Full,
+    Reduced,
+}
+
+impl Shapes {
+    /// `Reduced` on the simulator, `Full` on a real GPU.
+    pub fn for_device(device: &Device) -> Shapes {
+        match device {
+            Device::Cuda(b) if b.is_simulated() => Shapes::Reduced,
+            _ => Shapes::Full,
+        }
+    }
+}
+
 type CaseFn = Box<dyn Fn(&Device) -> Result<Vec<Tensor>>>;
 
 pub(crate) struct Case {
@@ -47,21 +66,25 @@ fn compare(want: &[f32], got: &[f32]) -> (f32, f32) {
     (abs, worst)
 }
 
-fn all_cases() -> Vec<Case> {
-    let mut cases = ops::cases();
-    cases.extend(model::cases());
+fn all_cases(shapes: Shapes) -> Vec<Case> {
+    let mut cases = ops::cases(shapes);
+    cases.extend(model::cases(shapes));
     cases
 }
 
 /// Run every case whose op contains `filter` (all when None) on `device` and on the CPU; print the table; Err if
-/// any case fails.
-pub fn run(device: &Device, filter: Option<&str>) -> Result<()> {
+/// any case fails. `shapes` None picks by device (`Shapes::for_device`).
+pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Result<()> {
     if device.is_cpu() {
         return Err(Error::msg("selftest compares a GPU against the CPU reference: use --device cuda[:i]"));
     }
+    let shapes = shapes.unwrap_or_else(|| Shapes::for_device(device));
+    if let Device::Cuda(b) = device {
+        println!("selftest on {} ({}), {:?} shapes", device, b.name(), shapes);
+    }
     println!("{:<28} {:<28} {:>11} {:>11} {:>8}  result", "op", "shape", "max abs", "max rel", "tol");
     let (mut failures, mut ran) = (0, 0);
-    for case in all_cases() {
+    for case in all_cases(shapes) {
         if filter.is_some_and(|f| !case.op.contains(f)) {
             continue;
         }
@@ -124,20 +147,24 @@ mod tests {
     #[test]
     fn every_case_runs_on_the_cpu_and_the_names_are_unique() {
         // Running the CPU side of the cheap cases checks the case code itself (shapes, argument order).
-        let cases = all_cases();
-        let mut keys: Vec<String> = cases.iter().map(|c| format!("{} {}", c.op, c.shape)).collect();
-        keys.sort();
-        let n = keys.len();
-        keys.dedup();
-        assert_eq!(keys.len(), n, "duplicate case names");
-        // Everything but the big conv / GroupNorm shapes and the cifar10 model (slow on a CPU reference alone).
-        let heavy = |c: &Case| {
-            (c.op.starts_with("conv2d") || c.op.starts_with("group_norm")) && !c.shape.starts_with("[3, ")
-                || c.op.contains("cifar10")
-        };
-        for c in cases.iter().filter(|c| !heavy(c)) {
-            let out = (c.run)(&Device::Cpu).unwrap_or_else(|e| panic!("{} {}: {e}", c.op, c.shape));
-            assert!(!out.is_empty());
+        for shapes in [Shapes::Full, Shapes::Reduced] {
+            let cases = all_cases(shapes);
+            let mut keys: Vec<String> = cases.iter().map(|c| format!("{} {}", c.op, c.shape)).collect();
+            keys.sort();
+            let n = keys.len();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "duplicate case names in {shapes:?}");
+            // Full: everything but the big conv / GroupNorm shapes and the cifar10 model (slow on a CPU reference
+            // alone). Reduced: everything (it is sized for a simulator, so the CPU side is quick).
+            let heavy = |c: &Case| {
+                shapes == Shapes::Full
+                    && ((c.op.starts_with("conv2d") || c.op.starts_with("group_norm")) && !c.shape.starts_with("[3, ")
+                        || c.op.contains("cifar10"))
+            };
+            for c in cases.iter().filter(|c| !heavy(c)) {
+                let out = (c.run)(&Device::Cpu).unwrap_or_else(|e| panic!("{} {}: {e}", c.op, c.shape));
+                assert!(!out.is_empty());
+            }
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct CudaBackend {
     module: Arc<CudaModule>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
     sm_count: usize,
+    /// The device's name as the driver reports it.
+    name: String,
     /// cuBLAS on this backend's stream, created on first use; `Err` when libcublas cannot be loaded.
     blas: OnceLock<std::result::Result<CudaBlas, String>>,
 }
@@ -64,6 +66,7 @@ impl CudaBackend {
         // events, which order work across streams, only cost two event records per allocation.
         unsafe { ctx.disable_event_tracking() };
         keep_pool_memory(&ctx);
+        let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
         Ok(Arc::new(CudaBackend {
             ordinal,
@@ -72,6 +75,7 @@ impl CudaBackend {
             module,
             functions: Mutex::new(HashMap::new()),
             sm_count: sm_count as usize,
+            name,
             blas: OnceLock::new(),
         }))
     }
@@ -86,6 +90,17 @@ impl CudaBackend {
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// The device's name, e.g. "NVIDIA H200".
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this "GPU" is the PTX simulator of tools/cuda-sim (it names itself so), where every kernel runs on
+    /// the CPU thousands of times slower: callers pick smaller work.
+    pub fn is_simulated(&self) -> bool {
+        self.name.contains("cuda-sim")
     }
 
     /// Streaming multiprocessors on this device (grid sizing for split reductions).

@@ -1,7 +1,7 @@
 //! Whole-model selftest cases: U-Net forward + backward (a small one and the cifar10 preset), the fused
 //! optimizer step, and two full training steps.
 
-use super::{case, input, Case};
+use super::{case, input, Case, Shapes};
 use crate::config::Config;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::nn::{Ctx, ParamStore};
@@ -111,7 +111,29 @@ fn train_steps(device: &Device) -> Result<Vec<Tensor>> {
     Ok(out)
 }
 
-pub(super) fn cases() -> Vec<Case> {
+/// The cifar10 preset's U-Net layout (4 levels, 2 ResBlocks each, attention at 16×16, every skip concat) at 32
+/// channels instead of 128: every layer family of the paper's model at 1/16 of its FLOPs.
+fn cifar10_layout_ch32() -> Result<UNetConfig> {
+    let mut cfg = Config::preset("cifar10")?.model;
+    cfg.ch = 32;
+    Ok(cfg)
+}
+
+pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
+    let cifar10 = match shapes {
+        Shapes::Full => case(
+            "unet fwd+bwd (cifar10)",
+            "[2, 3, 32, 32] 35.7M params",
+            2e-3,
+            Box::new(|d| forward_backward(&Config::preset("cifar10")?.model, 2, d)),
+        ),
+        Shapes::Reduced => case(
+            "unet fwd+bwd (cifar10 layout)",
+            "[1, 3, 32, 32] ch32",
+            2e-3,
+            Box::new(|d| forward_backward(&cifar10_layout_ch32()?, 1, d)),
+        ),
+    };
     vec![
         case("optimizer clip+adamw+ema", "4 tensors, 2 steps", 1e-4, Box::new(optimizer_step)),
         case(
@@ -120,12 +142,7 @@ pub(super) fn cases() -> Vec<Case> {
             1e-3,
             Box::new(|d| forward_backward(&small_unet(), 2, d)),
         ),
-        case(
-            "unet fwd+bwd (cifar10)",
-            "[2, 3, 32, 32] 35.7M params",
-            2e-3,
-            Box::new(|d| forward_backward(&Config::preset("cifar10")?.model, 2, d)),
-        ),
+        cifar10,
         case("train 2 steps (small)", "[2, 3, 16, 16] loss, norm", 1e-3, Box::new(train_steps)),
     ]
 }

@@ -1,6 +1,6 @@
 //! Per-op selftest cases, forward and backward, at the cifar10 U-Net's shapes (batch 2) plus odd sizes.
 
-use super::{case, input, Case};
+use super::{case, input, Case, Shapes};
 use crate::autograd::Tape;
 use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::cuda_gemm::{self, Gemm, GemmImpl};
@@ -16,11 +16,28 @@ use crate::{Error, Result, Tensor};
 /// Batch size of the op cases (keeps the CPU reference quick).
 const B: usize = 2;
 
-fn conv_cases(cases: &mut Vec<Case>) {
+fn conv_cases(cases: &mut Vec<Case>, shapes: Shapes) {
     let same = Conv2dParams::same;
     let down = Conv2dParams::tf_same_down();
     // (cin, cout, H = W, k, params): every conv of the cifar10 U-Net, then odd sizes and a general padding.
-    let unet: Vec<(usize, usize, usize, usize, Conv2dParams)> = vec![
+    // Reduced: each family of those convs (3-channel input, 3×3 same, 3×3 stride-2 TF-same, the concat inputs of
+    // 1.5× and 2× channels, 1×1 skips, the 3-channel output) at fewer channels and pixels, with partial M, N and K
+    // tiles, several tiles per dimension, and weight-gradient reductions both split and not.
+    let reduced: Vec<(usize, usize, usize, usize, Conv2dParams)> = vec![
+        (3, 32, 16, 3, same(3)),
+        (32, 32, 16, 3, same(3)),
+        (32, 32, 16, 3, down),
+        (32, 80, 8, 3, same(3)),
+        (80, 80, 8, 3, down),
+        (160, 80, 4, 3, same(3)),
+        (120, 80, 8, 3, same(3)),
+        (96, 32, 16, 3, same(3)),
+        (32, 3, 16, 3, same(3)),
+        (32, 80, 8, 1, same(1)),
+        (160, 80, 4, 1, same(1)),
+        (96, 32, 16, 1, same(1)),
+    ];
+    let full: Vec<(usize, usize, usize, usize, Conv2dParams)> = vec![
         (3, 128, 32, 3, same(3)),
         (128, 128, 32, 3, same(3)),
         (128, 128, 32, 3, down),
@@ -47,6 +64,7 @@ fn conv_cases(cases: &mut Vec<Case>) {
         (384, 128, 32, 1, same(1)),
         (256, 128, 32, 1, same(1)),
     ];
+    let unet = if shapes == Shapes::Full { full } else { reduced };
     for (cin, cout, hw, k, p) in unet {
         push_conv(cases, [B, cin, hw, hw], [cout, cin, k, k], p);
     }
@@ -82,12 +100,15 @@ fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dPar
     ));
 }
 
-fn norm_cases(cases: &mut Vec<Case>) {
-    let mut shapes: Vec<(Vec<usize>, usize)> = [(128, 32), (256, 32), (384, 32), (256, 16), (384, 16), (512, 16)]
-        .into_iter()
-        .chain([(256, 8), (512, 8), (256, 4), (512, 4)])
-        .map(|(c, hw)| (vec![B, c, hw, hw], 32))
-        .collect();
+fn norm_cases(cases: &mut Vec<Case>, sizes: Shapes) {
+    // (channels, H = W) with 32 groups: the U-Net's, or (reduced) groups of 2–4 channels over 4–16 pixels.
+    let unet: &[(usize, usize)] = match sizes {
+        Shapes::Full => {
+            &[(128, 32), (256, 32), (384, 32), (256, 16), (384, 16), (512, 16), (256, 8), (512, 8), (256, 4), (512, 4)]
+        }
+        Shapes::Reduced => &[(64, 16), (96, 8), (128, 4)],
+    };
+    let mut shapes: Vec<(Vec<usize>, usize)> = unet.iter().map(|&(c, hw)| (vec![B, c, hw, hw], 32)).collect();
     shapes.push((vec![3, 6, 5, 7], 3));
     for (xs, groups) in shapes {
         for silu in [false, true] {
@@ -161,7 +182,7 @@ fn run_gemm(g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor, imp: GemmImpl) -> Resu
     }
 }
 
-fn linear_attention_cases(cases: &mut Vec<Case>) {
+fn linear_attention_cases(cases: &mut Vec<Case>, shapes: Shapes) {
     for (n, fin, fout) in [(B, 128, 512), (B, 512, 512), (B, 512, 256), (3, 7, 5)] {
         for imp in [GemmImpl::Auto, GemmImpl::Kernel] {
             let name = if imp == GemmImpl::Kernel { "linear fwd (kernel)" } else { "linear fwd" };
@@ -186,7 +207,12 @@ fn linear_attention_cases(cases: &mut Vec<Case>) {
             }),
         ));
     }
-    for (b, c, t) in [(B, 256, 256), (B, 64, 196), (3, 8, 10)] {
+    // [batch, channels, tokens]: the 16×16 level's 256 tokens (at 256 channels, or 64 when reduced), others.
+    let attention: &[(usize, usize, usize)] = match shapes {
+        Shapes::Full => &[(B, 256, 256), (B, 64, 196), (3, 8, 10)],
+        Shapes::Reduced => &[(B, 64, 256), (B, 24, 70), (3, 8, 10)],
+    };
+    for &(b, c, t) in attention {
         cases.push(case(
             "attention fwd+bwd",
             format!("[{b}, {c}, {t}]"),
@@ -347,12 +373,12 @@ fn misc_cases(cases: &mut Vec<Case>) {
     ));
 }
 
-pub(super) fn cases() -> Vec<Case> {
+pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     let mut cases = Vec::new();
-    conv_cases(&mut cases);
-    norm_cases(&mut cases);
+    conv_cases(&mut cases, shapes);
+    norm_cases(&mut cases, shapes);
     gemm_cases(&mut cases);
-    linear_attention_cases(&mut cases);
+    linear_attention_cases(&mut cases, shapes);
     elementwise_cases(&mut cases);
     misc_cases(&mut cases);
     cases
