@@ -1,6 +1,8 @@
 //! Lane-local semantics of PTX arithmetic, logic, comparison and conversion instructions, exactly as the PTX ISA
 //! specifies them (rounding modes, `.ftz`, `.sat`, NaN handling; `.approx` functions within their documented
 //! error). Operands and results are raw bits in a u64 (zero-extended), typed by the op.
+//! (The `.approx` error bounds quoted beside `FloatFn` are the PTX ISA manual's as recalled, not re-checked here;
+//! the simulator computes these functions at least as accurately as a GPU.)
 //!
 //! Every op is decoded once (`parse`) into an `AluOp` with its type and modifiers resolved; `eval` then only
 //! matches on it. Adding an opcode is one variant, one match arm in `eval` (and `simt_flops`), one unit test.
@@ -65,21 +67,24 @@ pub enum BoolOp {
 /// `.approx` transcendental functions (f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FloatFn {
-    /// `ex2.approx.f32`: ISA max relative error 2^-22 (2 ulp) over the full range. Computed exactly rounded.
+    /// `ex2.approx(.ftz).f32`: the ISA allows about 2 ulp (max relative error ~2^-22.5). Computed as the host's
+    /// `exp2f`.
     Ex2,
-    /// `lg2.approx.f32`: ISA max absolute error 2^-22 for x in [0.5, 2], relative 2^-22 elsewhere.
+    /// `lg2.approx(.ftz).f32`: the ISA allows max absolute error ~2^-22.6 for x in (0.5, 2), relative ~2^-22
+    /// elsewhere. Computed as the host's `log2f`.
     Lg2,
-    /// `sin.approx.f32`: ISA max absolute error 2^-20.5 in [-100π, 100π].
+    /// `sin.approx(.ftz).f32`: the ISA allows max absolute error 2^-20.9 in [-π, π] (2^-20.5 in [-100π, 100π]).
+    /// Computed as the host's `sinf` (more exact than the GPU, which reduces the argument crudely).
     Sin,
-    /// `cos.approx.f32`: ISA max absolute error 2^-20.5 in [-100π, 100π].
+    /// `cos.approx(.ftz).f32`: as `Sin`.
     Cos,
-    /// `tanh.approx.f32`: ISA max relative error 2^-11 (about).
+    /// `tanh.approx.f32`: the ISA allows max relative error ~2^-11. Computed as the host's `tanhf`.
     Tanh,
-    /// `rsqrt.approx.f32/.f64`: ISA max relative error 2^-22.9 (f32).
+    /// `rsqrt.approx(.ftz).f32/.f64`: the ISA allows max relative error ~2^-22.9 (f32). Computed in f64.
     Rsqrt,
-    /// `rcp.approx.f32`: ISA max 1 ulp; computed exactly rounded.
+    /// `rcp.approx(.ftz).f32/.f64`: the ISA allows max 1 ulp (f32). Computed correctly rounded.
     RcpApprox,
-    /// `sqrt.approx.f32`: ISA max relative error 2^-23; computed exactly rounded.
+    /// `sqrt.approx(.ftz).f32`: the ISA allows max relative error ~2^-23. Computed correctly rounded.
     SqrtApprox,
 }
 
@@ -545,7 +550,7 @@ pub fn round_f64(x: f64, err: i32, mbits: u32, ebits: u32, rnd: Rnd) -> u64 {
         n += 1;
     }
     let hidden = 1u64 << mbits;
-    let bits = if a < 2f64.powi(emin) { n } else { (((e - emin + 1) as u64) << mbits) + (n - hidden) };
+    let bits = if a < 2f64.powi(emin) { n } else { (((e - emin + 1) as u64) << mbits) + n - hidden };
     if bits >= exp_all {
         // overflow
         let to_inf = match rnd {
@@ -854,8 +859,14 @@ fn prmt(a: u64, b: u64, c: u64) -> u64 {
     d
 }
 
+/// The product as a 128-bit two's complement value (exact: |signed 64 x 64| < 2^126, unsigned < 2^128).
 fn imul_full(ty: Ty, a: u64, b: u64) -> i128 {
-    ival(a, ty) * ival(b, ty)
+    ival(a, ty).wrapping_mul(ival(b, ty))
+}
+
+/// Bits `[bits, 2*bits)` of the product.
+fn mul_hi(p: i128, bits: u32) -> u64 {
+    (((p as u128) >> bits) as u64) & mask(bits)
 }
 
 /// `d = op(a, b, c)` on raw bits.
@@ -881,7 +892,7 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
             let bits = tbits(ty);
             match mode {
                 MulMode::Lo => wrap(p, bits),
-                MulMode::Hi => wrap(p >> bits, bits),
+                MulMode::Hi => mul_hi(p, bits),
                 MulMode::Wide => wrap(p, 2 * bits),
             }
         }
@@ -889,14 +900,13 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
             let p = imul_full(ty, a, b);
             let bits = tbits(ty);
             match mode {
-                MulMode::Lo => wrap(p + ival(c, ty), bits),
-                MulMode::Hi => {
-                    let v = (p >> bits) + ival(c, ty);
-                    wrap(if sat { v.clamp(imin(ty), imax(ty)) } else { v }, bits)
-                }
+                MulMode::Lo => wrap(p.wrapping_add(ival(c, ty)), bits),
+                // `.sat` exists for s32 only, where the arithmetic shift is exact
+                MulMode::Hi if sat => wrap(((p >> bits) + ival(c, ty)).clamp(imin(ty), imax(ty)), bits),
+                MulMode::Hi => mul_hi(p, bits).wrapping_add(c) & mask(bits),
                 MulMode::Wide => {
                     let cv = if ty.is_signed() { sext(c, 2 * bits) as i128 } else { (c & mask(2 * bits)) as i128 };
-                    wrap(p + cv, 2 * bits)
+                    wrap(p.wrapping_add(cv), 2 * bits)
                 }
             }
         }
