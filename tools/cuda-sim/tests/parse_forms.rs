@@ -334,3 +334,25 @@ fn errors_name_line_and_instruction() {
     assert!(e.message.contains("nosuchsym"), "{e}");
     assert!(parse(".version 8.0\n.func f()\n{\nret;\n}\n").is_err());
 }
+
+#[test]
+fn half_arithmetic_forms() {
+    // nvcc 13.0.88 `--ptx -arch=compute_90 -O3` of tests/data/half_arith.cu
+    let m = parse(include_str!("data/half_arith.ptx")).unwrap_or_else(|e| panic!("{e}"));
+    let k = m.kernel("h").unwrap();
+    let alu: Vec<AluOp> =
+        ops(k).into_iter().filter_map(|o| if let Op::Alu { op, .. } = o { Some(*op) } else { None }).collect();
+    for want in [
+        AluOp::Fma { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FAdd { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMul { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::Fma { ty: Ty::F16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMax { ty: Ty::F16x2, ftz: false },
+        AluOp::FAdd { ty: Ty::F16, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FNeg { ty: Ty::F16, ftz: false },
+        AluOp::Fma { ty: Ty::BF16, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMin { ty: Ty::BF16, ftz: false },
+    ] {
+        assert!(alu.contains(&want), "{want:?}");
+    }
+}

@@ -127,6 +127,7 @@ fn shfl_with_predicate_output() {
 fn every_decoded_alu_op_evaluates_without_panicking() {
     let mut m = module();
     m.kernels.extend(parse(include_str!("data/tensor_core_forms.ptx")).unwrap().kernels);
+    m.kernels.extend(parse(include_str!("data/half_arith.ptx")).unwrap().kernels);
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut rnd = move || {
         seed ^= seed << 13;
