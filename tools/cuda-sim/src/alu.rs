@@ -1130,12 +1130,7 @@ pub fn simt_flops(op: &AluOp) -> u32 {
         | AluOp::FMul { ty, .. }
         | AluOp::FMin { ty, .. }
         | AluOp::FMax { ty, .. } => lanes(ty),
-        AluOp::FAdd { .. }
-        | AluOp::FSub { .. }
-        | AluOp::FMul { .. }
-        | AluOp::FDiv { .. }
-        | AluOp::FMin { .. }
-        | AluOp::FMax { .. }
+        AluOp::FDiv { .. }
         | AluOp::Rcp { .. }
         | AluOp::Sqrt { .. }
         | AluOp::Approx { .. } => 1,
