@@ -1130,10 +1130,7 @@ pub fn simt_flops(op: &AluOp) -> u32 {
         | AluOp::FMul { ty, .. }
         | AluOp::FMin { ty, .. }
         | AluOp::FMax { ty, .. } => lanes(ty),
-        AluOp::FDiv { .. }
-        | AluOp::Rcp { .. }
-        | AluOp::Sqrt { .. }
-        | AluOp::Approx { .. } => 1,
+        AluOp::FDiv { .. } | AluOp::Rcp { .. } | AluOp::Sqrt { .. } | AluOp::Approx { .. } => 1,
         _ => 0,
     }
 }
