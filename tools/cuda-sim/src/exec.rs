@@ -545,12 +545,12 @@ impl Cta {
                 }
             }
             let mut released = false;
-            for id in 0..16 {
-                if waiting[id] == 0 {
+            for (id, &nwait) in waiting.iter().enumerate() {
+                if nwait == 0 {
                     continue;
                 }
                 let need = if self.bar_expect[id] > 0 { self.bar_expect[id] } else { live };
-                if waiting[id] + self.bar_arrived[id] >= need {
+                if nwait + self.bar_arrived[id] >= need {
                     for w in &mut warps {
                         for l in lanes(w.at_bar) {
                             if w.bar_id[l] as usize == id {
@@ -776,7 +776,7 @@ impl Cta {
         acc: Acc,
     ) -> Option<*mut u8> {
         let memcheck = ctx.opts.memcheck;
-        if addr % align as u64 != 0 && (memcheck || acc == Acc::Atomic) {
+        if !addr.is_multiple_of(align as u64) && (memcheck || acc == Acc::Atomic) {
             self.fault(ctx, w, pc, l, sp, addr, size, acc, "misaligned", format!("(must be {align}-byte aligned)"));
             return None;
         }
@@ -805,7 +805,7 @@ impl Cta {
                             self.stats.global_read_bytes += size as u64;
                             if ctx.opts.initcheck {
                                 let s = std::slice::from_raw_parts(init, size as usize);
-                                if s.iter().any(|&b| b == 0) {
+                                if s.contains(&0) {
                                     self.uninit(ctx, w, pc, l, addr, size);
                                 }
                             }
@@ -981,6 +981,24 @@ impl Cta {
 
     /// Bank conflicts of one warp-wide shared access: `addrs[i]` for `n` lanes, `size` bytes each.
     fn bank_conflicts(&mut self, addrs: &[u64; WARP], m: u32, size: u32) {
+        if size <= 4 {
+            // Fast path: every bank sees at most one distinct word.
+            let mut word = [u64::MAX; 32];
+            let mut clash = false;
+            for l in lanes(m) {
+                let wd = addrs[l] / 4;
+                let bank = (wd % 32) as usize;
+                if word[bank] == u64::MAX {
+                    word[bank] = wd;
+                } else if word[bank] != wd {
+                    clash = true;
+                    break;
+                }
+            }
+            if !clash {
+                return;
+            }
+        }
         let mut words = [0u64; WARP * 4];
         let mut n = 0;
         for l in lanes(m) {
@@ -1260,14 +1278,14 @@ impl Cta {
     /// Run one instruction for the active lanes `active` (of which `exec` pass the guard).
     #[inline]
     fn step(&mut self, ctx: &Ctx, w: &mut Warp, pc: u32, inst: &Inst, active: u32, exec: u32) -> Flow {
-        let mut a = [0u64; WARP];
-        let mut b = [0u64; WARP];
-        let mut c = [0u64; WARP];
         match &inst.op {
             Op::Alu { op, dst, src } => {
                 if exec == 0 {
                     return Flow::Next;
                 }
+                let mut a = [0u64; WARP];
+                let mut b = [0u64; WARP];
+                let mut c = [0u64; WARP];
                 self.src(ctx, w, &src[0], exec, &mut a);
                 self.src(ctx, w, &src[1], exec, &mut b);
                 self.src(ctx, w, &src[2], exec, &mut c);
@@ -1387,6 +1405,7 @@ impl Cta {
                 Flow::Next
             }
             Op::Cvta { to_generic, space, dst, src } => {
+                let mut a = [0u64; WARP];
                 self.src(ctx, w, src, exec, &mut a);
                 let base = match space {
                     Space::Shared => GENERIC_SHARED_BASE,
@@ -1434,6 +1453,9 @@ impl Cta {
                 Sync::Wait(f) => f,
             },
             Op::Shfl { mode, dst, pred, a: sa, b: sb, c: sc, mask } => {
+                let mut a = [0u64; WARP];
+                let mut b = [0u64; WARP];
+                let mut c = [0u64; WARP];
                 let m = match self.sync(ctx, w, pc, active, exec, Some(mask)) {
                     Sync::Go(m) => m,
                     Sync::Wait(f) => return f,
@@ -1481,6 +1503,8 @@ impl Cta {
                 Flow::Next
             }
             Op::Vote { mode, dst, src, negate, mask } => {
+                let mut a = [0u64; WARP];
+                let mut b = [0u64; WARP];
                 let m = match self.sync(ctx, w, pc, active, exec, Some(mask)) {
                     Sync::Go(m) => m,
                     Sync::Wait(f) => return f,
@@ -1506,6 +1530,8 @@ impl Cta {
                 Flow::Next
             }
             Op::Redux { op, ty, dst, src, mask } => {
+                let mut a = [0u64; WARP];
+                let mut b = [0u64; WARP];
                 let m = match self.sync(ctx, w, pc, active, exec, Some(mask)) {
                     Sync::Go(m) => m,
                     Sync::Wait(f) => return f,
