@@ -101,76 +101,203 @@ pub enum DivKind {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AluOp {
     /// `mov.ty d, a`: `a` masked to `bits` (a `.pred` move yields 0/1).
-    Mov { bits: u8 },
+    Mov {
+        bits: u8,
+    },
     /// `add.ty` / `add.sat.s32`
-    IAdd { ty: Ty, sat: bool },
+    IAdd {
+        ty: Ty,
+        sat: bool,
+    },
     /// `sub.ty` / `sub.sat.s32`
-    ISub { ty: Ty, sat: bool },
+    ISub {
+        ty: Ty,
+        sat: bool,
+    },
     /// `mul.(lo|hi|wide).ty`
-    IMul { ty: Ty, mode: MulMode },
+    IMul {
+        ty: Ty,
+        mode: MulMode,
+    },
     /// `mad.(lo|hi|wide)(.sat).ty d, a, b, c` (`c` is 2x wide for `.wide`)
-    IMad { ty: Ty, mode: MulMode, sat: bool },
+    IMad {
+        ty: Ty,
+        mode: MulMode,
+        sat: bool,
+    },
     /// `div.ty`: division by zero gives all ones (unsigned max / -1), `MIN / -1` wraps.
-    IDiv { ty: Ty },
+    IDiv {
+        ty: Ty,
+    },
     /// `rem.ty`: remainder by zero gives the dividend.
-    IRem { ty: Ty },
-    IAbs { ty: Ty },
-    INeg { ty: Ty },
-    IMin { ty: Ty },
-    IMax { ty: Ty },
+    IRem {
+        ty: Ty,
+    },
+    IAbs {
+        ty: Ty,
+    },
+    INeg {
+        ty: Ty,
+    },
+    IMin {
+        ty: Ty,
+    },
+    IMax {
+        ty: Ty,
+    },
     /// `add(.rnd)(.ftz)(.sat).f32/.f64`
-    FAdd { ty: Ty, rnd: Rnd, ftz: bool, sat: bool },
-    FSub { ty: Ty, rnd: Rnd, ftz: bool, sat: bool },
-    FMul { ty: Ty, rnd: Rnd, ftz: bool, sat: bool },
+    FAdd {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+        sat: bool,
+    },
+    FSub {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+        sat: bool,
+    },
+    FMul {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+        sat: bool,
+    },
     /// `fma.rnd(.ftz)(.sat).f32/.f64` and `mad.rnd.f32/.f64` (the same fused operation).
-    Fma { ty: Ty, rnd: Rnd, ftz: bool, sat: bool },
-    FDiv { ty: Ty, kind: DivKind, ftz: bool },
-    FAbs { ty: Ty, ftz: bool },
-    FNeg { ty: Ty, ftz: bool },
+    Fma {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+        sat: bool,
+    },
+    FDiv {
+        ty: Ty,
+        kind: DivKind,
+        ftz: bool,
+    },
+    FAbs {
+        ty: Ty,
+        ftz: bool,
+    },
+    FNeg {
+        ty: Ty,
+        ftz: bool,
+    },
     /// `min.f32`: if exactly one operand is NaN the other is returned; both NaN gives the canonical NaN;
     /// -0 < +0.
-    FMin { ty: Ty, ftz: bool },
-    FMax { ty: Ty, ftz: bool },
+    FMin {
+        ty: Ty,
+        ftz: bool,
+    },
+    FMax {
+        ty: Ty,
+        ftz: bool,
+    },
     /// `copysign.ty d, a, b`: `b` with the sign of `a`.
-    CopySign { ty: Ty },
+    CopySign {
+        ty: Ty,
+    },
     /// `rcp.rnd.f32/.f64` (IEEE 1/a)
-    Rcp { ty: Ty, rnd: Rnd, ftz: bool },
+    Rcp {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+    },
     /// `sqrt.rnd.f32/.f64`
-    Sqrt { ty: Ty, rnd: Rnd, ftz: bool },
+    Sqrt {
+        ty: Ty,
+        rnd: Rnd,
+        ftz: bool,
+    },
     /// `ex2/lg2/sin/cos/tanh/rsqrt/rcp/sqrt .approx(.ftz)`
-    Approx { f: FloatFn, ty: Ty, ftz: bool },
-    And { bits: u8 },
-    Or { bits: u8 },
-    Xor { bits: u8 },
-    Not { bits: u8 },
+    Approx {
+        f: FloatFn,
+        ty: Ty,
+        ftz: bool,
+    },
+    And {
+        bits: u8,
+    },
+    Or {
+        bits: u8,
+    },
+    Xor {
+        bits: u8,
+    },
+    Not {
+        bits: u8,
+    },
     /// `cnot.ty d, a`: `a == 0 ? 1 : 0`
-    CNot { bits: u8 },
+    CNot {
+        bits: u8,
+    },
     /// `shl.bN d, a, b`: `b` (unsigned 32-bit) >= N gives 0.
-    Shl { bits: u8 },
+    Shl {
+        bits: u8,
+    },
     /// `shr.ty d, a, b`: arithmetic for signed types (amounts >= N fill with the sign), logical otherwise.
-    Shr { ty: Ty },
+    Shr {
+        ty: Ty,
+    },
     /// `bfi.bN d, f, b, pos, len`: `f` inserted into `b`. `pos`/`len` given as immediates are stored here; one
     /// of them may instead be a register, passed as operand `c` (the field that is `None`).
-    Bfi { bits: u8, pos: Option<u8>, len: Option<u8> },
+    Bfi {
+        bits: u8,
+        pos: Option<u8>,
+        len: Option<u8>,
+    },
     /// `bfe.ty d, a, pos, len`
-    Bfe { ty: Ty },
-    Popc { bits: u8 },
-    Clz { bits: u8 },
-    Brev { bits: u8 },
+    Bfe {
+        ty: Ty,
+    },
+    Popc {
+        bits: u8,
+    },
+    Clz {
+        bits: u8,
+    },
+    Brev {
+        bits: u8,
+    },
     /// `prmt.b32 d, a, b, c` (default mode)
     Prmt,
     /// `selp.ty d, a, b, c`: `c != 0 ? a : b`
-    Selp { bits: u8 },
+    Selp {
+        bits: u8,
+    },
     /// `setp.cmp(.bop)(.ftz).ty p, a, b(, c)`: `(cmp(a, b) ^ invert) bop (c ^ neg_c)`. The second destination of
     /// `p|q` is the same op with `invert` set.
-    Setp { cmp: Cmp, ty: Ty, ftz: bool, comb: Option<BoolOp>, neg_c: bool, invert: bool },
+    Setp {
+        cmp: Cmp,
+        ty: Ty,
+        ftz: bool,
+        comb: Option<BoolOp>,
+        neg_c: bool,
+        invert: bool,
+    },
     /// `slct.dty.cty d, a, b, c`: `c >= 0 ? a : b` (`cty` S32 or F32).
-    Slct { bits: u8, cty: Ty, ftz: bool },
+    Slct {
+        bits: u8,
+        cty: Ty,
+        ftz: bool,
+    },
     /// `cvt(.rnd|.irnd)(.ftz)(.sat).dst.src d, a`. `int_rnd` = the rounding is `.rni/.rzi/.rmi/.rpi` (round to
     /// an integral value); `rnd` None = the default (exact or truncating conversions).
-    Cvt { dst: Ty, src: Ty, rnd: Option<Rnd>, int_rnd: bool, sat: bool, ftz: bool },
+    Cvt {
+        dst: Ty,
+        src: Ty,
+        rnd: Option<Rnd>,
+        int_rnd: bool,
+        sat: bool,
+        ftz: bool,
+    },
     /// `cvt.rnd(.relu)(.satfinite).(f16x2|bf16x2).f32 d, a, b`: `a` goes to the upper half, `b` to the lower.
-    CvtPack { dst: Ty, rnd: Rnd, relu: bool },
+    CvtPack {
+        dst: Ty,
+        rnd: Rnd,
+        relu: bool,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -418,11 +545,7 @@ pub fn round_f64(x: f64, err: i32, mbits: u32, ebits: u32, rnd: Rnd) -> u64 {
         n += 1;
     }
     let hidden = 1u64 << mbits;
-    let bits = if a < 2f64.powi(emin) {
-        n
-    } else {
-        (((e - emin + 1) as u64) << mbits) + (n - hidden)
-    };
+    let bits = if a < 2f64.powi(emin) { n } else { (((e - emin + 1) as u64) << mbits) + (n - hidden) };
     if bits >= exp_all {
         // overflow
         let to_inf = match rnd {

@@ -889,7 +889,7 @@ impl Cta {
             Sp::Param => addr,
         };
         let msg = format!(
-            "Memcheck: invalid {} {a} of size {size} bytes ({what}) {}: address {shown:#x}{} {extra}",
+            "Memcheck: invalid {} {a} of size {size} bytes ({what}) {}: address {shown:#x}{}; {extra}",
             sp.name(),
             ctx.where_(pc, w.index * 32 + l as u32, self.ctaid),
             if sp == Sp::Shared { format!(" (shared offset {addr})") } else { String::new() }

@@ -27,7 +27,10 @@ fn tensor_core_era_forms() {
     assert_eq!(k.dyn_shared_offset, 1024);
     let r = |n: &str| k.reg_names.iter().position(|x| x == n).unwrap() as u32;
     // cvt.rn.bf16.f32 %rs1, %f1; cvt.rn.bf16x2.f32 %r1, %f3, %f2; cvt.f32.bf16; cvt.rn.f16x2.f32
-    assert!(has(k, |o| matches!(o, Op::Alu { op: AluOp::Cvt { dst: Ty::BF16, src: Ty::F32, rnd: Some(Rnd::Rn), .. }, .. })));
+    assert!(has(k, |o| matches!(
+        o,
+        Op::Alu { op: AluOp::Cvt { dst: Ty::BF16, src: Ty::F32, rnd: Some(Rnd::Rn), .. }, .. }
+    )));
     assert!(has(k, |o| *o
         == Op::Alu {
             op: AluOp::CvtPack { dst: Ty::BF16x2, rnd: Rnd::Rn, relu: false },
@@ -100,7 +103,11 @@ fn tensor_core_era_forms() {
     assert!(has(k, |o| matches!(o, Op::Alu { op: AluOp::Prmt, .. })));
     assert!(has(k, |o| matches!(
         o,
-        Op::Alu { op: AluOp::FDiv { ty: Ty::F64, kind: DivKind::Ieee(Rnd::Rn), .. }, src: [_, Src::Imm(0x4008000000000000), _], .. }
+        Op::Alu {
+            op: AluOp::FDiv { ty: Ty::F64, kind: DivKind::Ieee(Rnd::Rn), .. },
+            src: [_, Src::Imm(0x4008000000000000), _],
+            ..
+        }
     )));
 }
 
@@ -169,7 +176,14 @@ fn hand_written_forms() {
     assert_eq!(k.dyn_shared_offset, 112);
     let r = |n: &str| k.reg_names.iter().position(|x| x == n).unwrap() as u32;
     let o = ops(k);
-    assert_eq!(*o[0], Op::Alu { op: AluOp::Mov { bits: 32 }, dst: r("%r1"), src: [Src::Special(Special::LaneId), Src::Imm(0), Src::Imm(0)] });
+    assert_eq!(
+        *o[0],
+        Op::Alu {
+            op: AluOp::Mov { bits: 32 },
+            dst: r("%r1"),
+            src: [Src::Special(Special::LaneId), Src::Imm(0), Src::Imm(0)]
+        }
+    );
     assert!(matches!(o[1], Op::Alu { src: [Src::Special(Special::Nctaid(1)), ..], .. }));
     // p|q: two setp with the second inverted; q written first (it is not a source)
     let setp = |dst, invert| Op::Alu {
@@ -182,7 +196,14 @@ fn hand_written_forms() {
     assert_eq!(
         *o[4],
         Op::Alu {
-            op: AluOp::Setp { cmp: Cmp::Eq, ty: Ty::S32, ftz: false, comb: Some(BoolOp::And), neg_c: true, invert: false },
+            op: AluOp::Setp {
+                cmp: Cmp::Eq,
+                ty: Ty::S32,
+                ftz: false,
+                comb: Some(BoolOp::And),
+                neg_c: true,
+                invert: false
+            },
             dst: r("%p3"),
             src: [Src::Reg(r("%r1")), Src::Imm(0), Src::Reg(r("%p1"))]
         }
@@ -214,26 +235,45 @@ fn hand_written_forms() {
             addr: Address { base: AddrBase::Symbol(SymbolRef::Shared(0)), offset: 8 }
         }
     );
-    assert!(matches!(o[9], Op::Ld { space: Space::Const, addr: Address { base: AddrBase::Symbol(SymbolRef::Global(0)), offset: 4 }, .. }));
+    assert!(matches!(
+        o[9],
+        Op::Ld { space: Space::Const, addr: Address { base: AddrBase::Symbol(SymbolRef::Global(0)), offset: 4 }, .. }
+    ));
     assert_eq!(*o[10], Op::Pack { dst: r("%rd2"), src: vec![Src::Reg(r("%r3")), Src::Reg(r("%r4"))], elem_bits: 32 });
     assert_eq!(*o[11], Op::Unpack { dst: vec![Some(r("%r5")), None], src: Src::Reg(r("%rd2")), elem_bits: 32 });
     assert!(matches!(o[12], Op::Alu { src: [Src::Imm(0x3FF8000000000000), ..], .. }));
     assert!(matches!(o[13], Op::Alu { src: [_, Src::Imm(0xBFF0000000000000), _], .. }));
-    assert!(matches!(o[14], Op::Alu { op: AluOp::IAdd { ty: Ty::S64, sat: false }, src: [_, Src::Imm(u64::MAX), _], .. }));
+    assert!(matches!(
+        o[14],
+        Op::Alu { op: AluOp::IAdd { ty: Ty::S64, sat: false }, src: [_, Src::Imm(u64::MAX), _], .. }
+    ));
     assert!(matches!(o[15], Op::Alu { op: AluOp::Shl { bits: 64 }, src: [_, Src::Imm(3), _], .. }));
     assert!(matches!(o[16], Op::Alu { src: [Src::Symbol(SymbolRef::Shared(0)), ..], .. }));
     assert!(matches!(o[17], Op::Cvta { to_generic: true, space: Space::Shared, .. }));
     assert!(matches!(o[18], Op::Ld { space: Space::Generic, .. }));
-    assert!(matches!(o[19], Op::Ld { space: Space::Param, ty: Ty::U8, addr: Address { base: AddrBase::Symbol(SymbolRef::Param(8)), offset: 0 }, .. }));
+    assert!(matches!(
+        o[19],
+        Op::Ld {
+            space: Space::Param,
+            ty: Ty::U8,
+            addr: Address { base: AddrBase::Symbol(SymbolRef::Param(8)), offset: 0 },
+            ..
+        }
+    ));
     assert_eq!(*o[20], Op::Bar { id: Src::Imm(1), count: Some(Src::Imm(64)), arrive_only: false });
     assert_eq!(*o[21], Op::Bar { id: Src::Imm(2), count: Some(Src::Imm(32)), arrive_only: true });
     assert!(matches!(o[22], Op::Atom { space: Space::Shared, op: AtomOp::Add, dst: None, .. }));
-    assert!(matches!(o[23], Op::Alu { op: AluOp::Bfi { bits: 32, pos: Some(8), len: None }, src: [_, _, Src::Reg(_)], .. }));
+    assert!(matches!(
+        o[23],
+        Op::Alu { op: AluOp::Bfi { bits: 32, pos: Some(8), len: None }, src: [_, _, Src::Reg(_)], .. }
+    ));
     assert_eq!(*o[24], Op::Exit);
 }
 
 fn err_of(body: &str) -> cuda_sim::parse::ParseError {
-    let text = format!(".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry e()\n{{\n.reg .b32 %r<3>;\n{body}\n}}\n");
+    let text = format!(
+        ".version 8.0\n.target sm_90\n.address_size 64\n.visible .entry e()\n{{\n.reg .b32 %r<3>;\n{body}\n}}\n"
+    );
     parse(&text).unwrap_err()
 }
 

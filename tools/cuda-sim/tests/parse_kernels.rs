@@ -49,7 +49,10 @@ fn struct_param_offsets() {
     assert_eq!(k.minnctapersm, None);
     // `ld.param.u32 %r77, [conv2d_forward_f32_param_5+44];`
     let want = Address { base: AddrBase::Symbol(SymbolRef::Param(40)), offset: 44 };
-    assert!(k.insts.iter().any(|i| matches!(&i.op, Op::Ld { space: Space::Param, ty: Ty::U32, addr, .. } if *addr == want)));
+    assert!(k
+        .insts
+        .iter()
+        .any(|i| matches!(&i.op, Op::Ld { space: Space::Param, ty: Ty::U32, addr, .. } if *addr == want)));
     // two kernel-scope shared tiles of 4352 bytes, 16-aligned
     assert_eq!(k.static_shared_bytes, 8704);
     assert_eq!(k.dyn_shared_offset, 8704);
@@ -65,14 +68,19 @@ fn local_depot_and_global_table() {
     let k = m.kernel("rng_normal_f32").unwrap();
     assert_eq!(k.local_bytes, 28);
     // `mov.u64 %SPL, __local_depot13;`
-    assert!(matches!(k.insts[0].op, Op::Alu { op: AluOp::Mov { bits: 64 }, src: [Src::Symbol(SymbolRef::Local(0)), ..], .. }));
+    assert!(matches!(
+        k.insts[0].op,
+        Op::Alu { op: AluOp::Mov { bits: 64 }, src: [Src::Symbol(SymbolRef::Local(0)), ..], .. }
+    ));
     assert_eq!(m.globals.len(), 1);
     let g = &m.globals[0];
     assert_eq!(g.name, "__cudart_i2opi_f");
     assert_eq!((g.space, g.size, g.align), (Space::Global, 24, 4));
     assert_eq!(
         g.init,
-        vec![65, 144, 67, 60, 153, 149, 98, 219, 192, 221, 52, 245, 209, 87, 39, 252, 41, 21, 68, 78, 110, 131, 249, 162]
+        vec![
+            65, 144, 67, 60, 153, 149, 98, 219, 192, 221, 52, 245, 209, 87, 39, 252, 41, 21, 68, 78, 110, 131, 249, 162
+        ]
     );
     // `mov.u64 %rd54, __cudart_i2opi_f;`
     assert!(k.insts.iter().any(|i| matches!(i.op, Op::Alu { src: [Src::Symbol(SymbolRef::Global(0)), ..], .. })));
@@ -87,10 +95,16 @@ fn module_scope_shared() {
         let k = m.kernel(name).unwrap();
         assert_eq!(k.static_shared_bytes, 256, "{name}");
         assert_eq!(k.dyn_shared_offset, 256, "{name}");
-        assert!(k.insts.iter().any(|i| matches!(&i.op,
+        assert!(k.insts.iter().any(|i| matches!(
+            &i.op,
             Op::St { space: Space::Shared, addr: Address { base: AddrBase::Symbol(SymbolRef::Shared(0)), .. }, .. }
-            | Op::Ld { space: Space::Shared, addr: Address { base: AddrBase::Symbol(SymbolRef::Shared(0)), .. }, .. }
-            | Op::Alu { src: [Src::Symbol(SymbolRef::Shared(0)), ..], .. })));
+                | Op::Ld {
+                    space: Space::Shared,
+                    addr: Address { base: AddrBase::Symbol(SymbolRef::Shared(0)), .. },
+                    ..
+                }
+                | Op::Alu { src: [Src::Symbol(SymbolRef::Shared(0)), ..], .. }
+        )));
     }
     // kernels that do not reference it do not pay for it
     assert_eq!(m.kernel("adam_ema_step_f32").unwrap().static_shared_bytes, 0);

@@ -2,14 +2,15 @@
 
 use super::{ty_of, Imm, Opnd, RawInst, Scope};
 use crate::alu::{AluOp, BoolOp, Cmp, DivKind, FloatFn, MulMode, Rnd};
-use crate::ir::{
-    AddrBase, Address, AtomOp, MmaShape, Op, Reg, ReduxOp, ShflMode, Space, Src, SymbolRef, Ty, VoteMode,
-};
+use crate::ir::{AddrBase, Address, AtomOp, MmaShape, Op, ReduxOp, Reg, ShflMode, Space, Src, SymbolRef, Ty, VoteMode};
 
 pub(crate) enum Decoded {
     Op(Op),
     /// `bra` before its label is resolved.
-    Branch { label: String, uni: bool },
+    Branch {
+        label: String,
+        uni: bool,
+    },
 }
 
 pub(crate) struct DInst {
@@ -325,7 +326,8 @@ pub(crate) fn decode(r: &RawInst, s: &Scope) -> R<Vec<DInst>> {
                 ("max", false) => AluOp::IMax { ty },
                 _ => return Err(format!("{base} on {ty:?} is not supported")),
             };
-            let cty = if base == "mad" && m.mode == Some(MulMode::Wide) { int_ty_signed(2 * tbits(ty), ty) } else { ty };
+            let cty =
+                if base == "mad" && m.mode == Some(MulMode::Wide) { int_ty_signed(2 * tbits(ty), ty) } else { ty };
             alu3(op, [ty, ty, cty])
         }
         "and" | "or" | "xor" | "not" | "cnot" | "popc" | "clz" | "brev" | "shl" => {
@@ -663,7 +665,13 @@ pub(crate) fn decode(r: &RawInst, s: &Scope) -> R<Vec<DInst>> {
                 _ => return Err("only redux.sync.op.type is supported".into()),
             };
             nops(r, 3)?;
-            one(Op::Redux { op, ty, dst: reg(&r.ops[0])?, src: src(&r.ops[1], ty, s)?, mask: src(&r.ops[2], Ty::U32, s)? })
+            one(Op::Redux {
+                op,
+                ty,
+                dst: reg(&r.ops[0])?,
+                src: src(&r.ops[1], ty, s)?,
+                mask: src(&r.ops[2], Ty::U32, s)?,
+            })
         }
         "mma" => {
             let [sync, aligned, shape, "row", "col", dt, at, bt, ct] = rest else {

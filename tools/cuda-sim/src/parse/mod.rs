@@ -655,7 +655,8 @@ impl Parser {
             }
         }
         let mut off = 0u32;
-        for (name, size, align) in self.m.shared.iter().filter(|(n, _, _)| used.contains(n.as_str())).chain(&own_shared) {
+        for (name, size, align) in self.m.shared.iter().filter(|(n, _, _)| used.contains(n.as_str())).chain(&own_shared)
+        {
             off = align_up(off, *align);
             shared.insert(name.clone(), off);
             off += size;
@@ -677,10 +678,8 @@ impl Parser {
         let mut loc_files = Vec::with_capacity(raws.len());
         for (r, &(lf, ll)) in raws.iter().zip(&raw_locs) {
             first_ir.push(k.insts.len());
-            let ops = decode::decode(r, &scope).map_err(|message| ParseError {
-                line: r.line,
-                message: format!("{message} (in `{}`)", r.opcode),
-            })?;
+            let ops = decode::decode(r, &scope)
+                .map_err(|message| ParseError { line: r.line, message: format!("{message} (in `{}`)", r.opcode) })?;
             for op in ops {
                 if let decode::Decoded::Branch { label, uni } = &op.op {
                     pending.push((k.insts.len(), label.clone(), r.line));
