@@ -979,54 +979,44 @@ impl Cta {
         ctx.report(ReportKind::Racecheck, false, msg);
     }
 
-    /// Bank conflicts of one warp-wide shared access: `addrs[i]` for `n` lanes, `size` bytes each.
+    /// Bank conflicts of one warp-wide shared access of `size` bytes per lane at `addrs[l]` for lanes `m`: as the
+    /// hardware does, 8-byte accesses are served per half warp and 16-byte ones per quarter warp; in each phase the
+    /// extra wavefronts are the most distinct 4-byte words any of the 32 banks holds, minus one.
     fn bank_conflicts(&mut self, addrs: &[u64; WARP], m: u32, size: u32) {
-        if size <= 4 {
-            // Fast path: every bank sees at most one distinct word.
-            let mut word = [u64::MAX; 32];
-            let mut clash = false;
-            for l in lanes(m) {
-                let wd = addrs[l] / 4;
-                let bank = (wd % 32) as usize;
-                if word[bank] == u64::MAX {
-                    word[bank] = wd;
-                } else if word[bank] != wd {
-                    clash = true;
-                    break;
+        let size = size.clamp(1, 16) as u64;
+        let per_phase = if size <= 4 { 32 } else { 128 / size as u32 };
+        let phase_mask = if per_phase == 32 { u32::MAX } else { (1u32 << per_phase) - 1 };
+        let mut extra = 0u64;
+        for ph in 0..32 / per_phase {
+            let pm = m & (phase_mask << (ph * per_phase));
+            if pm == 0 {
+                continue;
+            }
+            let mut words = [0u64; 32];
+            let mut n = 0;
+            for l in lanes(pm) {
+                for wd in addrs[l] / 4..=(addrs[l] + size - 1) / 4 {
+                    if n < 32 {
+                        words[n] = wd;
+                        n += 1;
+                    }
                 }
             }
-            if !clash {
-                return;
+            let mut first = [u64::MAX; 32];
+            let mut count = [0u32; 32];
+            for i in 0..n {
+                let wd = words[i];
+                let b = (wd % 32) as usize;
+                if first[b] == u64::MAX {
+                    first[b] = wd;
+                    count[b] = 1;
+                } else if first[b] != wd && !words[..i].contains(&wd) {
+                    count[b] += 1;
+                }
             }
+            extra += (*count.iter().max().unwrap()).saturating_sub(1) as u64;
         }
-        let mut words = [0u64; WARP * 4];
-        let mut n = 0;
-        for l in lanes(m) {
-            let first = addrs[l] / 4;
-            let last = (addrs[l] + size as u64 - 1) / 4;
-            for wd in first..=last.min(first + 3) {
-                words[n] = wd;
-                n += 1;
-            }
-        }
-        if n <= 1 {
-            return;
-        }
-        let words = &mut words[..n];
-        words.sort_unstable();
-        let mut per_bank = [0u32; 32];
-        let mut distinct = 0u32;
-        let mut prev = u64::MAX;
-        for &wd in words.iter() {
-            if wd != prev {
-                per_bank[(wd % 32) as usize] += 1;
-                distinct += 1;
-                prev = wd;
-            }
-        }
-        let worst = *per_bank.iter().max().unwrap();
-        let min_wavefronts = distinct.div_ceil(32).max(1);
-        self.stats.shared_bank_conflicts += worst.saturating_sub(min_wavefronts) as u64;
+        self.stats.shared_bank_conflicts += extra;
     }
 }
 
