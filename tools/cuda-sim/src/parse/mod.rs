@@ -761,9 +761,8 @@ impl Parser {
             if let Some(Tok::Ident(_)) = self.peek() {
                 let s = self.ident()?;
                 base = Some(Box::new(self.name_operand(s, regs)?));
-                if self.eat('+') {
-                    off = self.number()? as i64;
-                } else if self.at('-') {
+                // `+16`, `+-4` (number() takes the sign) or `-4`
+                if self.eat('+') || self.at('-') {
                     off = self.number()? as i64;
                 }
             } else {
