@@ -6,6 +6,7 @@
 //! - `mem`: device memory (allocation table, init shadow) shared by the driver and the executor.
 //! - `exec`: runs one launch (warps of converged lanes, CTAs in parallel) with memcheck, racecheck, initcheck
 //!   and launch checks, and counts FLOPs and bytes.
+//!
 //! The driver API stand-in (`libcuda/`) and the cuBLAS stand-in (`libcublas/`) are thin C-ABI crates on top.
 
 pub mod alu;

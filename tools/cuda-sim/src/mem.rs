@@ -300,7 +300,7 @@ mod tests {
         let m = DeviceMemory::new();
         let a = m.alloc(16, "a").unwrap();
         let b = m.alloc(16, "b").unwrap();
-        assert!(b >= a + 16 + GUARD && b % ALIGN == 0);
+        assert!(b >= a + 16 + GUARD && b.is_multiple_of(ALIGN));
         m.write(a, &[1, 2, 3, 4]).unwrap();
         assert_eq!(m.uninitialised_bytes(a, 16).unwrap(), 12);
         m.fill(a + 4, &[9, 8], 6).unwrap();
