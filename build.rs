@@ -1,7 +1,8 @@
 //! Compiles every `kernels/*.cu` into one fatbin (sm_80, sm_89 and sm_90 SASS plus compute_90 PTX) that
 //! src/backend/cuda.rs embeds. nvcc is found through `NVCC`, `CUDA_HOME` or `PATH`; without it the build still
 //! succeeds (with a warning) and the CUDA backend reports "built without CUDA kernels". The `ptxas -v` report
-//! (registers, spills per kernel) is embedded too: `ddpm-cuda kernels` prints it.
+//! (registers, spills per kernel) is embedded too: `ddpm-cuda kernels` prints it. The fatbin is uncompressed
+//! (`--no-compress`) so its PTX is readable text for the CUDA simulator (tools/cuda-sim, scripts/cuda-sim.sh).
 
 use std::env;
 use std::fs;
@@ -60,7 +61,9 @@ fn main() {
     fs::write(&unit, includes).unwrap();
 
     let output = Command::new(&nvcc)
-        .args(["--fatbin", "-O3", "-lineinfo", "-std=c++17", "-Xptxas", "-v"])
+        // --no-compress keeps the PTX in the fatbin as plain text (nvcc 13 compresses it by default), so the CUDA
+        // simulator (tools/cuda-sim) can read it; the driver loads either form.
+        .args(["--fatbin", "--no-compress", "-O3", "-lineinfo", "-std=c++17", "-Xptxas", "-v"])
         .arg(format!("-I{}", fs::canonicalize("kernels").unwrap().display()))
         .args(GENCODE)
         .arg("-o")

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Run COMMAND [ARGS...] on the CUDA simulator: a libcuda.so / libcublas.so stand-in (tools/cuda-sim) that cudarc
+# loads instead of NVIDIA's, so the CUDA backend runs its real PTX, with compute-sanitizer style checks, on a
+# machine without a GPU.
+#
+#   scripts/cuda-sim.sh target/release/ddpm-cuda selftest --device cuda --filter add
+#
+# The stand-ins are only ever used when this script puts them first on LD_LIBRARY_PATH: on a GPU machine nothing
+# changes unless you run through it (and through it you get the simulator, not the GPU).
+#
+# It builds the two cdylibs in release into target/cuda-sim (a separate target dir, so it can run from inside a
+# `cargo test` without waiting for that build's lock), lays out target/cuda-sim/lib/ with libcuda.so(.1) and,
+# unless CUDA_SIM_CUBLAS=0, libcublas.so(.13), and runs COMMAND with that folder first on LD_LIBRARY_PATH.
+#
+# Environment passed through to the simulator:
+#   DDPM_CUDA_SIM_REPORTS  file the sanitizer reports are appended to (a temp file if unset)
+#   DDPM_CUDA_SIM_PROFILE  per-launch counters, one JSON object per line (appended), and a process summary at exit
+#   DDPM_CUDA_SIM_THREADS  host threads per launch (default: all cores)
+#   DDPM_CUDA_SIM_DEVICES  devices reported (default 1)
+#   CUDA_SIM_CUBLAS=0      leave libcublas out (the backend then uses its own GEMM kernel)
+#   CUDA_SIM_NO_BUILD=1    use the libraries already in target/cuda-sim/lib
+#
+# Exit status: COMMAND's, or 1 if COMMAND exited 0 but the simulator wrote a report.
+set -euo pipefail
+
+if [[ $# -lt 1 ]]; then
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="$root/target/cuda-sim"
+lib="$target/lib"
+
+if [[ "${CUDA_SIM_NO_BUILD:-0}" != 1 ]]; then
+    (cd "$root" && cargo build --release --quiet -p cuda-sim-driver -p cuda-sim-cublas --target-dir "$target") >&2
+fi
+mkdir -p "$lib"
+rm -f "$lib"/libcuda.so* "$lib"/libcublas.so*
+cp "$target/release/libcuda.so" "$lib/libcuda.so"
+ln -s libcuda.so "$lib/libcuda.so.1"
+if [[ "${CUDA_SIM_CUBLAS:-1}" != 0 ]]; then
+    cp "$target/release/libcublas.so" "$lib/libcublas.so"
+    ln -s libcublas.so "$lib/libcublas.so.13"
+fi
+
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+own_reports=0
+if [[ -z "${DDPM_CUDA_SIM_REPORTS:-}" ]]; then
+    DDPM_CUDA_SIM_REPORTS="$(mktemp -t cuda-sim-reports.XXXXXX)"
+    export DDPM_CUDA_SIM_REPORTS
+    own_reports=1
+fi
+: >>"$DDPM_CUDA_SIM_REPORTS"
+before=$(wc -c <"$DDPM_CUDA_SIM_REPORTS")
+
+set +e
+"$@"
+status=$?
+set -e
+
+after=$(wc -c <"$DDPM_CUDA_SIM_REPORTS")
+if [[ $status -eq 0 && $after -gt $before ]]; then
+    echo "cuda-sim: the simulator reported errors (see above / $DDPM_CUDA_SIM_REPORTS)" >&2
+    status=1
+fi
+if [[ $own_reports -eq 1 && $after -eq 0 ]]; then
+    rm -f "$DDPM_CUDA_SIM_REPORTS"
+fi
+exit $status
