@@ -108,3 +108,57 @@ fn gemm_batched_f32_matches_cpu_and_is_clean() {
         s.thread_instructions as f64 / dt / 1e6
     );
 }
+
+/// nvcc's PTX for a kernel using every tensor-core-era form (mma bf16/f16/tf32, ldmatrix, cp.async, atomics,
+/// vote/redux/shfl, f16/bf16 conversions) runs up to its genuine bug: `cp.async ... 16` from `x + t` is a
+/// misaligned 16-byte global read (tc.cu:31), which stops the launch as on a GPU.
+#[test]
+fn tensor_core_forms_kernel_runs() {
+    let m = cuda_sim::parse::parse(include_str!("data/tensor_core_forms.ptx")).unwrap_or_else(|e| panic!("{e}"));
+    let mem = DeviceMemory::new();
+    let x: Vec<f32> = (0..1024).map(|i| 0.25 + (i % 17) as f32 / 8.0).collect();
+    let dx = upload(&mem, &x, "x");
+    let dy = mem.alloc(4096, "y").unwrap();
+    mem.write(dy, &[0u8; 4096]).unwrap();
+    let du = mem.alloc(4096, "u").unwrap();
+    mem.write(du, &[0u8; 4096]).unwrap();
+    let dout = mem.alloc(4096, "o").unwrap();
+    mem.write(dout, &[0u8; 4096]).unwrap();
+    let k = m.kernel("tc").unwrap();
+    let mut p = vec![0u8; k.param_bytes as usize];
+    for (i, v) in [dx, dy, du, dout].iter().enumerate() {
+        let o = k.params[i].offset as usize;
+        p[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let o4 = k.params[4].offset as usize;
+    p[o4..o4 + 4].copy_from_slice(&16u32.to_le_bytes());
+    let cfg = LaunchConfig { grid: [3, 1, 1], block: [64, 1, 1], dyn_shared_bytes: 1024 };
+    let opts = ExecOptions { threads: 1, ..ExecOptions::default() };
+    let o = launch(&m, k, &[], &cfg, &p, &mem, &opts);
+    for r in &o.reports {
+        eprintln!("{}", r.message);
+    }
+    use cuda_sim::exec::ReportKind;
+    assert!(o.failed, "{:#?}", o.reports);
+    let faults: Vec<_> = o.reports.iter().filter(|r| r.kind != ReportKind::Racecheck).collect();
+    assert_eq!(faults.len(), 1, "{:#?}", o.reports);
+    assert_eq!(faults[0].kind, ReportKind::Memcheck);
+    assert!(
+        faults[0].message.contains("misaligned") && faults[0].message.contains("tc.cu:31 "),
+        "{}",
+        faults[0].message
+    );
+    // warp 0 of block 0 ran its three mma before the fault (warps run in order on one host thread)
+    assert_eq!(o.stats.tensor_flops, 2 * (2 * 16 * 8 * 16) + 2 * 16 * 8 * 8);
+    // u[t] = ballot + all + reduce_add + reduce_max + shfl_up(t, 1) + shfl(t, 3) (u[0..4] also take atomics)
+    let mut u = vec![0u8; 256];
+    mem.read(du, &mut u).unwrap();
+    for t in 4..64u32 {
+        let base = t / 32 * 32;
+        let sum: u32 = (base..base + 32).sum();
+        let up = if t % 32 == 0 { t } else { t - 1 };
+        let want = u32::MAX.wrapping_add(sum).wrapping_add(base + 31).wrapping_add(up).wrapping_add(base + 3);
+        let got = u32::from_le_bytes(u[t as usize * 4..t as usize * 4 + 4].try_into().unwrap());
+        assert_eq!(got, want, "u[{t}]");
+    }
+}
