@@ -162,3 +162,50 @@ fn tensor_core_forms_kernel_runs() {
         assert_eq!(got, want, "u[{t}]");
     }
 }
+
+fn philox(c: [u32; 4], k: [u32; 2]) -> [u32; 4] {
+    let (mut c, mut k) = (c, k);
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(0x9E37_79B9);
+            k[1] = k[1].wrapping_add(0xBB67_AE85);
+        }
+        let p0 = 0xD251_1F53u64 * c[0] as u64;
+        let p1 = 0xCD9E_8D57u64 * c[2] as u64;
+        c = [(p1 >> 32) as u32 ^ c[1] ^ k[0], p1 as u32, (p0 >> 32) as u32 ^ c[3] ^ k[1], p0 as u32];
+    }
+    c
+}
+
+/// rng_normal_f32 / rng_uniform_f32 (Philox, logf, sqrtf, sincosf with its local depot) against a CPU model.
+#[test]
+fn rng_kernels_match_philox_model() {
+    let m = module();
+    let mem = DeviceMemory::new();
+    let n = 4000usize;
+    let (seed, offset) = (0x1234_5678_9abc_def0u64, 77u64);
+    let out = mem.alloc(n as u64 * 4, "out").unwrap();
+    let args = [Arg::U64(out), Arg::U32(n as u32), Arg::U64(seed), Arg::U64(offset)];
+    let blocks = (n as u32 / 4).div_ceil(128);
+    let o = run(&m, "rng_uniform_f32", [blocks, 1, 1], [128, 1, 1], &args, &mem);
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    let u = download(&mem, out, n);
+    let o = run(&m, "rng_normal_f32", [blocks, 1, 1], [128, 1, 1], &args, &mem);
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    let z = download(&mem, out, n);
+    let unif = |x: u32| ((x >> 8) + 1) as f64 * 2f64.powi(-24);
+    for b in 0..n / 4 {
+        let w = philox([b as u32, 0, offset as u32, (offset >> 32) as u32], [seed as u32, (seed >> 32) as u32]);
+        for j in 0..4 {
+            assert_eq!(u[4 * b + j] as f64, unif(w[j]), "uniform {}", 4 * b + j);
+        }
+        for p in 0..2 {
+            let r = (-2.0 * unif(w[2 * p]).ln()).sqrt();
+            let th = std::f64::consts::TAU * unif(w[2 * p + 1]);
+            let (zc, zs) = (r * th.cos(), r * th.sin());
+            for (got, want) in [(z[4 * b + 2 * p], zc), (z[4 * b + 2 * p + 1], zs)] {
+                assert!((got as f64 - want).abs() <= 2e-5 * want.abs().max(1.0), "normal block {b}: {got} vs {want}");
+            }
+        }
+    }
+}
