@@ -209,3 +209,45 @@ fn rng_kernels_match_philox_model() {
         }
     }
 }
+
+/// reduce_partial_f32 + reduce_finish_f64: a barrier tree in shared memory (racecheck must stay quiet), exact sums.
+#[test]
+fn reduce_kernels_sum_exactly_without_reports() {
+    let m = module();
+    let mem = DeviceMemory::new();
+    let n = 100_000usize;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.5).collect();
+    let dx = upload(&mem, &x, "x");
+    let parts = 37u32;
+    let partial = mem.alloc(parts as u64 * 8, "partial").unwrap();
+    let o = run(
+        &m,
+        "reduce_partial_f32",
+        [parts, 1, 1],
+        [256, 1, 1],
+        &[Arg::U64(dx), Arg::U64(dx), Arg::U32(n as u32), Arg::U32(2), Arg::U64(partial)],
+        &mem,
+    );
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    let out = mem.alloc(4, "out").unwrap();
+    let total = mem.alloc(8, "total").unwrap();
+    let k = m.kernel("reduce_finish_f64").unwrap();
+    let mut p = vec![0u8; k.param_bytes as usize];
+    let put = |p: &mut Vec<u8>, i: usize, b: &[u8]| {
+        let o = k.params[i].offset as usize;
+        p[o..o + b.len()].copy_from_slice(b);
+    };
+    put(&mut p, 0, &partial.to_le_bytes());
+    put(&mut p, 1, &parts.to_le_bytes());
+    put(&mut p, 2, &0.5f64.to_le_bytes());
+    put(&mut p, 3, &out.to_le_bytes());
+    put(&mut p, 4, &total.to_le_bytes());
+    let cfg = LaunchConfig { grid: [1, 1, 1], block: [256, 1, 1], dyn_shared_bytes: 0 };
+    let o = launch(&m, k, &[], &cfg, &p, &mem, &ExecOptions::default());
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    let want: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let mut b = [0u8; 8];
+    mem.read(total, &mut b).unwrap();
+    assert_eq!(f64::from_le_bytes(b), want);
+    assert_eq!(download(&mem, out, 1)[0], (want * 0.5) as f32);
+}
