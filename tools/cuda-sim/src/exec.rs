@@ -123,6 +123,8 @@ pub struct LaunchOutcome {
 }
 
 const WARP: usize = 32;
+/// A warp yields to the other warps of its CTA after this many backward branches.
+const YIELD_EVERY: u32 = 256;
 /// Racecheck: high bit of a thread id in the shadow marks an atomic access.
 const ATOMIC_BIT: u32 = 1 << 31;
 /// Racecheck: several different readers in this epoch.
@@ -527,6 +529,7 @@ impl Cta {
             w.at_sync = 0;
         }
         loop {
+            let mut runnable = false;
             for w in &mut warps {
                 if w.run != 0 {
                     self.run_warp(ctx, w);
@@ -535,6 +538,10 @@ impl Cta {
                     self.warps = warps;
                     return;
                 }
+                runnable |= w.run != 0;
+            }
+            if runnable {
+                continue;
             }
             let live: u32 = warps.iter().map(|w| (w.valid & !w.exited).count_ones()).sum();
             if live == 0 {
@@ -605,6 +612,7 @@ impl Cta {
 
     fn run_warp(&mut self, ctx: &Ctx, w: &mut Warp) {
         let insts = &ctx.kernel.insts;
+        let mut back_jumps = 0u32;
         'outer: while w.run != 0 {
             if ctx.stop.load(Ordering::Relaxed) {
                 return;
@@ -653,15 +661,27 @@ impl Cta {
                         }
                     }
                     Flow::Jump(taken, target) => {
+                        let back = taken != 0 && target <= pc;
                         if w.run == active && (taken == active || taken == 0) {
                             pc = if taken == 0 { pc + 1 } else { target };
-                            if target <= pc && ctx.stop.load(Ordering::Relaxed) {
-                                set_pc(w, active, pc);
-                                return;
+                            if back {
+                                back_jumps += 1;
+                                // Let the other warps run now and then (a warp may spin on what they write).
+                                if back_jumps % YIELD_EVERY == 0 && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
+                                {
+                                    set_pc(w, active, pc);
+                                    return;
+                                }
                             }
                         } else {
                             set_pc(w, active & !taken, pc + 1);
                             set_pc(w, taken, target);
+                            if back {
+                                back_jumps += 1;
+                                if back_jumps % YIELD_EVERY == 0 && ctx.nwarps > 1 {
+                                    return;
+                                }
+                            }
                             continue 'outer;
                         }
                     }

@@ -673,3 +673,40 @@ fn shared_bank_conflicts() {
         assert_eq!(o.stats.shared_bank_conflicts, want, "stride {} bytes, v{vec}", 1u64 << shift);
     }
 }
+
+#[test]
+fn a_warp_spinning_on_shared_memory_lets_the_writer_run() {
+    // warp 0 spins until s[0] != 0; warp 1 sets it (after a delay loop of its own is not needed).
+    // 0: p5 = bit 5 of tid   1: @p5 bra 5   2: ld.shared r4 [0]   3: p6 = bit 0 of r4   4: @!p6 bra 2 ; exit
+    // 5: st.shared [0], 1   6: exit
+    let mem = DeviceMemory::new();
+    let k = kernel(
+        "spin",
+        vec![
+            bits(tid(), &[(5, 5)]),
+            guarded(5, false, Op::Bra { target: 6, uni: false }),
+            inst(Op::Ld {
+                space: Space::Shared,
+                ty: Ty::U32,
+                dst: vec![Some(4)],
+                addr: Address { base: AddrBase::Abs, offset: 0 },
+                nc: false,
+            }),
+            bits(r(4), &[(0, 6)]),
+            guarded(6, true, Op::Bra { target: 2, uni: false }),
+            inst(Op::Exit),
+            inst(Op::St {
+                space: Space::Shared,
+                ty: Ty::U32,
+                src: vec![Src::Imm(1)],
+                addr: Address { base: AddrBase::Abs, offset: 0 },
+            }),
+            inst(Op::Exit),
+        ],
+        8,
+        16,
+    );
+    let opts = ExecOptions { racecheck: false, ..ExecOptions::default() };
+    let o = run(&k, 1, 64, &[], &mem, &opts);
+    clean(&o);
+}
