@@ -54,6 +54,8 @@ impl Default for Limits {
 /// What to check and how to run.
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
+    /// Launch checks (block/grid/shared-memory limits, `.maxntid`/`.reqntid`).
+    pub launchcheck: bool,
     pub memcheck: bool,
     pub racecheck: bool,
     pub initcheck: bool,
@@ -69,6 +71,7 @@ pub struct ExecOptions {
 impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
+            launchcheck: true,
             memcheck: true,
             racecheck: true,
             initcheck: true,
@@ -120,6 +123,8 @@ pub struct LaunchOutcome {
 }
 
 const WARP: usize = 32;
+/// A warp yields to the other warps of its CTA after this many backward branches.
+const YIELD_EVERY: u32 = 256;
 /// Racecheck: high bit of a thread id in the shadow marks an atomic access.
 const ATOMIC_BIT: u32 = 1 << 31;
 /// Racecheck: several different readers in this epoch.
@@ -136,7 +141,7 @@ pub fn launch(
     mem: &DeviceMemory,
     opts: &ExecOptions,
 ) -> LaunchOutcome {
-    if let Some(msg) = launch_check(kernel, cfg, opts) {
+    if let Some(msg) = launch_check(kernel, cfg, opts).filter(|_| opts.launchcheck) {
         return LaunchOutcome {
             reports: vec![Report { kind: ReportKind::Launch, message: msg }],
             failed: true,
@@ -524,6 +529,7 @@ impl Cta {
             w.at_sync = 0;
         }
         loop {
+            let mut runnable = false;
             for w in &mut warps {
                 if w.run != 0 {
                     self.run_warp(ctx, w);
@@ -532,6 +538,10 @@ impl Cta {
                     self.warps = warps;
                     return;
                 }
+                runnable |= w.run != 0;
+            }
+            if runnable {
+                continue;
             }
             let live: u32 = warps.iter().map(|w| (w.valid & !w.exited).count_ones()).sum();
             if live == 0 {
@@ -602,6 +612,7 @@ impl Cta {
 
     fn run_warp(&mut self, ctx: &Ctx, w: &mut Warp) {
         let insts = &ctx.kernel.insts;
+        let mut back_jumps = 0u32;
         'outer: while w.run != 0 {
             if ctx.stop.load(Ordering::Relaxed) {
                 return;
@@ -650,15 +661,27 @@ impl Cta {
                         }
                     }
                     Flow::Jump(taken, target) => {
+                        let back = taken != 0 && target <= pc;
                         if w.run == active && (taken == active || taken == 0) {
                             pc = if taken == 0 { pc + 1 } else { target };
-                            if target <= pc && ctx.stop.load(Ordering::Relaxed) {
-                                set_pc(w, active, pc);
-                                return;
+                            if back {
+                                back_jumps += 1;
+                                // Let the other warps run now and then (a warp may spin on what they write).
+                                if back_jumps % YIELD_EVERY == 0 && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
+                                {
+                                    set_pc(w, active, pc);
+                                    return;
+                                }
                             }
                         } else {
                             set_pc(w, active & !taken, pc + 1);
                             set_pc(w, taken, target);
+                            if back {
+                                back_jumps += 1;
+                                if back_jumps % YIELD_EVERY == 0 && ctx.nwarps > 1 {
+                                    return;
+                                }
+                            }
                             continue 'outer;
                         }
                     }
