@@ -667,7 +667,8 @@ impl Cta {
                             if back {
                                 back_jumps += 1;
                                 // Let the other warps run now and then (a warp may spin on what they write).
-                                if back_jumps % YIELD_EVERY == 0 && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
+                                if back_jumps.is_multiple_of(YIELD_EVERY)
+                                    && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
                                 {
                                     set_pc(w, active, pc);
                                     return;
@@ -678,7 +679,7 @@ impl Cta {
                             set_pc(w, taken, target);
                             if back {
                                 back_jumps += 1;
-                                if back_jumps % YIELD_EVERY == 0 && ctx.nwarps > 1 {
+                                if back_jumps.is_multiple_of(YIELD_EVERY) && ctx.nwarps > 1 {
                                     return;
                                 }
                             }
