@@ -176,7 +176,8 @@ pub fn launch(
         t0: Instant::now(),
     };
     let workers = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     } else {
         opts.threads
     };
