@@ -1106,7 +1106,7 @@ fn load_ext(ty: Ty, v: u64) -> u64 {
     }
 }
 
-pub fn f16_to_f32(h: u16) -> f32 {
+fn f16_to_f32(h: u16) -> f32 {
     let s = ((h >> 15) as u32) << 31;
     let e = ((h >> 10) & 0x1f) as u32;
     let m = (h & 0x3ff) as u32;
@@ -1126,7 +1126,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-pub fn f32_to_f16(f: f32) -> u16 {
+fn f32_to_f16(f: f32) -> u16 {
     let x = f.to_bits();
     let s = ((x >> 16) & 0x8000) as u16;
     let a = f.abs();
@@ -1152,11 +1152,11 @@ pub fn f32_to_f16(f: f32) -> u16 {
     s | h as u16
 }
 
-pub fn bf16_to_f32(h: u16) -> f32 {
+fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-pub fn f32_to_bf16(f: f32) -> u16 {
+fn f32_to_bf16(f: f32) -> u16 {
     let x = f.to_bits();
     if f.is_nan() {
         return ((x >> 16) | 0x40) as u16;
@@ -1812,5 +1812,56 @@ fn op_name(op: &Op) -> &'static str {
         Op::WarpSync { .. } => "bar.warp.sync",
         Op::Bar { .. } => "bar.sync",
         _ => "instruction",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_conversions_round_trip_and_round_to_nearest_even() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            if f.is_nan() {
+                assert!(f32_to_f16(f) & 0x7c00 == 0x7c00 && f32_to_f16(f) & 0x3ff != 0);
+                continue;
+            }
+            assert_eq!(f32_to_f16(f), h, "{h:#06x} -> {f}");
+            assert_eq!(
+                f32_to_bf16(bf16_to_f32(h)) & 0xffff,
+                if bf16_to_f32(h).is_nan() { f32_to_bf16(bf16_to_f32(h)) } else { h }
+            );
+        }
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        // halfway between 1 and the next half (1 + 2^-10): ties to even (1.0)
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f32_to_f16(70000.0), 0x7c00);
+        assert_eq!(f32_to_bf16(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(f32_to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+    }
+
+    #[test]
+    fn atomics_semantics() {
+        assert_eq!(atom_apply(AtomOp::Inc, Ty::U32, 5, 5, 0), 0);
+        assert_eq!(atom_apply(AtomOp::Inc, Ty::U32, 4, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 0, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 7, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 3, 5, 0), 2);
+        assert_eq!(atom_apply(AtomOp::Max, Ty::S32, (-3i32) as u32 as u64, 2, 0), 2);
+        assert_eq!(atom_apply(AtomOp::Min, Ty::S32, 2, (-3i32) as u32 as u64, 0), (-3i32) as u32 as u64);
+        assert_eq!(atom_apply(AtomOp::Cas, Ty::B32, 4, 4, 9), 9);
+        assert_eq!(atom_apply(AtomOp::Cas, Ty::B32, 3, 4, 9), 3);
+        let mut word = [0u32; 2];
+        let p = word.as_mut_ptr() as *mut u8;
+        // bf16x2 add and a 16-bit f16 add in the high half of a word
+        atomic_rmw(p, AtomOp::Add, Ty::BF16x2, 0x4000_3f80, 0);
+        assert_eq!(word[0], 0x4000_3f80);
+        let hi = unsafe { p.add(6) };
+        atomic_rmw(hi, AtomOp::Add, Ty::F16, 0x3c00, 0);
+        atomic_rmw(hi, AtomOp::Add, Ty::F16, 0x3c00, 0);
+        assert_eq!(word[1], 0x4000_0000);
     }
 }
