@@ -1298,20 +1298,49 @@ impl Cta {
                 if exec == 0 {
                     return Flow::Next;
                 }
-                let mut a = [0u64; WARP];
-                let mut b = [0u64; WARP];
-                let mut c = [0u64; WARP];
-                self.src(ctx, w, &src[0], exec, &mut a);
-                self.src(ctx, w, &src[1], exec, &mut b);
-                self.src(ctx, w, &src[2], exec, &mut c);
-                let d = &mut w.regs[*dst as usize];
-                if exec == u32::MAX {
-                    for l in 0..WARP {
-                        d[l] = alu::eval(op, a[l], b[l], c[l]);
+                // Register sources are read in place (a lane reads its sources before writing its destination,
+                // so a destination that is also a source is fine); others are expanded into scratch arrays.
+                let mut ta = [0u64; WARP];
+                let mut tb = [0u64; WARP];
+                let mut tc = [0u64; WARP];
+                let nregs = w.regs.len();
+                let expand = |s: &Src, t: &mut [u64; WARP]| {
+                    if !matches!(s, Src::Reg(_)) {
+                        self.src(ctx, w, s, exec, t);
                     }
-                } else {
-                    for l in lanes(exec) {
-                        d[l] = alu::eval(op, a[l], b[l], c[l]);
+                };
+                expand(&src[0], &mut ta);
+                expand(&src[1], &mut tb);
+                expand(&src[2], &mut tc);
+                // All register pointers derive from one raw base pointer (a destination may alias a source).
+                let base = w.regs.as_mut_ptr() as *mut u64;
+                let row = |s: &Src, t: &[u64; WARP]| -> *const u64 {
+                    match *s {
+                        Src::Reg(r) => {
+                            assert!((r as usize) < nregs);
+                            // SAFETY: r < nregs rows of 32 u64.
+                            unsafe { base.add(r as usize * WARP) as *const u64 }
+                        }
+                        _ => t.as_ptr(),
+                    }
+                };
+                let pa = row(&src[0], &ta);
+                let pb = row(&src[1], &tb);
+                let pc_ = row(&src[2], &tc);
+                assert!((*dst as usize) < nregs);
+                // SAFETY: dst < nregs.
+                let d = unsafe { base.add(*dst as usize * WARP) };
+                // SAFETY: every pointer addresses 32 u64 (a register row or a scratch array) that live across the
+                // loop; lane l only reads index l of the sources before writing index l of the destination.
+                unsafe {
+                    if exec == u32::MAX {
+                        for l in 0..WARP {
+                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
+                        }
+                    } else {
+                        for l in lanes(exec) {
+                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
+                        }
                     }
                 }
                 self.stats.simt_flops += alu::simt_flops(op) as u64 * exec.count_ones() as u64;
