@@ -43,6 +43,12 @@ fn run(m: &Module, name: &str, grid: [u32; 3], block: [u32; 3], args: &[Arg], me
     launch(m, k, &globals, &cfg, &p, mem, &ExecOptions::default())
 }
 
+/// Nanoseconds this thread has been on a CPU (Linux), to rate the interpreter on a busy machine.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn upload(mem: &DeviceMemory, v: &[f32], tag: &str) -> u64 {
     let a = mem.alloc(v.len() as u64 * 4, tag).unwrap();
     let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -60,7 +66,7 @@ fn download(mem: &DeviceMemory, a: u64, n: usize) -> Vec<f32> {
 fn gemm_batched_f32_matches_cpu_and_is_clean() {
     let m = module();
     let mem = DeviceMemory::new();
-    let (mm, nn, kk) = (96usize, 80usize, 72usize);
+    let (mm, nn, kk) = (192usize, 160usize, 128usize);
     let a: Vec<f32> = (0..mm * kk).map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0).collect();
     let b: Vec<f32> = (0..kk * nn).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
     let da = upload(&mem, &a, "A");
@@ -88,6 +94,28 @@ fn gemm_batched_f32_matches_cpu_and_is_clean() {
     let t = std::time::Instant::now();
     let o = run(&m, "gemm_batched_f32", grid, [256, 1, 1], &args, &mem);
     let dt = t.elapsed().as_secs_f64();
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    // once more on this thread alone, timed by CPU time
+    let k = m.kernel("gemm_batched_f32").unwrap();
+    let mut p = vec![0u8; k.param_bytes as usize];
+    for (par, a) in k.params.iter().zip(&args) {
+        let o = par.offset as usize;
+        match *a {
+            Arg::U64(v) => p[o..o + 8].copy_from_slice(&v.to_le_bytes()),
+            Arg::U32(v) => p[o..o + 4].copy_from_slice(&v.to_le_bytes()),
+            Arg::F32(v) => p[o..o + 4].copy_from_slice(&v.to_le_bytes()),
+        }
+    }
+    let cfg = LaunchConfig { grid, block: [256, 1, 1], dyn_shared_bytes: 0 };
+    let opts = ExecOptions { threads: 1, ..ExecOptions::default() };
+    let c0 = thread_cpu_ns();
+    let o1 = launch(&m, k, &[], &cfg, &p, &mem, &opts);
+    if let (Some(c0), Some(c1)) = (c0, thread_cpu_ns()) {
+        eprintln!(
+            "gemm_batched_f32 on one host thread: {:.1} M thread-instructions per CPU second",
+            o1.stats.thread_instructions as f64 / ((c1 - c0) as f64 * 1e-9) / 1e6
+        );
+    }
     assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
     let c = download(&mem, dc, mm * nn);
     for i in 0..mm {
