@@ -199,7 +199,23 @@ pub fn launch(
                 ((i / g[0] as u64) % g[1] as u64) as u32,
                 (i / (g[0] as u64 * g[1] as u64)) as u32,
             ];
-            cta.run(&ctx, id);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cta.run(&ctx, id)));
+            if let Err(e) = r {
+                let what = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ctx.report(
+                    ReportKind::Error,
+                    true,
+                    format!(
+                        "Error: internal simulator error in kernel {} block ({},{},{}): {what}",
+                        kernel.name, id[0], id[1], id[2]
+                    ),
+                );
+                cta = Cta::new(&ctx);
+            }
         }
         let mut t = total.lock().unwrap();
         add_stats(&mut t, &cta.stats);
@@ -1628,7 +1644,7 @@ impl Cta {
                 if let Sync::Wait(f) = self.sync(ctx, w, pc, active, exec, None) {
                     return f;
                 }
-                let nmat = dst.len();
+                let nmat = dst.len().min(4);
                 let mut mats = [[[0u16; 8]; 8]; 4];
                 for (mi, mat) in mats.iter_mut().enumerate().take(nmat) {
                     let mut addrs = [0u64; WARP];
@@ -1648,7 +1664,7 @@ impl Cta {
                     }
                     self.bank_conflicts(&addrs, rows, 16);
                 }
-                for (mi, d) in dst.iter().enumerate() {
+                for (mi, d) in dst.iter().enumerate().take(4) {
                     let mat = &mats[mi];
                     for l in 0..WARP {
                         let (r, c0) = (l / 4, (l % 4) * 2);
@@ -1776,17 +1792,17 @@ impl Cta {
         for l in 0..WARP {
             let (g, t) = (l / 4, l % 4);
             if matches!(a_ty, Ty::Tf32 | Ty::F32) {
-                for (i, s) in fa.iter().enumerate() {
+                for (i, s) in fa.iter().enumerate().take(if k == 8 { 4 } else { 2 }) {
                     let v = f32::from_bits(self.src1(ctx, w, s, l) as u32 & 0xffff_e000) as f64;
                     let (r, c) = if k == 8 { (g + 8 * (i & 1), t + 4 * (i >> 1)) } else { (g + 8 * i, t) };
                     am[r][c] = v;
                 }
-                for (i, s) in fb.iter().enumerate() {
+                for (i, s) in fb.iter().enumerate().take(if k == 8 { 2 } else { 1 }) {
                     let v = f32::from_bits(self.src1(ctx, w, s, l) as u32 & 0xffff_e000) as f64;
                     bm[t + 4 * i][g] = v;
                 }
             } else {
-                for (ri, s) in fa.iter().enumerate() {
+                for (ri, s) in fa.iter().enumerate().take(if k == 16 { 4 } else { 2 }) {
                     let bits = self.src1(ctx, w, s, l);
                     for h in 0..2 {
                         let i = ri * 2 + h;
@@ -1799,7 +1815,7 @@ impl Cta {
                         am[r][c] = v;
                     }
                 }
-                for (ri, s) in fb.iter().enumerate() {
+                for (ri, s) in fb.iter().enumerate().take(if k == 16 { 2 } else { 1 }) {
                     let bits = self.src1(ctx, w, s, l);
                     for h in 0..2 {
                         let i = ri * 2 + h;
