@@ -1,6 +1,8 @@
 //! Lane-local semantics of PTX arithmetic, logic, comparison and conversion instructions, exactly as the PTX ISA
 //! specifies them (rounding modes, `.ftz`, `.sat`, NaN handling; `.approx` functions within their documented
 //! error). Operands and results are raw bits in a u64 (zero-extended), typed by the op.
+//! (The `.approx` error bounds quoted beside `FloatFn` are the PTX ISA manual's as recalled, not re-checked here;
+//! the simulator computes these functions at least as accurately as a GPU.)
 //!
 //! Every op is decoded once (`parse`) into an `AluOp` with its type and modifiers resolved; `eval` then only
 //! matches on it. Adding an opcode is one variant, one match arm in `eval` (and `simt_flops`), one unit test.
@@ -65,21 +67,24 @@ pub enum BoolOp {
 /// `.approx` transcendental functions (f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FloatFn {
-    /// `ex2.approx.f32`: ISA max relative error 2^-22 (2 ulp) over the full range. Computed exactly rounded.
+    /// `ex2.approx(.ftz).f32`: the ISA allows about 2 ulp (max relative error ~2^-22.5). Computed as the host's
+    /// `exp2f`.
     Ex2,
-    /// `lg2.approx.f32`: ISA max absolute error 2^-22 for x in [0.5, 2], relative 2^-22 elsewhere.
+    /// `lg2.approx(.ftz).f32`: the ISA allows max absolute error ~2^-22.6 for x in (0.5, 2), relative ~2^-22
+    /// elsewhere. Computed as the host's `log2f`.
     Lg2,
-    /// `sin.approx.f32`: ISA max absolute error 2^-20.5 in [-100π, 100π].
+    /// `sin.approx(.ftz).f32`: the ISA allows max absolute error 2^-20.9 in [-π, π] (2^-20.5 in [-100π, 100π]).
+    /// Computed as the host's `sinf` (more exact than the GPU, which reduces the argument crudely).
     Sin,
-    /// `cos.approx.f32`: ISA max absolute error 2^-20.5 in [-100π, 100π].
+    /// `cos.approx(.ftz).f32`: as `Sin`.
     Cos,
-    /// `tanh.approx.f32`: ISA max relative error 2^-11 (about).
+    /// `tanh.approx.f32`: the ISA allows max relative error ~2^-11. Computed as the host's `tanhf`.
     Tanh,
-    /// `rsqrt.approx.f32/.f64`: ISA max relative error 2^-22.9 (f32).
+    /// `rsqrt.approx(.ftz).f32/.f64`: the ISA allows max relative error ~2^-22.9 (f32). Computed in f64.
     Rsqrt,
-    /// `rcp.approx.f32`: ISA max 1 ulp; computed exactly rounded.
+    /// `rcp.approx(.ftz).f32/.f64`: the ISA allows max 1 ulp (f32). Computed correctly rounded.
     RcpApprox,
-    /// `sqrt.approx.f32`: ISA max relative error 2^-23; computed exactly rounded.
+    /// `sqrt.approx(.ftz).f32`: the ISA allows max relative error ~2^-23. Computed correctly rounded.
     SqrtApprox,
 }
 
@@ -145,7 +150,8 @@ pub enum AluOp {
     IMax {
         ty: Ty,
     },
-    /// `add(.rnd)(.ftz)(.sat).f32/.f64`
+    /// `add(.rnd)(.ftz)(.sat).f32/.f64`; also `.f16/.bf16/.f16x2/.bf16x2` element-wise (as are `sub`, `mul`,
+    /// `fma`, `min`, `max`, `neg`, `abs`), each element rounded once from the exact result.
     FAdd {
         ty: Ty,
         rnd: Rnd,
@@ -545,7 +551,7 @@ pub fn round_f64(x: f64, err: i32, mbits: u32, ebits: u32, rnd: Rnd) -> u64 {
         n += 1;
     }
     let hidden = 1u64 << mbits;
-    let bits = if a < 2f64.powi(emin) { n } else { (((e - emin + 1) as u64) << mbits) + (n - hidden) };
+    let bits = if a < 2f64.powi(emin) { n } else { (((e - emin + 1) as u64) << mbits) + n - hidden };
     if bits >= exp_all {
         // overflow
         let to_inf = match rnd {
@@ -665,13 +671,22 @@ fn fsqrt(ty: Ty, a: f64, rnd: Rnd, ftz: bool) -> u64 {
 fn fminmax(ty: Ty, a: u64, b: u64, ftz: bool, is_max: bool) -> u64 {
     let x = fval(a, ty, ftz);
     let y = fval(b, ty, ftz);
-    let r = match (x.is_nan(), y.is_nan()) {
+    let r = minmax_val(x, y, is_max);
+    if ty == Ty::F64 {
+        f64b(r)
+    } else {
+        f32b(r as f32, ftz)
+    }
+}
+
+/// min/max with the PTX NaN rule (one NaN operand: the other; both: NaN) and -0 < +0.
+fn minmax_val(x: f64, y: f64, is_max: bool) -> f64 {
+    match (x.is_nan(), y.is_nan()) {
         (true, true) => f64::NAN,
         (true, false) => y,
         (false, true) => x,
         _ => {
             if x == y {
-                // -0 < +0
                 if is_max == x.is_sign_negative() {
                     y
                 } else {
@@ -683,12 +698,57 @@ fn fminmax(ty: Ty, a: u64, b: u64, ftz: bool, is_max: bool) -> u64 {
                 y
             }
         }
-    };
-    if ty == Ty::F64 {
-        f64b(r)
-    } else {
-        f32b(r as f32, ftz)
     }
+}
+
+fn is_half(ty: Ty) -> bool {
+    matches!(ty, Ty::F16 | Ty::BF16 | Ty::F16x2 | Ty::BF16x2)
+}
+
+fn half_elem(ty: Ty) -> Ty {
+    match ty {
+        Ty::F16 | Ty::F16x2 => Ty::F16,
+        _ => Ty::BF16,
+    }
+}
+
+/// Apply `f` to each 16-bit element (one for f16/bf16, two for the x2 types) of the operands, given as f64
+/// values (`.ftz` flushes subnormal inputs); `f` returns the element's result bits.
+fn half_map(ty: Ty, ops: [u64; 3], ftz: bool, f: impl Fn([f64; 3]) -> u64) -> u64 {
+    let n = ty.bytes() / 2;
+    let e = half_elem(ty);
+    let mut out = 0u64;
+    for i in 0..n {
+        let x = ops.map(|v| {
+            let h = (v >> (16 * i)) & 0xFFFF;
+            let x = fval(h, e, false);
+            if ftz && half_subnormal(h, e) {
+                0.0f64.copysign(x)
+            } else {
+                x
+            }
+        });
+        out |= (f(x) & 0xFFFF) << (16 * i);
+    }
+    out
+}
+
+fn half_subnormal(h: u64, e: Ty) -> bool {
+    let exp_mask = if e == Ty::F16 { 0x7C00 } else { 0x7F80 };
+    h & exp_mask == 0 && h & 0x7FFF != 0
+}
+
+/// Round an element result `s + e` to the element type of `ty`, with `.sat` and `.ftz`.
+fn half_round(ty: Ty, (s, e): (f64, f64), rnd: Rnd, ftz: bool, sat: bool) -> u64 {
+    let el = half_elem(ty);
+    let mut b = to_float(s, sign_of(e), el, rnd, false);
+    if sat {
+        b = to_float(sat01(fval(b, el, false)), 0, el, Rnd::Rn, false);
+    }
+    if ftz && half_subnormal(b, el) {
+        b &= 0x8000;
+    }
+    b
 }
 
 fn fcmp(cmp: Cmp, x: f64, y: f64) -> bool {
@@ -854,8 +914,14 @@ fn prmt(a: u64, b: u64, c: u64) -> u64 {
     d
 }
 
+/// The product as a 128-bit two's complement value (exact: |signed 64 x 64| < 2^126, unsigned < 2^128).
 fn imul_full(ty: Ty, a: u64, b: u64) -> i128 {
-    ival(a, ty) * ival(b, ty)
+    ival(a, ty).wrapping_mul(ival(b, ty))
+}
+
+/// Bits `[bits, 2*bits)` of the product.
+fn mul_hi(p: i128, bits: u32) -> u64 {
+    (((p as u128) >> bits) as u64) & mask(bits)
 }
 
 /// `d = op(a, b, c)` on raw bits.
@@ -881,7 +947,7 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
             let bits = tbits(ty);
             match mode {
                 MulMode::Lo => wrap(p, bits),
-                MulMode::Hi => wrap(p >> bits, bits),
+                MulMode::Hi => mul_hi(p, bits),
                 MulMode::Wide => wrap(p, 2 * bits),
             }
         }
@@ -889,14 +955,13 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
             let p = imul_full(ty, a, b);
             let bits = tbits(ty);
             match mode {
-                MulMode::Lo => wrap(p + ival(c, ty), bits),
-                MulMode::Hi => {
-                    let v = (p >> bits) + ival(c, ty);
-                    wrap(if sat { v.clamp(imin(ty), imax(ty)) } else { v }, bits)
-                }
+                MulMode::Lo => wrap(p.wrapping_add(ival(c, ty)), bits),
+                // `.sat` exists for s32 only, where the arithmetic shift is exact
+                MulMode::Hi if sat => wrap(((p >> bits) + ival(c, ty)).clamp(imin(ty), imax(ty)), bits),
+                MulMode::Hi => mul_hi(p, bits).wrapping_add(c) & mask(bits),
                 MulMode::Wide => {
                     let cv = if ty.is_signed() { sext(c, 2 * bits) as i128 } else { (c & mask(2 * bits)) as i128 };
-                    wrap(p + cv, 2 * bits)
+                    wrap(p.wrapping_add(cv), 2 * bits)
                 }
             }
         }
@@ -920,6 +985,28 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
         AluOp::INeg { ty } => wrap(-ival(a, ty), tbits(ty)),
         AluOp::IMin { ty } => wrap(ival(a, ty).min(ival(b, ty)), tbits(ty)),
         AluOp::IMax { ty } => wrap(ival(a, ty).max(ival(b, ty)), tbits(ty)),
+        AluOp::FAdd { ty, rnd, ftz, sat } if is_half(ty) => {
+            half_map(ty, [a, b, c], ftz, |x| half_round(ty, two_sum(x[0], x[1]), rnd, ftz, sat))
+        }
+        AluOp::FSub { ty, rnd, ftz, sat } if is_half(ty) => {
+            half_map(ty, [a, b, c], ftz, |x| half_round(ty, two_sum(x[0], -x[1]), rnd, ftz, sat))
+        }
+        // products of two halves are exact in f64
+        AluOp::FMul { ty, rnd, ftz, sat } if is_half(ty) => {
+            half_map(ty, [a, b, c], ftz, |x| half_round(ty, (x[0] * x[1], 0.0), rnd, ftz, sat))
+        }
+        AluOp::Fma { ty, rnd, ftz, sat } if is_half(ty) => {
+            half_map(ty, [a, b, c], ftz, |x| half_round(ty, two_sum(x[0] * x[1], x[2]), rnd, ftz, sat))
+        }
+        AluOp::FMin { ty, ftz } | AluOp::FMax { ty, ftz } if is_half(ty) => {
+            let is_max = matches!(op, AluOp::FMax { .. });
+            half_map(ty, [a, b, c], ftz, |x| {
+                let r = minmax_val(x[0], x[1], is_max);
+                half_round(ty, (r, 0.0), Rnd::Rn, ftz, false)
+            })
+        }
+        AluOp::FNeg { ty, .. } if is_half(ty) => a ^ if ty.bytes() == 4 { 0x8000_8000 } else { 0x8000 },
+        AluOp::FAbs { ty, .. } if is_half(ty) => a & if ty.bytes() == 4 { 0x7FFF_7FFF } else { 0x7FFF },
         AluOp::FAdd { ty, rnd, ftz, sat } => fadd(ty, fval(a, ty, ftz), fval(b, ty, ftz), rnd, ftz, sat),
         AluOp::FSub { ty, rnd, ftz, sat } => fadd(ty, fval(a, ty, ftz), -fval(b, ty, ftz), rnd, ftz, sat),
         AluOp::FMul { ty, rnd, ftz, sat } => fmul(ty, fval(a, ty, ftz), fval(b, ty, ftz), rnd, ftz, sat),
@@ -1033,19 +1120,17 @@ pub fn eval(op: &AluOp, a: u64, b: u64, c: u64) -> u64 {
 }
 
 /// FP32/FP64 FLOPs one lane does for `op`: an fma counts 2; add, sub, mul, div, min, max, rcp, sqrt and the
-/// `.approx` functions count 1; moves, sign ops, comparisons, conversions and integer work count 0.
+/// `.approx` functions count 1 (f16/bf16 arithmetic counts the same per element, so x2 forms count double); moves, sign ops, comparisons, conversions and integer work count 0.
 pub fn simt_flops(op: &AluOp) -> u32 {
+    let lanes = |ty: &Ty| if matches!(ty, Ty::F16x2 | Ty::BF16x2) { 2 } else { 1 };
     match op {
-        AluOp::Fma { .. } => 2,
-        AluOp::FAdd { .. }
-        | AluOp::FSub { .. }
-        | AluOp::FMul { .. }
-        | AluOp::FDiv { .. }
-        | AluOp::FMin { .. }
-        | AluOp::FMax { .. }
-        | AluOp::Rcp { .. }
-        | AluOp::Sqrt { .. }
-        | AluOp::Approx { .. } => 1,
+        AluOp::Fma { ty, .. } => 2 * lanes(ty),
+        AluOp::FAdd { ty, .. }
+        | AluOp::FSub { ty, .. }
+        | AluOp::FMul { ty, .. }
+        | AluOp::FMin { ty, .. }
+        | AluOp::FMax { ty, .. } => lanes(ty),
+        AluOp::FDiv { .. } | AluOp::Rcp { .. } | AluOp::Sqrt { .. } | AluOp::Approx { .. } => 1,
         _ => 0,
     }
 }

@@ -605,7 +605,7 @@ fn speed_of_a_loop() {
     insts.push(inst(Op::Exit));
     let k = kernel("speed", insts, 8, 1024);
     let t = std::time::Instant::now();
-    let o = run(&k, 512, 256, &[out], &mem, &ExecOptions::default());
+    let o = run(&k, 128, 256, &[out], &mem, &ExecOptions::default());
     clean(&o);
     let s = t.elapsed().as_secs_f64();
     eprintln!(
@@ -613,4 +613,100 @@ fn speed_of_a_loop() {
         o.stats.thread_instructions,
         o.stats.thread_instructions as f64 / s / 1e6
     );
+}
+
+#[test]
+fn shfl_waits_for_lanes_arriving_later() {
+    // 0: @p bra 3   1: shfl.bfly 1   2: bra 5   3: nop   4: bra 1   5: store, exit
+    // Even lanes reach the shfl first and wait there for the odd lanes, which come back from pc 4.
+    let mem = DeviceMemory::new();
+    let out = mem.alloc(128, "out").unwrap();
+    let k = kernel(
+        "shfl_wait",
+        vec![
+            bits(tid(), &[(0, 5)]),
+            guarded(5, false, Op::Bra { target: 4, uni: false }),
+            inst(Op::Shfl {
+                mode: ShflMode::Bfly,
+                dst: 4,
+                pred: None,
+                a: tid(),
+                b: Src::Imm(1),
+                c: Src::Imm(31),
+                mask: Src::Imm(0xffff_ffff),
+            }),
+            inst(Op::Bra { target: 6, uni: false }),
+            inst(Op::Nop),
+            inst(Op::Bra { target: 2, uni: false }),
+            or_shl(1, Src::Imm(0), tid(), 2),
+            ld_param(2, 0),
+            or_shl(3, r(2), r(1), 0),
+            st(Space::Global, Ty::U32, vec![r(4)], at(3, 0)),
+            inst(Op::Exit),
+        ],
+        8,
+        0,
+    );
+    let o = run(&k, 1, 32, &[out], &mem, &ExecOptions::default());
+    clean(&o);
+    assert_eq!(read_u32(&mem, out, 32), (0..32u32).map(|l| l ^ 1).collect::<Vec<_>>());
+}
+
+#[test]
+fn shared_bank_conflicts() {
+    for (shift, vec, want) in [(2u32, 1usize, 0u64), (3, 1, 1), (7, 1, 31), (0, 1, 0), (4, 4, 0), (5, 4, 4)] {
+        let mem = DeviceMemory::new();
+        let k = kernel(
+            "banks",
+            vec![
+                // shift 0: every lane at address 0 (a broadcast)
+                or_shl(1, Src::Imm(0), if shift == 0 { Src::Imm(0) } else { tid() }, shift),
+                st(Space::Shared, Ty::U32, vec![Src::Imm(7); vec], at(1, 0)),
+                inst(Op::Exit),
+            ],
+            4,
+            32 * 4 * 128,
+        );
+        let opts = ExecOptions { racecheck: false, ..ExecOptions::default() };
+        let o = run(&k, 1, 32, &[], &mem, &opts);
+        assert!(!o.failed, "{:#?}", o.reports);
+        assert_eq!(o.stats.shared_bank_conflicts, want, "stride {} bytes, v{vec}", 1u64 << shift);
+    }
+}
+
+#[test]
+fn a_warp_spinning_on_shared_memory_lets_the_writer_run() {
+    // warp 0 spins until s[0] != 0; warp 1 sets it (after a delay loop of its own is not needed).
+    // 0: p5 = bit 5 of tid   1: @p5 bra 5   2: ld.shared r4 [0]   3: p6 = bit 0 of r4   4: @!p6 bra 2 ; exit
+    // 5: st.shared [0], 1   6: exit
+    let mem = DeviceMemory::new();
+    let k = kernel(
+        "spin",
+        vec![
+            bits(tid(), &[(5, 5)]),
+            guarded(5, false, Op::Bra { target: 6, uni: false }),
+            inst(Op::Ld {
+                space: Space::Shared,
+                ty: Ty::U32,
+                dst: vec![Some(4)],
+                addr: Address { base: AddrBase::Abs, offset: 0 },
+                nc: false,
+            }),
+            bits(r(4), &[(0, 6)]),
+            guarded(6, true, Op::Bra { target: 2, uni: false }),
+            inst(Op::Exit),
+            inst(Op::St {
+                space: Space::Shared,
+                ty: Ty::U32,
+                src: vec![Src::Imm(1)],
+                addr: Address { base: AddrBase::Abs, offset: 0 },
+            }),
+            inst(Op::Exit),
+        ],
+        8,
+        16,
+    );
+    let opts = ExecOptions { racecheck: false, ..ExecOptions::default() };
+    let o = run(&k, 1, 64, &[], &mem, &opts);
+    clean(&o);
 }

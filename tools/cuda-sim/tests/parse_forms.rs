@@ -156,6 +156,14 @@ const SNIPPET: &str = r#"
 	bar.arrive 	2, 32;
 	red.shared.add.u32 	[tile], %r1;
 	bfi.b32 	%r1, %r2, %r3, 8, %r4;
+	vote.sync.any.pred 	%p1, !%p2, -1;
+	ld.global.u32 	%r1, [0x100];
+	redux.sync.min.s32 	%r1, %r2, 0xffffffff;
+	atom.shared.cas.b64 	%rd1, [%rd2+8], %rd3, 1;
+	mul.wide.s16 	%r1, %r2, -2;
+	fence.acq_rel.gpu;
+	prefetch.global.L2 	[%rd1];
+	bra.uni 	$L__end;
 $L__end:
 	ret;
 }
@@ -267,7 +275,41 @@ fn hand_written_forms() {
         o[23],
         Op::Alu { op: AluOp::Bfi { bits: 32, pos: Some(8), len: None }, src: [_, _, Src::Reg(_)], .. }
     ));
-    assert_eq!(*o[24], Op::Exit);
+    assert_eq!(
+        *o[24],
+        Op::Vote {
+            mode: VoteMode::Any,
+            dst: r("%p1"),
+            src: Src::Reg(r("%p2")),
+            negate: true,
+            mask: Src::Imm(0xFFFF_FFFF)
+        }
+    );
+    assert!(matches!(o[25], Op::Ld { addr: Address { base: AddrBase::Abs, offset: 0x100 }, .. }));
+    assert!(matches!(o[26], Op::Redux { op: ReduxOp::Min, ty: Ty::S32, mask: Src::Imm(0xFFFF_FFFF), .. }));
+    assert!(matches!(
+        o[27],
+        Op::Atom {
+            space: Space::Shared,
+            op: AtomOp::Cas,
+            ty: Ty::B64,
+            dst: Some(_),
+            src: [Src::Reg(_), Src::Imm(1)],
+            ..
+        }
+    ));
+    assert!(matches!(
+        o[28],
+        Op::Alu {
+            op: AluOp::IMul { ty: Ty::S16, mode: cuda_sim::alu::MulMode::Wide },
+            src: [_, Src::Imm(0xFFFE), _],
+            ..
+        }
+    ));
+    assert_eq!(*o[29], Op::Fence);
+    assert_eq!(*o[30], Op::Nop);
+    assert_eq!(*o[31], Op::Bra { target: 32, uni: true });
+    assert_eq!(*o[32], Op::Exit);
 }
 
 fn err_of(body: &str) -> cuda_sim::parse::ParseError {
@@ -291,4 +333,26 @@ fn errors_name_line_and_instruction() {
     let e = err_of("ld.global.u32 %r1, [nosuchsym];");
     assert!(e.message.contains("nosuchsym"), "{e}");
     assert!(parse(".version 8.0\n.func f()\n{\nret;\n}\n").is_err());
+}
+
+#[test]
+fn half_arithmetic_forms() {
+    // nvcc 13.0.88 `--ptx -arch=compute_90 -O3` of tests/data/half_arith.cu
+    let m = parse(include_str!("data/half_arith.ptx")).unwrap_or_else(|e| panic!("{e}"));
+    let k = m.kernel("h").unwrap();
+    let alu: Vec<AluOp> =
+        ops(k).into_iter().filter_map(|o| if let Op::Alu { op, .. } = o { Some(*op) } else { None }).collect();
+    for want in [
+        AluOp::Fma { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FAdd { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMul { ty: Ty::BF16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::Fma { ty: Ty::F16x2, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMax { ty: Ty::F16x2, ftz: false },
+        AluOp::FAdd { ty: Ty::F16, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FNeg { ty: Ty::F16, ftz: false },
+        AluOp::Fma { ty: Ty::BF16, rnd: Rnd::Rn, ftz: false, sat: false },
+        AluOp::FMin { ty: Ty::BF16, ftz: false },
+    ] {
+        assert!(alu.contains(&want), "{want:?}");
+    }
 }

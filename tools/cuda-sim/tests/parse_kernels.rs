@@ -122,3 +122,37 @@ fn shfl_with_predicate_output() {
         .count();
     assert_eq!(n, 55);
 }
+
+#[test]
+fn every_decoded_alu_op_evaluates_without_panicking() {
+    let mut m = module();
+    m.kernels.extend(parse(include_str!("data/tensor_core_forms.ptx")).unwrap().kernels);
+    m.kernels.extend(parse(include_str!("data/half_arith.ptx")).unwrap().kernels);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // mix in edge values
+        match seed % 8 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => 0x8000_0000,
+            3 => 0x7FC0_0000,
+            _ => seed,
+        }
+    };
+    let mut n = 0;
+    for k in &m.kernels {
+        for i in &k.insts {
+            if let Op::Alu { op, .. } = &i.op {
+                for _ in 0..8 {
+                    cuda_sim::alu::eval(op, rnd(), rnd(), rnd());
+                }
+                cuda_sim::alu::simt_flops(op);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 5000, "{n}");
+}

@@ -540,3 +540,41 @@ fn round_f64_matches_host_f32_rounding() {
         assert!(t.abs() <= x.abs());
     }
 }
+
+#[test]
+fn half_precision_arithmetic() {
+    let (one, two, three) = (0x3C00u64, 0x4000u64, 0x4200u64); // f16
+    let add = |ty| AluOp::FAdd { ty, rnd: Rnd::Rn, ftz: false, sat: false };
+    assert_eq!(eval(&add(Ty::F16), one, two, 0), three);
+    // 1 + 2^-11 is a tie in f16: even -> 1.0; 2^-11 + 2^-24 breaks it upwards
+    assert_eq!(eval(&add(Ty::F16), one, 0x1000, 0), one);
+    let fma = |ty, rnd| AluOp::Fma { ty, rnd, ftz: false, sat: false };
+    assert_eq!(eval(&fma(Ty::F16, Rnd::Rn), one, 0x1000, one), one); // 1 + 2^-11 -> 1 (tie, even)
+    assert_eq!(eval(&fma(Ty::F16, Rnd::Rp), one, 0x1000, one), 0x3C01);
+    assert_eq!(eval(&fma(Ty::F16, Rnd::Rn), two, three, one), 0x4700); // 7
+                                                                       // x2: lanes independent, low half = element 0
+    let a = (two << 16) | one;
+    let b = (one << 16) | two;
+    assert_eq!(eval(&add(Ty::F16x2), a, b, 0), (three << 16) | three);
+    let (b1, b2) = (0x3F80u64, 0x4000u64); // bf16 1, 2
+    assert_eq!(eval(&AluOp::FMul { ty: Ty::BF16, rnd: Rnd::Rn, ftz: false, sat: false }, b2, b2, 0), 0x4080);
+    assert_eq!(eval(&fma(Ty::BF16x2, Rnd::Rn), (b2 << 16) | b1, (b2 << 16) | b2, 0), (0x4080 << 16) | b2);
+    // bf16 add with a huge exponent gap: 1 + 2^-100 rounds to 1 (rn), up (rp)
+    let tiny = 0x0D80u64; // bf16 2^-100
+    assert_eq!(eval(&add(Ty::BF16), b1, tiny, 0), b1);
+    assert_eq!(eval(&AluOp::FAdd { ty: Ty::BF16, rnd: Rnd::Rp, ftz: false, sat: false }, b1, tiny, 0), 0x3F81);
+    let (mn, mx) = (AluOp::FMin { ty: Ty::BF16, ftz: false }, AluOp::FMax { ty: Ty::F16x2, ftz: false });
+    assert_eq!(eval(&mn, 0x7FC0, b2, 0), b2); // NaN, 2 -> 2
+    assert_eq!(eval(&mx, (0x7E00 << 16) | one, (two << 16) | two, 0), (two << 16) | two);
+    assert_eq!(eval(&AluOp::FNeg { ty: Ty::F16, ftz: false }, one, 0, 0), 0xBC00);
+    assert_eq!(eval(&AluOp::FNeg { ty: Ty::BF16x2, ftz: false }, 0x3F80_3F80, 0, 0), 0xBF80_BF80);
+    assert_eq!(eval(&AluOp::FAbs { ty: Ty::F16x2, ftz: false }, 0xBC00_3C00, 0, 0), 0x3C00_3C00);
+    // ftz flushes f16 subnormals; sat clamps
+    let ftz = AluOp::FAdd { ty: Ty::F16, rnd: Rnd::Rn, ftz: true, sat: false };
+    assert_eq!(eval(&ftz, 0x0001, 0, 0), 0);
+    assert_eq!(eval(&add(Ty::F16), 0x0001, 0, 0), 1);
+    let sat = AluOp::FAdd { ty: Ty::F16, rnd: Rnd::Rn, ftz: false, sat: true };
+    assert_eq!(eval(&sat, one, two, 0), one);
+    assert_eq!(eval(&add(Ty::F16), 0x7C00, 0xFC00, 0), 0x7FFF); // inf - inf = canonical NaN
+    assert_eq!(simt_flops(&fma(Ty::BF16x2, Rnd::Rn)), 4);
+}

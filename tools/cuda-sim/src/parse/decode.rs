@@ -289,7 +289,8 @@ pub(crate) fn decode(r: &RawInst, s: &Scope) -> R<Vec<DInst>> {
             let m = mods(rest);
             let ty = one_ty(&m, base)?;
             let float = ty.is_float();
-            if float && !is_arith_float(ty) {
+            let half_ok = matches!(base, "add" | "sub" | "mul" | "fma" | "min" | "max" | "neg" | "abs");
+            if float && !is_arith_float(ty) && !(half_ok && matches!(ty, Ty::F16 | Ty::BF16 | Ty::F16x2 | Ty::BF16x2)) {
                 return Err(format!("{base} on {ty:?} is not supported"));
             }
             let rnd = m.rnd.unwrap_or(Rnd::Rn);
