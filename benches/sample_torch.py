@@ -88,7 +88,7 @@ def run_case(pipe, mode, batch, args, dev):
     r = {
         "bench": "torch_sample", "mode": mode, "preset": args.preset, "batch": batch, "warmup_s": round(warmup_s, 3),
         "steps_lo": lo, "steps_hi": hi, "t_lo_s": round(t_lo, 4), "t_hi_s": round(t_hi, 4),
-        "ms_per_step": round(1e3 * per_step, 3), "t1000_s": round(t1000, 3), "img_per_s_1000": round(batch / t1000, 2),
+        "ms_per_step": round(1e3 * per_step, 3), "t1000_s": round(t1000, 3), "img_per_s_1000": round(batch / t1000, 4),
         "extrapolated": hi < 1000, "device": str(dev),
         "compile_backend": args.compile_backend if mode.endswith("compile") else None,
     }

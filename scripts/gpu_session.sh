@@ -34,7 +34,7 @@
 #   MNIST_SAMPLER="--sampler ddpm"
 #   SELFTEST_FILTER=conv2d  BENCH_FILTER=conv
 #   DEVICE=cuda TRAIN_PRESET=cifar10 TRAIN_BATCH=128 SAMPLE_PRESET=cifar10   (a CPU dry run of the plumbing:
-#     DEVICE=cpu TRAIN_PRESET=tiny TRAIN_BATCH=2 SAMPLE_PRESET=tiny SAMPLE_BATCHES="2 4" SAMPLE_LO=1 SAMPLE_HI=2 …;
+#     DEVICE=cpu TRAIN_PRESET=tiny TRAIN_BATCH=2 SAMPLE_PRESET=tiny SAMPLE_BATCHES="2 4" SAMPLE_LO=2 SAMPLE_HI=3 …;
 #     selftest and sanity then fail, as they must without a GPU, and the rest still runs)
 #
 # What comes back under $OUT (≤ 8 files): summary.md (phase times, the selftest and kernel tables, the side-by-side
@@ -74,6 +74,7 @@ COMPILE_WARMUP=${COMPILE_WARMUP:-3}
 SAMPLE_BATCHES=${SAMPLE_BATCHES:-256 1024}
 SAMPLE_LO=${SAMPLE_LO:-5}
 SAMPLE_HI=${SAMPLE_HI:-25}
+[ "$SAMPLE_LO" -ge 2 ] || SAMPLE_LO=2 # our schedules need T >= 2
 SAMPLE_TORCH_MODES=${SAMPLE_TORCH_MODES:-bf16}
 MNIST_SECS=${MNIST_SECS:-180}
 MNIST_BATCH=${MNIST_BATCH:-128}
@@ -261,7 +262,7 @@ p_train() {
     flag=()
     [ "$p" != f32 ] && flag=("$PRECISION_FLAG" "$p")
     echo "-- precision $p"
-    run_json ours_train precision="$p" -- "$BIN" bench train --preset "$TRAIN_PRESET" --batch-size "$TRAIN_BATCH" --device "$DEVICE" \
+    run_json ours_train precision="$p" preset="$TRAIN_PRESET" -- "$BIN" bench train --preset "$TRAIN_PRESET" --batch-size "$TRAIN_BATCH" --device "$DEVICE" \
       --warmup "$TRAIN_WARMUP" --steps "$TRAIN_STEPS" "${flag[@]}" || rc=1
   done
   return $rc
@@ -306,7 +307,7 @@ per = (thi - tlo) / (hi - lo)
 t1000 = tlo + (1000 - lo) * per
 print(json.dumps({"bench": "ours_sample", "precision": "f32", "batch": b, "steps_lo": lo, "steps_hi": hi,
                   "t_lo_s": tlo, "t_hi_s": thi, "ms_per_step": round(1e3 * per, 3), "t1000_s": round(t1000, 3),
-                  "img_per_s_1000": round(b / t1000, 2), "extrapolated": hi < 1000,
+                  "img_per_s_1000": round(b / t1000, 4), "extrapolated": hi < 1000,
                   "note": "process wall time incl. startup and npz write, counted once via t_lo"}))
 PY
   done

@@ -23,7 +23,7 @@ def fmt(x, nd=2):
 
 
 def ratio(a, b):
-    return "—" if not a or not b else f"{a / b:.2f}"
+    return "—" if a is None or not b else f"{a / b:.2f}"
 
 
 def main():
@@ -83,7 +83,7 @@ def main():
             "| what | ours img/s | PyTorch best img/s (mode) | ratio ours/PyTorch |", "|---|---:|---:|---:|"]
     for r in [r for r in ok if r.get("bench") == "ours_train"]:
         b = best_train or {}
-        out.append(f"| train cifar10 b{r['batch']} ({r.get('precision', 'f32')}) | {fmt(r['img_per_s'])} | "
+        out.append(f"| train {r.get('preset', 'cifar10')} b{r['batch']} ({r.get('precision', 'f32')}) | {fmt(r['img_per_s'])} | "
                    f"{fmt(b.get('img_per_s'))} ({b.get('mode', '—')}) | {ratio(r['img_per_s'], b.get('img_per_s'))} |")
     for m in torch_train:
         out.append(f"| (PyTorch train {m['mode']}) | | {fmt(m['img_per_s'])} | |")
