@@ -16,8 +16,10 @@
 #   kernels    the kernels_cuda microbenchmark table                                       (~30 s)
 #   train      `bench train --preset cifar10 --batch-size 128` for each of PRECISIONS    (~30 s each)
 #   torch      benches/train_torch.py, same model and step, modes TORCH_MODES             (~30 s each)
-#   sample     our DDPM sampler vs diffusers' DDPMPipeline (bf16), batch SAMPLE_BATCHES, SAMPLE_LO and SAMPLE_HI
-#              denoising steps timed, extrapolated to 1,000 steps                         (~1.5 min)
+#   tsample    diffusers' DDPMPipeline (bf16, benches/sample_torch.py) at batch SAMPLE_BATCHES: SAMPLE_LO and
+#              SAMPLE_HI denoising steps timed, extrapolated to 1,000 steps               (~30 s)
+#   sample     our DDPM sampler, the same U-Net (random weights) and batches, the same two-point timing with a
+#              T = SAMPLE_LO and a T = SAMPLE_HI schedule                                  (~1-2 min)
 #   compile    benches/train_torch.py --modes bf16-compile (last: compilation is the slowest, least sure part)
 #
 # Environment (all optional):
@@ -305,20 +307,23 @@ import json, sys
 b, lo, tlo, hi, thi = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 per = (thi - tlo) / (hi - lo)
 t1000 = tlo + (1000 - lo) * per
+if per <= 0:  # timing noise larger than the extra steps: the longer run alone, startup included (pessimistic)
+    per, t1000 = thi / hi, 1000 * thi / hi
 print(json.dumps({"bench": "ours_sample", "precision": "f32", "batch": b, "steps_lo": lo, "steps_hi": hi,
                   "t_lo_s": tlo, "t_hi_s": thi, "ms_per_step": round(1e3 * per, 3), "t1000_s": round(t1000, 3),
                   "img_per_s_1000": round(b / t1000, 4), "extrapolated": hi < 1000,
                   "note": "process wall time incl. startup and npz write, counted once via t_lo"}))
 PY
   done
-  echo "-- torch DDPMPipeline"
-  "$PYTHON" benches/sample_torch.py --preset "$SAMPLE_PRESET" --device "$DEVICE" --batch-sizes "${SAMPLE_BATCHES// /,}" \
-    --modes "${SAMPLE_TORCH_MODES// /,}" --steps-lo "$SAMPLE_LO" --steps-hi "$SAMPLE_HI" | tee -a "$RESULTS" || rc=1
   return $rc
+}
+p_tsample() {
+  "$PYTHON" benches/sample_torch.py --preset "$SAMPLE_PRESET" --device "$DEVICE" --batch-sizes "${SAMPLE_BATCHES// /,}" \
+    --modes "${SAMPLE_TORCH_MODES// /,}" --steps-lo "$SAMPLE_LO" --steps-hi "$SAMPLE_HI" | tee -a "$RESULTS"
 }
 
 export -f now run_json torch_modes p_env p_mnist p_selftest p_sanity p_mnistsample p_kernels p_train p_torch p_compile \
-  p_sample
+  p_sample p_tsample
 export ORIG_LD_LIBRARY_PATH LD_LIBRARY_PATH BIN BENCH
 [ -n "${PYTHONPATH:-}" ] && export PYTHONPATH
 
@@ -348,6 +353,7 @@ phase mnistsample 90 20 p_mnistsample
 phase kernels 120 20 p_kernels
 phase train 150 30 p_train
 phase torch 150 30 p_torch
+phase tsample 120 30 p_tsample
 phase sample 200 30 p_sample
 phase compile 300 60 p_compile
 echo "== done at $(elapsed)s"
