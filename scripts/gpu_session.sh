@@ -117,7 +117,7 @@ phase() {
   fi
   echo "== $name (cap ${t}s, at $(elapsed)s)"
   s=$(now)
-  timeout -k 10 "$t" bash -c "$fn" >"$LOGS/$name.log" 2>&1
+  timeout -k 10 "$t" bash -c "set -o pipefail; $fn" >"$LOGS/$name.log" 2>&1
   rc=$?
   local secs
   secs=$(awk -v a="$s" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
@@ -284,13 +284,13 @@ torch_modes() {
 p_torch() { torch_modes $TORCH_MODES; }
 p_compile() { torch_modes $COMPILE_MODES; }
 p_sample() {
-  local model=$WORK/cifar10_random rc=0 b n d s e
+  local model=$WORK/${SAMPLE_PRESET}_random rc=0 b n d s e
   "$PYTHON" benches/sample_torch.py --preset "$SAMPLE_PRESET" --device cpu --save-model "$model" --save-only || return 1
   for b in $SAMPLE_BATCHES; do
     local -A secs=()
     for n in $SAMPLE_LO $SAMPLE_HI; do
       # The same weights with a T = n schedule: Algorithm 2 runs n U-Net evaluations, each exactly as at T = 1000.
-      d=$WORK/cifar10_T$n
+      d=$WORK/${SAMPLE_PRESET}_T$n
       mkdir -p "$d"
       ln -sf "$model/config.json" "$model/diffusion_pytorch_model.safetensors" "$d/"
       printf '{"_class_name": "DDPMScheduler", "num_train_timesteps": %d, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "variance_type": "fixed_large", "clip_sample": true, "prediction_type": "epsilon"}\n' "$n" >"$d/scheduler_config.json"
@@ -334,7 +334,7 @@ MNIST_PID=
 if want mnist && [ "$MNIST_PARALLEL" = 1 ] && [ "$(left)" -gt $((MNIST_SECS + 120)) ]; then
   # In the background from the start: it overlaps the untimed phases and is waited for before the timed ones.
   echo "== mnist (background, ${MNIST_SECS}s, at $(elapsed)s)"
-  ( s=$(now); timeout -k 10 $((MNIST_SECS + 90)) bash -c p_mnist >"$LOGS/mnist.log" 2>&1
+  ( s=$(now); timeout -k 10 $((MNIST_SECS + 90)) bash -c "set -o pipefail; p_mnist" >"$LOGS/mnist.log" 2>&1
     rc=$?; st=ok; [ $rc -ne 0 ] && st="FAILED (exit $rc)"
     printf 'mnist\t%s (background)\t%s\n' "$st" "$(awk -v a="$s" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')" \
       >>"$PHASES_TSV" ) &
@@ -357,6 +357,7 @@ phase tsample 120 30 p_tsample
 phase sample 200 30 p_sample
 phase compile 300 60 p_compile
 echo "== done at $(elapsed)s"
+printf 'total (wall, setup included)\t\t%s\n' "$(elapsed)" >>"$PHASES_TSV"
 cp "$PHASES_TSV" "$LOGS/phases.tsv"
 "$PYTHON" scripts/gpu_summary.py "$WORK" "$RESULTS" >"$OUT/summary.md" 2>"$LOGS/summary.err" \
   || { echo "summary failed:"; cat "$LOGS/summary.err"; }

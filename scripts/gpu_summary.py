@@ -73,7 +73,7 @@ def main():
     if phases:
         out += ["## Phases", "", "| phase | status | seconds |", "|---|---|---:|"]
         out += [f"| {p[0]} | {p[1]} | {p[2] if len(p) > 2 else ''} |" for p in phases]
-        total = sum(float(p[2]) for p in phases if len(p) > 2 and "background" not in p[1])
+        total = sum(float(p[2]) for p in phases if len(p) > 2 and "background" not in p[1] and not p[0].startswith("total"))
         out += [f"| (sum of the foreground phases) | | {total:.1f} |", ""]
 
     ok = [r for r in rows if "error" not in r]
