@@ -22,7 +22,9 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
   cargo bench --bench kernels_cuda --no-run 2>&1 | tee /tmp/gpu_prepare_bench.log
 fi
 TARGET=${CARGO_TARGET_DIR:-target}
-BENCH=$(ls -t "$TARGET"/release/deps/kernels_cuda-* | grep -v '\.d$' | head -n 1)
+BENCH=$(sed -n 's/.*Executable benches\/kernels_cuda.rs (\(.*\))$/\1/p' /tmp/gpu_prepare_bench.log 2>/dev/null | tail -n 1)
+[ -n "$BENCH" ] || BENCH=$(ls -t "$TARGET"/release/deps/kernels_cuda-* | grep -v '\.d$' | head -n 1)
+echo "bench binary: $BENCH"
 mkdir -p .device-bin
 strip -o .device-bin/ddpm-cuda "$TARGET/release/ddpm-cuda"
 strip -o .device-bin/kernels_cuda "$BENCH"

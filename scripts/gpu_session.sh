@@ -147,6 +147,7 @@ PY
   [ -d "$d" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
 done
 export ORIG_LD_LIBRARY_PATH
+chmod +x .device-bin/ddpm-cuda .device-bin/kernels_cuda 2>/dev/null # in case the carry dropped the mode bits
 if [ -z "${BIN:-}" ] && [ -x .device-bin/ddpm-cuda ]; then BIN=$PWD/.device-bin/ddpm-cuda; fi
 if [ -z "${BENCH:-}" ] && [ -x .device-bin/kernels_cuda ]; then BENCH=$PWD/.device-bin/kernels_cuda; fi
 if [ -z "${BIN:-}" ]; then
