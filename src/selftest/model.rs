@@ -12,7 +12,7 @@ use crate::rng::Philox;
 use crate::train::Trainer;
 use crate::{Device, Result, Tape, Tensor, Var};
 
-fn small_unet() -> UNetConfig {
+pub(super) fn small_unet() -> UNetConfig {
     UNetConfig {
         image_size: 16,
         in_channels: 3,
@@ -29,7 +29,7 @@ fn small_unet() -> UNetConfig {
 
 /// The model with every parameter replaced by deterministic values of a trained-like scale (the official init
 /// zeroes the residual branches' last layers, which would leave most gradients at ~1e-10), on `device`.
-fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
+pub(super) fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
     let mut store = ParamStore::new();
     let unet = UNet::new(cfg, &mut store, &mut Philox::new(0))?;
     let mut tensors = Vec::new();
@@ -50,7 +50,7 @@ fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
 }
 
 /// [loss, ε̂, every parameter gradient in store order] for one batch, in training mode (dropout on).
-fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
+pub(super) fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
     let (unet, store) = model(cfg, device)?;
     let shape = [batch, cfg.in_channels, cfg.image_size, cfg.image_size];
     let x = input(&shape, 1, device)?;
@@ -88,7 +88,9 @@ fn optimizer_step(device: &Device) -> Result<Vec<Tensor>> {
     out.extend(m.iter().cloned());
     out.extend(v.iter().cloned());
     out.extend(ema.shadow().iter().cloned());
-    out.push(Tensor::scalar(norm));
+    // Host values (read back by the step) go to the device like every other output: the selftest checks
+    // that each output lives there.
+    out.push(Tensor::scalar(norm).to_device(device)?);
     Ok(out)
 }
 
@@ -105,8 +107,8 @@ fn train_steps(device: &Device) -> Result<Vec<Tensor>> {
     let mut out = Vec::new();
     for _ in 0..2 {
         let s = trainer.step(&x0)?;
-        out.push(Tensor::scalar(s.loss));
-        out.push(Tensor::scalar(s.grad_norm));
+        out.push(Tensor::scalar(s.loss).to_device(device)?);
+        out.push(Tensor::scalar(s.grad_norm).to_device(device)?);
     }
     Ok(out)
 }
@@ -119,13 +121,15 @@ pub(super) fn cases() -> Vec<Case> {
             "[2, 3, 16, 16] ch32 attn@8",
             1e-3,
             Box::new(|d| forward_backward(&small_unet(), 2, d)),
-        ),
+        )
+        .grads_from(2),
         case(
             "unet fwd+bwd (cifar10)",
             "[2, 3, 32, 32] 35.7M params",
             2e-3,
             Box::new(|d| forward_backward(&Config::preset("cifar10")?.model, 2, d)),
-        ),
+        )
+        .grads_from(2),
         case("train 2 steps (small)", "[2, 3, 16, 16] loss, norm", 1e-3, Box::new(train_steps)),
     ]
 }
