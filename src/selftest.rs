@@ -245,7 +245,7 @@ mod tests {
             })
             .collect();
         let tol = 1e-3; // the case's tolerance
-        // The old comparison: each tensor against its own scale. The key bias noise is ~100% off.
+                        // The old comparison: each tensor against its own scale. The key bias noise is ~100% off.
         let old = want
             .iter()
             .zip(&got)
@@ -258,7 +258,10 @@ mod tests {
 
         // The floor does not hide a real error: a key bias gradient of 1% of the model's largest gradient fails,
         // and so does a 1e-2 error on any other gradient.
-        let largest = want[2..].iter().map(|t| t.to_vec().unwrap().iter().fold(0.0f32, |m, x| m.max(x.abs()))).fold(0.0, f32::max);
+        let largest = want[2..]
+            .iter()
+            .map(|t| t.to_vec().unwrap().iter().fold(0.0f32, |m, x| m.max(x.abs())))
+            .fold(0.0, f32::max);
         let mut bad = got.clone();
         let k = key_bias[0];
         bad[k] = Tensor::full(want[k].shape(), 0.01 * largest, &Device::Cpu).unwrap();

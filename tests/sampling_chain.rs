@@ -91,8 +91,8 @@ fn check_chain(f: &Fixture, prefix: &str, d: &Diffusion, sampler: Sampler, tol: 
         let eps = eps_model(&x, k).unwrap();
         let z = slice(f, &format!("{prefix}.noise"), i);
         let x_prev = reverse_step(&x, &eps, (coefs.sigma != 0.0).then_some(&z), coefs).unwrap();
-        let x0 = reverse_step(&x, &eps, None, StepCoefs { c_x0: 1.0, c_xt: 0.0, c_eps: 0.0, sigma: 0.0, ..coefs })
-            .unwrap();
+        let x0 =
+            reverse_step(&x, &eps, None, StepCoefs { c_x0: 1.0, c_xt: 0.0, c_eps: 0.0, sigma: 0.0, ..coefs }).unwrap();
         for (what, got) in [("x", &x_prev), ("x0", &x0)] {
             let want = &f[&format!("{prefix}.{what}")].0[i * PER..(i + 1) * PER];
             let err = got
@@ -181,10 +181,7 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
     let run = |n: usize| {
         let mut model = |x: &Tensor, t: &[f32]| eps_model(x, k_of(&d, t[0] as usize));
         let sampler = Sampler::Ddim { steps: 10, eta: 1.0 };
-        generate_with(&mut model, image, &d, n, 3, sampler, 5, &Device::Cpu, &mut |_, _| {})
-            .unwrap()
-            .to_vec()
-            .unwrap()
+        generate_with(&mut model, image, &d, n, 3, sampler, 5, &Device::Cpu, &mut |_, _| {}).unwrap().to_vec().unwrap()
     };
     let all = run(8);
     for n in [1, 2, 3, 4, 7] {
@@ -194,7 +191,16 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
     assert_ne!(all[..3 * per], all[3 * per..6 * per]);
     // And a different seed gives different samples.
     let mut model = |x: &Tensor, t: &[f32]| eps_model(x, k_of(&d, t[0] as usize));
-    let other =
-        generate_with(&mut model, image, &d, 8, 3, Sampler::Ddim { steps: 10, eta: 1.0 }, 6, &Device::Cpu, &mut |_, _| {});
+    let other = generate_with(
+        &mut model,
+        image,
+        &d,
+        8,
+        3,
+        Sampler::Ddim { steps: 10, eta: 1.0 },
+        6,
+        &Device::Cpu,
+        &mut |_, _| {},
+    );
     assert_ne!(other.unwrap().to_vec().unwrap(), all);
 }
