@@ -166,7 +166,10 @@ fn q_sample_at_t0_and_t999_with_standard_error_tolerances() {
             let (want_mean, want_var) = (ac.sqrt() * x0v as f64, 1.0 - ac);
             let mean_tol = 6.0 * (want_var / per as f64).sqrt();
             let var_tol = 6.0 * want_var * (2.0 / per as f64).sqrt();
-            assert!((mean - want_mean).abs() <= mean_tol, "t={t} x0={x0v}: mean {mean} vs {want_mean} ± {mean_tol:.1e}");
+            assert!(
+                (mean - want_mean).abs() <= mean_tol,
+                "t={t} x0={x0v}: mean {mean} vs {want_mean} ± {mean_tol:.1e}"
+            );
             assert!((var - want_var).abs() <= var_tol, "t={t} x0={x0v}: var {var} vs {want_var} ± {var_tol:.1e}");
             // The tolerances are tight enough to fail: at t = 0 the neighbouring step's variance (1 − ᾱ_1) is
             // outside them; at t = 999 a mean of x0 (no signal decay) or the coefficients swapped are.

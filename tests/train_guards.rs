@@ -29,7 +29,8 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(err.contains("the loss became") && err.contains("last checkpoint"), "{err}");
     assert!(err.contains("NaN") || err.contains("inf"), "{err}");
     eprintln!("{err}");
-    let bad_step: u64 = err.split("at step ").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let bad_step: u64 =
+        err.split("at step ").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
     assert!(bad_step >= 2, "{err}");
 
     // The checkpoint on disk is the last good step's, finite, and the same as a run that stopped there.
