@@ -89,17 +89,18 @@ fn a_save_that_dies_half_way_leaves_the_previous_checkpoint_loadable() {
         "ulimit -f {limit_kib}; exec \"$0\" train --dataset mnist --data-dir \"$1\" --out \"$2\" --resume --steps 4 \
          --device cpu --quiet --log-every 1000"
     );
-    let status = Command::new("bash")
+    let o = Command::new("bash")
         .args(["-c", &script, env!("CARGO_BIN_EXE_ddpm-cuda")])
         .arg(&data)
         .arg(&out)
-        .status()
+        .output()
         .unwrap();
-    assert!(!status.success(), "the save under the size limit did not fail");
+    let (status, stderr) = (o.status, String::from_utf8_lossy(&o.stderr));
+    assert!(!status.success(), "the save under the size limit did not fail: {stderr}");
     // It really died half-way through the checkpoint: the temporary file holds exactly the allowed bytes.
     let tmp = out.join("checkpoint.safetensors.tmp");
     let partial = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(partial, (limit_kib * 1024) as u64, "the save did not stop half-way ({status})");
+    assert_eq!(partial, (limit_kib * 1024) as u64, "the save did not stop half-way ({status}): {stderr}");
     // The checkpoint in place is the previous one, byte for byte, and loads.
     assert!(std::fs::read(&path).unwrap() == before, "the previous checkpoint changed");
     assert_eq!(Checkpoint::load(&path).unwrap().step, 2);
