@@ -97,13 +97,14 @@ fn a_save_that_dies_half_way_leaves_the_previous_checkpoint_loadable() {
         .unwrap();
     let (status, stderr) = (o.status, String::from_utf8_lossy(&o.stderr));
     assert!(!status.success(), "the save under the size limit did not fail: {stderr}");
+    // The checkpoint in place is the previous one, byte for byte, and loads.
+    assert!(std::fs::read(&path).unwrap() == before, "the previous checkpoint changed");
+    assert_eq!(Checkpoint::load(&path).unwrap().step, 2);
+
     // It really died half-way through the checkpoint: the temporary file holds exactly the allowed bytes.
     let tmp = out.join("checkpoint.safetensors.tmp");
     let partial = std::fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
     assert_eq!(partial, (limit_kib * 1024) as u64, "the save did not stop half-way ({status}): {stderr}");
-    // The checkpoint in place is the previous one, byte for byte, and loads.
-    assert!(std::fs::read(&path).unwrap() == before, "the previous checkpoint changed");
-    assert_eq!(Checkpoint::load(&path).unwrap().step, 2);
 
     // And the run can be resumed from it to the end.
     let t = train::run(run_options(&data, &out, micro_config(4), true)).unwrap();
