@@ -5,6 +5,8 @@
 //! tensor (cancellations in a long dot product) are judged against the tensor's scale, not against themselves.
 //! A case passes when the worst entry over its outputs is ≤ its tolerance: 1e-5 for elementwise ops, 1e-4 for
 //! the GEMM-shaped ones (f32 sums over up to 4608 terms in another order), looser for whole-model cases.
+//! A whole model's parameter gradients that are zero up to rounding are judged against a floor instead (see
+//! `ZERO_BELOW`), and every device output must live on the device: a silent CPU fallback fails the case.
 
 mod model;
 mod ops;
@@ -36,11 +38,85 @@ pub(crate) struct Case {
     op: String,
     shape: String,
     tol: f32,
+    /// Outputs from this index on are one model's parameter gradients, judged with `ZERO_FLOOR` (see `judge`).
+    grads_from: Option<usize>,
     run: CaseFn,
 }
 
 pub(crate) fn case(op: impl Into<String>, shape: impl Into<String>, tol: f32, run: CaseFn) -> Case {
-    Case { op: op.into(), shape: shape.into(), tol, run }
+    Case { op: op.into(), shape: shape.into(), tol, grads_from: None, run }
+}
+
+impl Case {
+    /// Outputs `first..` are a model's parameter gradients (see `judge`).
+    pub(crate) fn grads_from(mut self, first: usize) -> Case {
+        self.grads_from = Some(first);
+        self
+    }
+}
+
+/// Some parameter gradients are zero in exact arithmetic (the attention key bias: softmax ignores a per-query
+/// constant), so both sides hold only rounding noise and their own scale says nothing. Among a model's gradients
+/// (relative to the largest entry of any of them, L): a reference tensor whose entries are all below
+/// `ZERO_BELOW`·L is zero up to rounding and is judged against `ZERO_FLOOR`·L instead of its own scale; one whose
+/// largest entry lies in `ZERO_BELOW`·L .. `SMALL_BELOW`·L is neither clearly zero nor clearly not, and fails
+/// the case (as tests/parity.rs asserts for its floor). Measured on the CPU reference: the key bias gradients
+/// are ≤ 6e-10·L (small model) and ≤ 2.6e-10·L (cifar10); the smallest real ones 5.4e-5·L and 3.6e-7·L
+/// (`mid_block.attentions.0.to_q.bias`).
+const ZERO_BELOW: f32 = 1e-8;
+const SMALL_BELOW: f32 = 1e-7;
+const ZERO_FLOOR: f32 = 1e-5;
+
+/// The verdict on one case: (max abs error, worst scaled error, a note on what went wrong; empty if nothing).
+/// `want` are the CPU reference's outputs, `got` the device's, on `devices` (where each output lives); `device`
+/// is where they all must be (a silent CPU fallback fails here, whatever the values).
+fn judge<D: PartialEq + std::fmt::Display>(
+    want: &[Tensor],
+    got: &[Tensor],
+    devices: &[D],
+    device: &D,
+    grads_from: Option<usize>,
+) -> Result<(f32, f32, String)> {
+    if want.len() != got.len() {
+        return Ok((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
+    }
+    let away = misplaced(devices, device);
+    if !away.is_empty() {
+        let on = &devices[away[0]];
+        let note = format!(" (output(s) {away:?} on {on}, not {device}: the device path fell back)");
+        return Ok((f32::NAN, f32::INFINITY, note));
+    }
+    let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
+    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let largest = grads_from.map_or(0.0, |g| want_v.iter().skip(g).map(|v| max_abs(v)).fold(0.0, f32::max));
+    let (mut abs, mut rel, mut note) = (0.0f32, 0.0f32, String::new());
+    for (i, ((w, wv), g)) in want.iter().zip(&want_v).zip(got).enumerate() {
+        if w.shape() != g.shape() {
+            note = format!(" (shape {:?} vs {:?})", w.shape(), g.shape());
+            rel = f32::INFINITY;
+            continue;
+        }
+        let is_grad = grads_from.is_some_and(|first| i >= first);
+        let m = max_abs(wv);
+        let scale_floor = if is_grad && m < ZERO_BELOW * largest {
+            ZERO_FLOOR * largest
+        } else if is_grad && m < SMALL_BELOW * largest {
+            note = format!(" (output {i}: largest gradient {m:.1e} is small but not zero, vs {largest:.1e})");
+            rel = f32::INFINITY;
+            continue;
+        } else {
+            0.0
+        };
+        let (a, r) = compare_floor(wv, &g.to_vec()?, scale_floor);
+        abs = abs.max(a);
+        rel = rel.max(r);
+    }
+    Ok((abs, rel, note))
+}
+
+/// Indices of the outputs that do not live on `device`.
+fn misplaced<D: PartialEq>(devices: &[D], device: &D) -> Vec<usize> {
+    devices.iter().enumerate().filter(|(_, d)| *d != device).map(|(i, _)| i).collect()
 }
 
 /// Deterministic inputs in [-1, 1) that do not depend on any engine RNG (a Weyl sequence per seed).
@@ -51,10 +127,16 @@ pub(crate) fn input(shape: &[usize], seed: u32, device: &Device) -> Result<Tenso
     Tensor::from_vec(v, shape)?.to_device(device)
 }
 
-/// (max abs error, worst scaled error, root mean square of the reference) of one output.
+/// (max abs error, worst scaled error) of one output.
+#[cfg(test)]
 fn compare(want: &[f32], got: &[f32]) -> (f32, f32) {
+    compare_floor(want, got, 0.0)
+}
+
+/// `compare` with the tensor's scale (its root mean square) raised to at least `floor`.
+fn compare_floor(want: &[f32], got: &[f32], floor: f32) -> (f32, f32) {
     let rms = (want.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / want.len().max(1) as f64).sqrt() as f32;
-    let scale = rms.max(1e-20);
+    let scale = rms.max(floor).max(1e-20);
     let (mut abs, mut worst) = (0.0f32, 0.0f32);
     for (a, b) in want.iter().zip(got) {
         let e = (a - b).abs();
@@ -89,23 +171,13 @@ pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Res
             continue;
         }
         ran += 1;
-        let outcome = (case.run)(&Device::Cpu).and_then(|want| Ok((want, (case.run)(device)?)));
+        let outcome = (case.run)(&Device::Cpu).and_then(|want| {
+            let got = (case.run)(device)?;
+            let devices: Vec<Device> = got.iter().map(Tensor::device).collect();
+            judge(&want, &got, &devices, device, case.grads_from)
+        });
         let (abs, rel, ok, note) = match outcome {
-            Ok((want, got)) if want.len() == got.len() => {
-                let (mut abs, mut rel, mut note) = (0.0f32, 0.0f32, String::new());
-                for (w, g) in want.iter().zip(&got) {
-                    if w.shape() != g.shape() {
-                        note = format!(" (shape {:?} vs {:?})", w.shape(), g.shape());
-                        rel = f32::INFINITY;
-                        continue;
-                    }
-                    let (a, r) = compare(&w.to_vec()?, &g.to_vec()?);
-                    abs = abs.max(a);
-                    rel = rel.max(r);
-                }
-                (abs, rel, rel <= case.tol, note)
-            }
-            Ok((want, got)) => (f32::NAN, f32::NAN, false, format!(" ({} outputs vs {})", want.len(), got.len())),
+            Ok((abs, rel, note)) => (abs, rel, rel <= case.tol && note.is_empty(), note),
             Err(e) => (f32::NAN, f32::NAN, false, format!(" ({e})")),
         };
         failures += usize::from(!ok);
@@ -142,6 +214,109 @@ mod tests {
         assert!((worst - 0.01 / 81.649_66).abs() < 1e-7, "{worst}");
         assert_eq!(compare(&[1.0, 2.0], &[1.0, f32::NAN]).1, f32::INFINITY);
         assert_eq!(compare(&[0.0, 0.0], &[0.0, 0.0]).1, 0.0);
+    }
+
+    fn scaled(v: &[f32], f: f32) -> Vec<f32> {
+        v.iter().map(|x| x * f).collect()
+    }
+
+    /// The small U-Net case's CPU outputs, the parameter names, and the indices (into the outputs) of the
+    /// gradients of every `*.to_k.bias`.
+    fn small_unet_outputs() -> (Vec<Tensor>, Vec<String>, Vec<usize>) {
+        let want = model::forward_backward(&model::small_unet(), 2, &Device::Cpu).unwrap();
+        let names = model::model(&model::small_unet(), &Device::Cpu).unwrap().1.names().to_vec();
+        assert_eq!(want.len(), names.len() + 2);
+        let key_bias: Vec<usize> =
+            names.iter().enumerate().filter(|(_, n)| n.ends_with("to_k.bias")).map(|(i, _)| i + 2).collect();
+        assert!(!key_bias.is_empty());
+        (want, names, key_bias)
+    }
+
+    #[test]
+    fn the_zero_floor_covers_exactly_the_key_bias_of_the_small_unet() {
+        let (want, names, key_bias) = small_unet_outputs();
+        let max_abs = |t: &Tensor| t.to_vec().unwrap().iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let largest = want[2..].iter().map(max_abs).fold(0.0, f32::max);
+        for (i, t) in want.iter().enumerate().skip(2) {
+            let m = max_abs(t);
+            let name = &names[i - 2];
+            if key_bias.contains(&i) {
+                // Zero in exact arithmetic: only rounding noise, far below the threshold (but not exactly 0).
+                assert!(m < 0.1 * ZERO_BELOW * largest, "{name}: {m:.2e} is not rounding noise (L = {largest:.2e})");
+            } else {
+                // Every other gradient is far above the ambiguous band, so the floor never stands in for it.
+                assert!(m >= 10.0 * SMALL_BELOW * largest, "{name}: {m:.2e} too close to the band (L = {largest:.2e})");
+            }
+        }
+        let devices = vec![Device::Cpu; want.len()];
+        let (_, rel, note) = judge(&want, &want, &devices, &Device::Cpu, Some(2)).unwrap();
+        assert_eq!((rel, note.as_str()), (0.0, ""));
+    }
+
+    #[test]
+    fn key_bias_rounding_noise_fails_the_plain_comparison_and_passes_with_the_floor() {
+        let (want, _, key_bias) = small_unet_outputs();
+        // A correct device: every output off by 2e-5 relative, and the key bias gradient holding its own
+        // rounding noise of the same size (here: the reference's noise reversed and negated).
+        let got: Vec<Tensor> = want
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let v = t.to_vec().unwrap();
+                let v = if key_bias.contains(&i) { v.iter().rev().map(|x| -x).collect() } else { scaled(&v, 1.00002) };
+                Tensor::from_vec(v, t.shape()).unwrap()
+            })
+            .collect();
+        let tol = 1e-3; // the case's tolerance
+                        // The old comparison: each tensor against its own scale. The key bias noise is ~100% off.
+        let old = want
+            .iter()
+            .zip(&got)
+            .map(|(w, g)| compare(&w.to_vec().unwrap(), &g.to_vec().unwrap()).1)
+            .fold(0.0f32, f32::max);
+        assert!(old > tol, "the plain comparison passed ({old:.2e}): the case would not show the problem");
+        let devices = vec![Device::Cpu; want.len()];
+        let (_, rel, note) = judge(&want, &got, &devices, &Device::Cpu, Some(2)).unwrap();
+        assert!(rel <= tol && note.is_empty(), "with the floor: {rel:.2e}{note}");
+
+        // The floor does not hide a real error: a key bias gradient of 1% of the model's largest gradient fails,
+        // and so does a 1e-2 error on any other gradient.
+        let largest = want[2..]
+            .iter()
+            .map(|t| t.to_vec().unwrap().iter().fold(0.0f32, |m, x| m.max(x.abs())))
+            .fold(0.0, f32::max);
+        let mut bad = got.clone();
+        let k = key_bias[0];
+        bad[k] = Tensor::full(want[k].shape(), 0.01 * largest, &Device::Cpu).unwrap();
+        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2)).unwrap().1 > tol);
+        let mut bad = got.clone();
+        bad[3] = Tensor::from_vec(scaled(&want[3].to_vec().unwrap(), 1.01), want[3].shape()).unwrap();
+        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2)).unwrap().1 > tol);
+    }
+
+    #[test]
+    fn a_gradient_small_but_not_zero_fails_the_case() {
+        let t = |v: Vec<f32>| Tensor::from_vec(v.clone(), &[v.len()]).unwrap();
+        // Gradients [1, ...] and [5e-8, ...]: the second is between ZERO_BELOW and SMALL_BELOW of the largest.
+        let want = vec![t(vec![0.5]), t(vec![1.0, -0.5]), t(vec![5e-8, 1e-8])];
+        let devices = vec![Device::Cpu; 3];
+        let (_, rel, note) = judge(&want, &want, &devices, &Device::Cpu, Some(1)).unwrap();
+        assert!(rel.is_infinite() && note.contains("small but not zero"), "{rel} {note}");
+        // Without the gradient grouping the same outputs are compared as usual.
+        assert_eq!(judge(&want, &want, &devices, &Device::Cpu, None).unwrap().1, 0.0);
+    }
+
+    #[test]
+    fn outputs_that_are_not_on_the_device_fail_the_case() {
+        assert_eq!(misplaced(&["cuda:0", "cpu", "cuda:0", "cpu"], &"cuda:0"), vec![1, 3]);
+        assert!(misplaced(&["cuda:0"; 3], &"cuda:0").is_empty());
+        // A device run whose outputs came back from the CPU path: the values agree exactly, yet the case fails.
+        let want = vec![Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap()];
+        let (_, rel, note) = judge(&want, &want, &["cpu"], &"cuda:0", None).unwrap();
+        assert!(rel.is_infinite() && note.contains("on cpu, not cuda:0"), "{rel} {note}");
+        // The same outputs where they belong pass.
+        assert_eq!(judge(&want, &want, &["cuda:0"], &"cuda:0", None).unwrap(), (0.0, 0.0, String::new()));
+        assert_eq!(judge(&want, &want, &[Device::Cpu], &Device::Cpu, None).unwrap().1, 0.0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! CIFAR-10 binary and python versions on fixture files written here (3 records per file), malformed variants,
 //! and (when present) the real binary batches.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -211,12 +213,9 @@ fn python_malformed_variants_name_the_file() {
 }
 
 #[test]
-fn real_cifar10_if_present() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar10");
-    if !dir.join("cifar-10-batches-bin/data_batch_5.bin").is_file() {
-        eprintln!("skipping: real CIFAR-10 not found at {}", dir.display());
-        return;
-    }
+#[ignore = "needs ../shared/data/cifar10; CI runs it: cargo test --release -- --ignored shared_data_"]
+fn shared_data_real_cifar10() {
+    let dir = common::shared_data("cifar10", "cifar-10-batches-bin/data_batch_5.bin");
     let train = load_cifar10(&dir, true).unwrap();
     assert_eq!(train.n, 50000);
     let mut hist = [0usize; 10];

@@ -1,6 +1,8 @@
 //! MNIST / Fashion-MNIST IDX loading on fixture files written here, every malformed variant, and (when present)
 //! the real MNIST files.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -166,12 +168,9 @@ fn count_mismatch_and_bad_dims_are_reported() {
 }
 
 #[test]
-fn real_mnist_if_present() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
-    if !dir.join("train-images-idx3-ubyte.gz").is_file() {
-        eprintln!("skipping: real MNIST not found at {}", dir.display());
-        return;
-    }
+#[ignore = "needs ../shared/data/mnist; CI runs it: cargo test --release -- --ignored shared_data_"]
+fn shared_data_real_mnist() {
+    let dir = common::shared_data("mnist", "train-images-idx3-ubyte.gz");
     let train = load_mnist(&dir, true).unwrap();
     assert_eq!((train.n, train.channels, train.height, train.width), (60000, 1, 28, 28));
     let mut hist = [0usize; 10];

@@ -137,3 +137,77 @@ fn ddim_with_eta_zero_is_deterministic_and_exact_on_x0() {
     assert!((c.sigma as f64 - d.schedule.posterior_variance[500].sqrt()).abs() < 1e-6);
     assert!(d.ddim_timesteps(0).is_err() && d.ddim_timesteps(1001).is_err());
 }
+
+/// Mean and (population) variance in f64.
+fn moments(v: &[f32]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    (mean, v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n)
+}
+
+#[test]
+fn q_sample_at_t0_and_t999_with_standard_error_tolerances() {
+    let d = paper(Variance::FixedLarge, true);
+    let per = 200_000;
+    let x0s = [0.5f32, -0.8];
+    for t in [0usize, 999] {
+        let ac = d.schedule.alphas_cumprod[t];
+        for &x0v in &x0s {
+            let x0 = Tensor::from_vec(vec![x0v; per], &[1, per]).unwrap();
+            let noise = Philox::new(t as u64 + 3).normal_tensor(&[1, per]).unwrap();
+            let xt = d.q_sample(&x0, &[t], &noise).unwrap().to_vec().unwrap();
+            // Element by element: √ᾱ_t x0 + √(1 − ᾱ_t) ε, in f64.
+            for (x, e) in xt.iter().zip(noise.to_vec().unwrap()) {
+                let want = ac.sqrt() * x0v as f64 + (1.0 - ac).sqrt() * e as f64;
+                assert!((*x as f64 - want).abs() <= 1e-6, "t={t}: {x} vs {want}");
+            }
+            // Moments within 6 standard errors of q(x_t | x0) = N(√ᾱ x0, 1 − ᾱ).
+            let (mean, var) = moments(&xt);
+            let (want_mean, want_var) = (ac.sqrt() * x0v as f64, 1.0 - ac);
+            let mean_tol = 6.0 * (want_var / per as f64).sqrt();
+            let var_tol = 6.0 * want_var * (2.0 / per as f64).sqrt();
+            assert!(
+                (mean - want_mean).abs() <= mean_tol,
+                "t={t} x0={x0v}: mean {mean} vs {want_mean} ± {mean_tol:.1e}"
+            );
+            assert!((var - want_var).abs() <= var_tol, "t={t} x0={x0v}: var {var} vs {want_var} ± {var_tol:.1e}");
+            // The tolerances are tight enough to fail: at t = 0 the neighbouring step's variance (1 − ᾱ_1) is
+            // outside them; at t = 999 a mean of x0 (no signal decay) or the coefficients swapped are.
+            if t == 0 {
+                assert!(((1.0 - d.schedule.alphas_cumprod[1]) - want_var).abs() > var_tol);
+            } else {
+                assert!((x0v as f64 - want_mean).abs() > mean_tol && (ac - want_var).abs() > var_tol);
+            }
+        }
+    }
+}
+
+/// `training_batch` draws t ~ U{0, …, T−1}: a chi-square test over all 1000 values (10⁶ draws, 1000 expected
+/// per value) and both ends explicitly, so an off-by-one range (1..T, or 0..T−1 never reaching T−1) fails.
+#[test]
+fn training_batch_draws_t_uniformly_over_every_step() {
+    let d = paper(Variance::FixedLarge, true);
+    let n = 1_000_000;
+    let x0 = Tensor::from_vec(vec![0.0; n], &[n, 1]).unwrap();
+    let mut rng = Philox::new(2024);
+    let batch = d.training_batch(&x0, &mut rng).unwrap();
+    let mut counts = vec![0u64; 1000];
+    for &t in &batch.t {
+        assert!(t.fract() == 0.0 && (0.0..1000.0).contains(&t), "t = {t}");
+        counts[t as usize] += 1;
+    }
+    let expected = n as f64 / 1000.0;
+    let chi2: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+    // 999 degrees of freedom: mean 999, standard deviation √1998 ≈ 44.7; 6 standard deviations.
+    assert!(chi2 < 999.0 + 6.0 * 1998f64.sqrt(), "chi-square {chi2:.0}: t is not uniform");
+    for end in [0, 999] {
+        let c = counts[end] as f64;
+        assert!((c - expected).abs() < 6.0 * expected.sqrt(), "t = {end} drawn {c} times, expected {expected}");
+    }
+    // The noised inputs are q_sample of the drawn t and noise (x0 = 0: x_t = √(1 − ᾱ_t) ε).
+    let (xt, noise) = (batch.x_t.to_vec().unwrap(), batch.noise.to_vec().unwrap());
+    for i in (0..n).step_by(997) {
+        let ac = d.schedule.alphas_cumprod[batch.t[i] as usize];
+        assert!((xt[i] as f64 - (1.0 - ac).sqrt() * noise[i] as f64).abs() <= 1e-6);
+    }
+}

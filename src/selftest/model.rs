@@ -12,7 +12,7 @@ use crate::rng::Philox;
 use crate::train::Trainer;
 use crate::{Device, Result, Tape, Tensor, Var};
 
-fn small_unet() -> UNetConfig {
+pub(super) fn small_unet() -> UNetConfig {
     UNetConfig {
         image_size: 16,
         in_channels: 3,
@@ -29,7 +29,7 @@ fn small_unet() -> UNetConfig {
 
 /// The model with every parameter replaced by deterministic values of a trained-like scale (the official init
 /// zeroes the residual branches' last layers, which would leave most gradients at ~1e-10), on `device`.
-fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
+pub(super) fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
     let mut store = ParamStore::new();
     let unet = UNet::new(cfg, &mut store, &mut Philox::new(0))?;
     let mut tensors = Vec::new();
@@ -50,7 +50,7 @@ fn model(cfg: &UNetConfig, device: &Device) -> Result<(UNet, ParamStore)> {
 }
 
 /// [loss, ε̂, every parameter gradient in store order] for one batch, in training mode (dropout on).
-fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
+pub(super) fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
     let (unet, store) = model(cfg, device)?;
     let shape = [batch, cfg.in_channels, cfg.image_size, cfg.image_size];
     let x = input(&shape, 1, device)?;
@@ -68,27 +68,34 @@ fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) -> Result<V
     Ok(out)
 }
 
-/// Clipping (norm above the limit, so the scale applies), then two AdamW steps with the EMA fused in, on fixed
-/// gradients: [clipped grads, params, m, v, EMA shadow, the norm].
-fn optimizer_step(device: &Device) -> Result<Vec<Tensor>> {
+/// Clipping (norm above the limit, so the scale applies), then two Adam steps (`config`) on fixed gradients, with
+/// the EMA fused in or without one: [clipped grads, params, m, v, (EMA shadow,) the norm].
+fn optimizer_step(device: &Device, config: AdamConfig, with_ema: bool) -> Result<Vec<Tensor>> {
     let shapes: [&[usize]; 4] = [&[256, 512, 3, 3], &[256], &[512, 128], &[3, 6, 5, 7]];
     let on = |s: &[usize], seed: u32| input(s, seed, device);
     let mut params = shapes.iter().enumerate().map(|(i, s)| on(s, 10 + i as u32)).collect::<Result<Vec<_>>>()?;
     let mut grads = shapes.iter().enumerate().map(|(i, s)| on(s, 20 + i as u32)).collect::<Result<Vec<_>>>()?;
     let norm = clip_grad_norm(&mut grads, 1.0)?;
-    let config = AdamConfig { weight_decay: 0.01, decoupled: true, ..AdamConfig::default() };
     let mut adam = Adam::new(config, &params)?;
     let mut ema = Ema::new(&params, 0.9)?;
     for lr in [1e-3, 2e-4] {
-        adam.step_with_ema(&mut params, &grads, lr, Some(&mut ema))?;
+        if with_ema {
+            adam.step_with_ema(&mut params, &grads, lr, Some(&mut ema))?;
+        } else {
+            adam.step(&mut params, &grads, lr)?;
+        }
     }
     let (m, v, _) = adam.state();
     let mut out = grads.clone();
     out.extend(params);
     out.extend(m.iter().cloned());
     out.extend(v.iter().cloned());
-    out.extend(ema.shadow().iter().cloned());
-    out.push(Tensor::scalar(norm));
+    if with_ema {
+        out.extend(ema.shadow().iter().cloned());
+    }
+    // Host values (read back by the step) go to the device like every other output: the selftest checks
+    // that each output lives there.
+    out.push(Tensor::scalar(norm).to_device(device)?);
     Ok(out)
 }
 
@@ -105,8 +112,8 @@ fn train_steps(device: &Device) -> Result<Vec<Tensor>> {
     let mut out = Vec::new();
     for _ in 0..2 {
         let s = trainer.step(&x0)?;
-        out.push(Tensor::scalar(s.loss));
-        out.push(Tensor::scalar(s.grad_norm));
+        out.push(Tensor::scalar(s.loss).to_device(device)?);
+        out.push(Tensor::scalar(s.grad_norm).to_device(device)?);
     }
     Ok(out)
 }
@@ -135,14 +142,42 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
         ),
     };
     vec![
-        case("optimizer clip+adamw+ema", "4 tensors, 2 steps", 1e-4, Box::new(optimizer_step)),
+        case(
+            "optimizer clip+adamw+ema",
+            "4 tensors, 2 steps, wd 0.01",
+            1e-4,
+            Box::new(|d| {
+                optimizer_step(d, AdamConfig { weight_decay: 0.01, decoupled: true, ..AdamConfig::default() }, true)
+            }),
+        ),
+        case(
+            "optimizer clip+adamw",
+            "4 tensors, 2 steps, wd 0.1",
+            1e-4,
+            Box::new(|d| {
+                optimizer_step(d, AdamConfig { weight_decay: 0.1, decoupled: true, ..AdamConfig::default() }, false)
+            }),
+        ),
+        case(
+            "optimizer clip+adam (L2)",
+            "4 tensors, 2 steps, wd 0.01",
+            1e-4,
+            Box::new(|d| optimizer_step(d, AdamConfig { weight_decay: 0.01, ..AdamConfig::default() }, false)),
+        ),
+        case(
+            "optimizer clip+adam",
+            "4 tensors, 2 steps",
+            1e-4,
+            Box::new(|d| optimizer_step(d, AdamConfig::default(), false)),
+        ),
         case(
             "unet fwd+bwd (small)",
             "[2, 3, 16, 16] ch32 attn@8",
             1e-3,
             Box::new(|d| forward_backward(&small_unet(), 2, d)),
-        ),
-        cifar10,
+        )
+        .grads_from(2),
+        cifar10.grads_from(2),
         case("train 2 steps (small)", "[2, 3, 16, 16] loss, norm", 1e-3, Box::new(train_steps)),
     ]
 }

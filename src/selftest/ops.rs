@@ -9,7 +9,8 @@ use crate::ops::conv2d::{self, Conv2dParams, Padding};
 use crate::ops::diffusion_step::{q_sample, reverse_step, StepCoefs};
 use crate::ops::elementwise::{self, BinaryOp};
 use crate::ops::group_norm::{self, Layout};
-use crate::ops::{attention, concat, dropout, linear, loss, reduce, silu, upsample};
+use crate::ops::pool::{self, Pool2d};
+use crate::ops::{attention, concat, dropout, linear, loss, reduce, relu, resize, silu, upsample};
 use crate::rng::Philox;
 use crate::{Error, Result, Tensor};
 
@@ -373,6 +374,59 @@ fn misc_cases(cases: &mut Vec<Case>) {
     ));
 }
 
+/// The inference-only ops of the FID path (pytorch-fid's Inception): max / average pooling (3×3 windows as the
+/// Inception blocks use them, plus an odd case), global average pooling, the bilinear resize to 299×299 (and a
+/// shrinking odd one), ReLU.
+fn fid_cases(cases: &mut Vec<Case>) {
+    for (xs, p) in [
+        (vec![B, 64, 37, 37], Pool2d::new(3, 2, 0)),
+        (vec![B, 192, 17, 17], Pool2d::new(3, 1, 1)),
+        (vec![3, 5, 9, 11], Pool2d::new(4, 3, 2)),
+    ] {
+        let k = format!("{xs:?} k{} s{} p{}", p.kernel, p.stride, p.padding);
+        let xs2 = xs.clone();
+        cases.push(case(
+            "max_pool2d fwd",
+            k.clone(),
+            0.0,
+            Box::new(move |d| Ok(vec![pool::max_pool2d_forward(&input(&xs2, 1, d)?, p)?])),
+        ));
+        cases.push(case(
+            "avg_pool2d fwd (pad in/out)",
+            k,
+            1e-6,
+            Box::new(move |d| {
+                let x = input(&xs, 1, d)?;
+                Ok(vec![pool::avg_pool2d_forward(&x, p, true)?, pool::avg_pool2d_forward(&x, p, false)?])
+            }),
+        ));
+    }
+    for xs in [vec![B, 2048, 8, 8], vec![3, 5, 9, 11]] {
+        cases.push(case(
+            "global_avg_pool fwd",
+            format!("{xs:?}"),
+            1e-6,
+            Box::new(move |d| Ok(vec![pool::global_avg_pool_forward(&input(&xs, 1, d)?)?])),
+        ));
+    }
+    for (xs, oh, ow) in [(vec![B, 3, 32, 32], 299, 299), (vec![3, 2, 7, 5], 11, 4)] {
+        cases.push(case(
+            "resize_bilinear fwd",
+            format!("{xs:?}→{oh}x{ow}"),
+            1e-6,
+            Box::new(move |d| Ok(vec![resize::resize_bilinear_forward(&input(&xs, 1, d)?, oh, ow)?])),
+        ));
+    }
+    for xs in [vec![B, 192, 35, 35], vec![3, 5, 9, 11]] {
+        cases.push(case(
+            "relu fwd",
+            format!("{xs:?}"),
+            0.0,
+            Box::new(move |d| Ok(vec![relu::relu_forward(&input(&xs, 1, d)?)?])),
+        ));
+    }
+}
+
 pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     let mut cases = Vec::new();
     conv_cases(&mut cases, shapes);
@@ -381,5 +435,6 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     linear_attention_cases(&mut cases, shapes);
     elementwise_cases(&mut cases);
     misc_cases(&mut cases);
+    fid_cases(&mut cases);
     cases
 }
