@@ -5,8 +5,8 @@
 //! tensor (cancellations in a long dot product) are judged against the tensor's scale, not against themselves.
 //! A case passes when the worst entry over its outputs is ≤ its tolerance: 1e-5 for elementwise ops, 1e-4 for
 //! the GEMM-shaped ones (f32 sums over up to 4608 terms in another order), looser for whole-model cases.
-//! A whole model's parameter gradients that are zero up to rounding are judged against a floor instead (see
-//! `ZERO_BELOW`), and every device output must live on the device: a silent CPU fallback fails the case.
+//! A whole model's parameter gradients that are rounding noise or nearly so are judged against a floor instead (see
+//! `SMALL_BELOW`), and every device output must live on the device: a silent CPU fallback fails the case.
 
 mod model;
 mod ops;
@@ -56,13 +56,15 @@ impl Case {
 }
 
 /// Some parameter gradients are zero in exact arithmetic (the attention key bias: softmax ignores a per-query
-/// constant), so both sides hold only rounding noise and their own scale says nothing. Among a model's gradients
-/// (relative to the largest entry of any of them, L): a reference tensor whose entries are all below
-/// `ZERO_BELOW`·L is zero up to rounding and is judged against `ZERO_FLOOR`·L instead of its own scale; one whose
-/// largest entry lies in `ZERO_BELOW`·L .. `SMALL_BELOW`·L is neither clearly zero nor clearly not, and fails
-/// the case (as tests/parity.rs asserts for its floor). Measured on the CPU reference: the key bias gradients
-/// are ≤ 6e-10·L (small model) and ≤ 2.6e-10·L (cifar10); the smallest real ones 5.4e-5·L and 3.6e-7·L
-/// (`mid_block.attentions.0.to_q.bias`).
+/// constant), and some are real but the small remainder of a large cancellation (the query bias: Σ_j dS_ij = 0, so
+/// its gradient only sees how much the keys vary); either way both sides hold mostly rounding noise and the
+/// tensor's own scale says nothing. Among a model's gradients (relative to the largest entry of any of them, L), a
+/// reference tensor whose entries are all below `SMALL_BELOW`·L is judged against `ZERO_FLOOR`·L instead of its
+/// own scale: an allowed error of tol·1e-5·L, far above the noise (≤ `ZERO_BELOW`·L, asserted for the key bias in
+/// the unit tests) and still failing a small gradient computed wrongly (e.g. as 0) once it exceeds ~tol·1e-5·L.
+/// Measured on the CPU reference: key bias ≤ 6e-10·L (small model), ≤ 2.6e-10·L (cifar10); the query bias
+/// 3.6e-7·L (cifar10) and 4.7e-8·L (the cifar10 layout at 32 channels); every other gradient ≥ 5.4e-5·L.
+#[cfg(test)]
 const ZERO_BELOW: f32 = 1e-8;
 const SMALL_BELOW: f32 = 1e-7;
 const ZERO_FLOOR: f32 = 1e-5;
@@ -98,15 +100,7 @@ fn judge<D: PartialEq + std::fmt::Display>(
         }
         let is_grad = grads_from.is_some_and(|first| i >= first);
         let m = max_abs(wv);
-        let scale_floor = if is_grad && m < ZERO_BELOW * largest {
-            ZERO_FLOOR * largest
-        } else if is_grad && m < SMALL_BELOW * largest {
-            note = format!(" (output {i}: largest gradient {m:.1e} is small but not zero, vs {largest:.1e})");
-            rel = f32::INFINITY;
-            continue;
-        } else {
-            0.0
-        };
+        let scale_floor = if is_grad && m < SMALL_BELOW * largest { ZERO_FLOOR * largest } else { 0.0 };
         let (a, r) = compare_floor(wv, &g.to_vec()?, scale_floor);
         abs = abs.max(a);
         rel = rel.max(r);
@@ -295,15 +289,20 @@ mod tests {
     }
 
     #[test]
-    fn a_gradient_small_but_not_zero_fails_the_case() {
+    fn a_small_gradient_is_judged_against_the_floor_and_still_fails_when_wrong() {
         let t = |v: Vec<f32>| Tensor::from_vec(v.clone(), &[v.len()]).unwrap();
-        // Gradients [1, ...] and [5e-8, ...]: the second is between ZERO_BELOW and SMALL_BELOW of the largest.
+        // Gradients [1, -0.5] and [5e-8, 1e-8]: the second is below SMALL_BELOW of the largest.
         let want = vec![t(vec![0.5]), t(vec![1.0, -0.5]), t(vec![5e-8, 1e-8])];
         let devices = vec![Device::Cpu; 3];
-        let (_, rel, note) = judge(&want, &want, &devices, &Device::Cpu, Some(1)).unwrap();
-        assert!(rel.is_infinite() && note.contains("small but not zero"), "{rel} {note}");
-        // Without the gradient grouping the same outputs are compared as usual.
-        assert_eq!(judge(&want, &want, &devices, &Device::Cpu, None).unwrap().1, 0.0);
+        // Rounding noise on it passes; against its own scale the same noise would be a 1e-2 error.
+        let noisy = vec![want[0].clone(), want[1].clone(), t(vec![5e-8 + 5e-10, 1e-8])];
+        let (_, rel, _) = judge(&want, &noisy, &devices, &Device::Cpu, Some(1)).unwrap();
+        assert!(rel < 1e-3, "{rel}");
+        assert!(judge(&want, &noisy, &devices, &Device::Cpu, None).unwrap().1 > 1e-3);
+        // Computed as zero, it fails the case's 2e-3 tolerance.
+        let zeroed = vec![want[0].clone(), want[1].clone(), t(vec![0.0, 0.0])];
+        let (_, rel, _) = judge(&want, &zeroed, &devices, &Device::Cpu, Some(1)).unwrap();
+        assert!(rel > 2e-3, "{rel}");
     }
 
     #[test]
