@@ -1347,18 +1347,8 @@ impl Cta {
                 // SAFETY: dst < nregs.
                 let d = unsafe { base.add(*dst as usize * WARP) };
                 // SAFETY: every pointer addresses 32 u64 (a register row or a scratch array) that live across the
-                // loop; lane l only reads index l of the sources before writing index l of the destination.
-                unsafe {
-                    if exec == u32::MAX {
-                        for l in 0..WARP {
-                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
-                        }
-                    } else {
-                        for l in lanes(exec) {
-                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
-                        }
-                    }
-                }
+                // call; a destination row is either the same row as a source or disjoint from it.
+                unsafe { alu::eval_lanes(op, d, pa, pb, pc_, exec) };
                 self.stats.simt_flops += alu::simt_flops(op) as u64 * exec.count_ones() as u64;
                 Flow::Next
             }
