@@ -425,12 +425,28 @@ enum Acc {
     Atomic,
 }
 
-#[derive(Clone, Copy, Default)]
-struct RaceCell {
-    w_epoch: u32,
-    w_tid: u32,
-    r_epoch: u32,
-    r_tid: u32,
+/// Racecheck shadow of the CTA's shared memory, one entry per byte, as four parallel arrays (so the per-access
+/// loops over a few bytes are branch-free and vectorise): the epoch and thread of the last write and of the
+/// last read(s) (`MANY` for several readers) of each byte.
+#[derive(Default)]
+struct RaceShadow {
+    w_epoch: Vec<u32>,
+    w_tid: Vec<u32>,
+    r_epoch: Vec<u32>,
+    r_tid: Vec<u32>,
+}
+
+impl RaceShadow {
+    fn new(n: usize) -> RaceShadow {
+        RaceShadow { w_epoch: vec![0; n], w_tid: vec![0; n], r_epoch: vec![0; n], r_tid: vec![0; n] }
+    }
+
+    fn clear(&mut self) {
+        self.w_epoch.fill(0);
+        self.w_tid.fill(0);
+        self.r_epoch.fill(0);
+        self.r_tid.fill(0);
+    }
 }
 
 struct Warp {
@@ -469,7 +485,7 @@ struct Cta {
     shared: Vec<u8>,
     local: Vec<u8>,
     warps: Vec<Warp>,
-    race: Vec<RaceCell>,
+    race: RaceShadow,
     epoch: u32,
     bar_expect: [u32; 16],
     bar_arrived: [u32; 16],
@@ -519,7 +535,7 @@ impl Cta {
             shared: vec![0; ctx.shared_len as usize],
             local: vec![0; k.local_bytes as usize * ctx.nthreads as usize],
             warps,
-            race: if ctx.opts.racecheck { vec![RaceCell::default(); ctx.shared_len as usize] } else { Vec::new() },
+            race: if ctx.opts.racecheck { RaceShadow::new(ctx.shared_len as usize) } else { RaceShadow::default() },
             epoch: 0,
             bar_expect: [0; 16],
             bar_arrived: [0; 16],
@@ -532,7 +548,7 @@ impl Cta {
         self.shared.fill(0);
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            self.race.fill(RaceCell::default());
+            self.race.clear();
             self.epoch = 1;
         }
         self.bar_expect = [0; 16];
@@ -595,7 +611,7 @@ impl Cta {
             if released {
                 self.epoch = self.epoch.wrapping_add(1);
                 if self.epoch == 0 {
-                    self.race.fill(RaceCell::default());
+                    self.race.clear();
                     self.epoch = 1;
                 }
                 continue;
@@ -959,39 +975,55 @@ impl Cta {
     #[inline]
     fn race(&mut self, ctx: &Ctx, pc: u32, tid: u32, _l: usize, off: usize, size: usize, acc: Acc) {
         let e = self.epoch;
-        let me = if acc == Acc::Atomic { tid | ATOMIC_BIT } else { tid };
-        let mut hazard: Option<(&'static str, u32, usize)> = None;
-        for (i, c) in self.race[off..off + size].iter_mut().enumerate() {
-            match acc {
-                Acc::Read => {
-                    if c.w_epoch == e && c.w_tid & !ATOMIC_BIT != tid && hazard.is_none() {
-                        hazard = Some(("read-after-write", c.w_tid & !ATOMIC_BIT, off + i));
-                    }
-                    if c.r_epoch != e {
-                        c.r_epoch = e;
-                        c.r_tid = tid;
-                    } else if c.r_tid != tid {
-                        c.r_tid = MANY;
-                    }
+        let sh = &mut self.race;
+        let we = &sh.w_epoch[off..off + size];
+        let wt = &sh.w_tid[off..off + size];
+        let re = &mut sh.r_epoch[off..off + size];
+        let rt = &mut sh.r_tid[off..off + size];
+        match acc {
+            Acc::Read => {
+                // A write by another thread in this epoch (checked before the read state changes; reads do not
+                // change the write state, so the report can look it up afterwards).
+                let mut hazard = false;
+                for i in 0..size {
+                    hazard |= (we[i] == e) & (wt[i] & !ATOMIC_BIT != tid);
+                    let keep = (re[i] != e) | (rt[i] == tid);
+                    rt[i] = if keep { tid } else { MANY };
+                    re[i] = e;
                 }
-                Acc::Write | Acc::Atomic => {
-                    if hazard.is_none() {
-                        if c.w_epoch == e
-                            && c.w_tid & !ATOMIC_BIT != tid
-                            && !(acc == Acc::Atomic && c.w_tid & ATOMIC_BIT != 0)
-                        {
-                            hazard = Some(("write-after-write", c.w_tid & !ATOMIC_BIT, off + i));
-                        } else if c.r_epoch == e && c.r_tid != tid {
-                            hazard = Some(("write-after-read", c.r_tid, off + i));
-                        }
-                    }
-                    c.w_epoch = e;
-                    c.w_tid = me;
+                if hazard {
+                    let i = (0..size).find(|&i| we[i] == e && wt[i] & !ATOMIC_BIT != tid).unwrap_or(0);
+                    let other = wt[i] & !ATOMIC_BIT;
+                    self.race_report(ctx, pc, tid, "read-after-write", other, off + i, size, acc);
                 }
             }
-        }
-        if let Some((kind, other, at)) = hazard {
-            self.race_report(ctx, pc, tid, kind, other, at, size, acc);
+            Acc::Write | Acc::Atomic => {
+                let atomic = acc == Acc::Atomic;
+                let mut hazard = false;
+                for i in 0..size {
+                    let waw = (we[i] == e) & (wt[i] & !ATOMIC_BIT != tid) & !(atomic & (wt[i] & ATOMIC_BIT != 0));
+                    let war = (re[i] == e) & (rt[i] != tid);
+                    hazard |= waw | war;
+                }
+                let mut found = None;
+                if hazard {
+                    for i in 0..size {
+                        if we[i] == e && wt[i] & !ATOMIC_BIT != tid && !(atomic && wt[i] & ATOMIC_BIT != 0) {
+                            found = Some(("write-after-write", wt[i] & !ATOMIC_BIT, off + i));
+                            break;
+                        } else if re[i] == e && rt[i] != tid {
+                            found = Some(("write-after-read", rt[i], off + i));
+                            break;
+                        }
+                    }
+                }
+                let me = if atomic { tid | ATOMIC_BIT } else { tid };
+                sh.w_epoch[off..off + size].fill(e);
+                sh.w_tid[off..off + size].fill(me);
+                if let Some((kind, other, at)) = found {
+                    self.race_report(ctx, pc, tid, kind, other, at, size, acc);
+                }
+            }
         }
     }
 
@@ -1031,6 +1063,16 @@ impl Cta {
         for ph in 0..32 / per_phase {
             let pm = m & (phase_mask << (ph * per_phase));
             if pm == 0 {
+                continue;
+            }
+            // Common case: every word of the phase lies within 32 consecutive words, so no bank holds two
+            // different words (broadcasts and contiguous runs).
+            let (mut lo, mut hi) = (u64::MAX, 0u64);
+            for l in lanes(pm) {
+                lo = lo.min(addrs[l] / 4);
+                hi = hi.max((addrs[l] + size - 1) / 4);
+            }
+            if hi - lo < 32 {
                 continue;
             }
             let mut words = [0u64; 32];

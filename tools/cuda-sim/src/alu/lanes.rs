@@ -64,7 +64,7 @@ pub unsafe fn eval_lanes(op: &AluOp, d: *mut u64, a: *const u64, b: *const u64, 
             each!(mask, d, a, b, c, |x, y, z| (x as u32 as u64) * (y as u32 as u64))
         }
         AluOp::IMad { ty, mode: MulMode::Lo, sat: false } if tbits(ty) == 32 => {
-            each!(mask, d, a, b, c, |x, y, z| { (x as u32).wrapping_mul(y as u32).wrapping_add(z as u32) as u64 })
+            each!(mask, d, a, b, c, |x, y, z| (x as u32).wrapping_mul(y as u32).wrapping_add(z as u32) as u64)
         }
         AluOp::IMad { ty, mode: MulMode::Lo, sat: false } if tbits(ty) == 64 => {
             each!(mask, d, a, b, c, |x, y, z| x.wrapping_mul(y).wrapping_add(z))
@@ -75,6 +75,38 @@ pub unsafe fn eval_lanes(op: &AluOp, d: *mut u64, a: *const u64, b: *const u64, 
         AluOp::IMad { ty: Ty::U32, mode: MulMode::Wide, sat: false } => {
             each!(mask, d, a, b, c, |x, y, z| ((x as u32 as u64) * (y as u32 as u64)).wrapping_add(z))
         }
+        AluOp::IDiv { ty: Ty::S32 } => each!(mask, d, a, b, c, |x, y, z| {
+            let (x, y) = (x as u32 as i32, y as u32 as i32);
+            if y == 0 {
+                0xFFFF_FFFF
+            } else {
+                x.wrapping_div(y) as u32 as u64
+            }
+        }),
+        AluOp::IDiv { ty: Ty::U32 } => each!(mask, d, a, b, c, |x, y, z| {
+            let (x, y) = (x as u32, y as u32);
+            if y == 0 {
+                0xFFFF_FFFF
+            } else {
+                (x / y) as u64
+            }
+        }),
+        AluOp::IRem { ty: Ty::S32 } => each!(mask, d, a, b, c, |x, y, z| {
+            let (x, y) = (x as u32 as i32, y as u32 as i32);
+            if y == 0 {
+                x as u32 as u64
+            } else {
+                x.wrapping_rem(y) as u32 as u64
+            }
+        }),
+        AluOp::IRem { ty: Ty::U32 } => each!(mask, d, a, b, c, |x, y, z| {
+            let (x, y) = (x as u32, y as u32);
+            if y == 0 {
+                x as u64
+            } else {
+                (x % y) as u64
+            }
+        }),
         AluOp::IMin { ty: Ty::S32 } => {
             each!(mask, d, a, b, c, |x, y, z| (x as u32 as i32).min(y as u32 as i32) as u32 as u64)
         }

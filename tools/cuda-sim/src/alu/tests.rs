@@ -606,6 +606,8 @@ fn eval_lanes_matches_eval() {
             ops.push(AluOp::IMad { ty, mode, sat: false });
         }
         ops.extend([
+            AluOp::IDiv { ty },
+            AluOp::IRem { ty },
             AluOp::IMin { ty },
             AluOp::IMax { ty },
             AluOp::Shr { ty },
