@@ -833,7 +833,10 @@ impl Cta {
         acc: Acc,
     ) -> Option<*mut u8> {
         let memcheck = ctx.opts.memcheck;
-        if !addr.is_multiple_of(align as u64) && (memcheck || acc == Acc::Atomic) {
+        // (alignments are powers of two; `%` would be a division on every access)
+        let misaligned =
+            if align.is_power_of_two() { addr & (align as u64 - 1) != 0 } else { !addr.is_multiple_of(align as u64) };
+        if misaligned && (memcheck || acc == Acc::Atomic) {
             self.fault(ctx, w, pc, l, sp, addr, size, acc, "misaligned", format!("(must be {align}-byte aligned)"));
             return None;
         }
