@@ -819,7 +819,7 @@ impl Cta {
     /// Host pointer for an access of `size` bytes (aligned to `align`) by lane `l`; reports and returns None on a
     /// fault (the launch stops when memcheck is on).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn ptr(
         &mut self,
         ctx: &Ctx,
@@ -832,71 +832,104 @@ impl Cta {
         align: u32,
         acc: Acc,
     ) -> Option<*mut u8> {
-        let memcheck = ctx.opts.memcheck;
         // (alignments are powers of two; `%` would be a division on every access)
         let misaligned =
             if align.is_power_of_two() { addr & (align as u64 - 1) != 0 } else { !addr.is_multiple_of(align as u64) };
-        if misaligned && (memcheck || acc == Acc::Atomic) {
+        if misaligned && (ctx.opts.memcheck || acc == Acc::Atomic) {
             self.fault(ctx, w, pc, l, sp, addr, size, acc, "misaligned", format!("(must be {align}-byte aligned)"));
             return None;
         }
-        let tid = w.index * 32 + l as u32;
         match sp {
-            Sp::Global => {
-                let end = addr.wrapping_add(size as u64);
-                if !(addr >= w.cache.base && end <= w.cache.end && end >= addr) {
-                    match ctx.view.find(addr, size as u64) {
-                        Some(r) => w.cache = *r,
-                        None => {
-                            if memcheck {
-                                let near = ctx.view.describe(addr);
-                                self.fault(ctx, w, pc, l, sp, addr, size, acc, "out of bounds", near);
-                            }
-                            return None;
-                        }
-                    }
-                }
-                let off = (addr - w.cache.base) as usize;
-                // SAFETY: [off, off+size) lies inside the region, which the view keeps alive.
-                unsafe {
-                    let init = w.cache.init.add(off);
-                    match acc {
-                        Acc::Read => {
-                            self.stats.global_read_bytes += size as u64;
-                            if ctx.opts.initcheck {
-                                let s = std::slice::from_raw_parts(init, size as usize);
-                                if s.contains(&0) {
-                                    self.uninit(ctx, w, pc, l, addr, size);
-                                }
-                            }
-                        }
-                        Acc::Write => {
-                            self.stats.global_write_bytes += size as u64;
-                            std::ptr::write_bytes(init, 1, size as usize);
-                        }
-                        Acc::Atomic => {
-                            self.stats.global_read_bytes += size as u64;
-                            self.stats.global_write_bytes += size as u64;
-                            std::ptr::write_bytes(init, 1, size as usize);
-                        }
-                    }
-                    Some(w.cache.data.add(off))
-                }
-            }
+            Sp::Global => self.ptr_global(ctx, w, pc, l, addr, size, acc),
             Sp::Shared => {
                 if addr.checked_add(size as u64).is_none_or(|e| e > ctx.shared_len as u64) {
-                    if memcheck {
-                        let msg = format!("(the block has {} bytes of shared memory)", ctx.shared_len);
-                        self.fault(ctx, w, pc, l, sp, addr, size, acc, "out of bounds", msg);
-                    }
+                    self.fault_shared(ctx, w, pc, l, addr, size, acc);
                     return None;
                 }
                 if ctx.opts.racecheck {
-                    self.race(ctx, pc, tid, l, addr as usize, size as usize, acc);
+                    self.race(ctx, pc, w.index * 32 + l as u32, l, addr as usize, size as usize, acc);
                 }
                 // SAFETY: bounds checked above.
                 Some(unsafe { self.shared.as_mut_ptr().add(addr as usize) })
             }
+            Sp::Local | Sp::Param => self.ptr_other(ctx, w, pc, l, sp, addr, size, acc),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn ptr_global(
+        &mut self,
+        ctx: &Ctx,
+        w: &mut Warp,
+        pc: u32,
+        l: usize,
+        addr: u64,
+        size: u32,
+        acc: Acc,
+    ) -> Option<*mut u8> {
+        let end = addr.wrapping_add(size as u64);
+        if !(addr >= w.cache.base && end <= w.cache.end && end >= addr) {
+            match ctx.view.find(addr, size as u64) {
+                Some(r) => w.cache = *r,
+                None => {
+                    if ctx.opts.memcheck {
+                        let near = ctx.view.describe(addr);
+                        self.fault(ctx, w, pc, l, Sp::Global, addr, size, acc, "out of bounds", near);
+                    }
+                    return None;
+                }
+            }
+        }
+        let off = (addr - w.cache.base) as usize;
+        // SAFETY: [off, off+size) lies inside the region, which the view keeps alive.
+        unsafe {
+            let init = w.cache.init.add(off);
+            match acc {
+                Acc::Read => {
+                    self.stats.global_read_bytes += size as u64;
+                    if ctx.opts.initcheck && !all_set(init, size) {
+                        self.uninit(ctx, w, pc, l, addr, size);
+                    }
+                }
+                Acc::Write => {
+                    self.stats.global_write_bytes += size as u64;
+                    set_all(init, size);
+                }
+                Acc::Atomic => {
+                    self.stats.global_read_bytes += size as u64;
+                    self.stats.global_write_bytes += size as u64;
+                    set_all(init, size);
+                }
+            }
+            Some(w.cache.data.add(off))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn fault_shared(&mut self, ctx: &Ctx, w: &Warp, pc: u32, l: usize, addr: u64, size: u32, acc: Acc) {
+        if ctx.opts.memcheck {
+            let msg = format!("(the block has {} bytes of shared memory)", ctx.shared_len);
+            self.fault(ctx, w, pc, l, Sp::Shared, addr, size, acc, "out of bounds", msg);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ptr_other(
+        &mut self,
+        ctx: &Ctx,
+        w: &mut Warp,
+        pc: u32,
+        l: usize,
+        sp: Sp,
+        addr: u64,
+        size: u32,
+        acc: Acc,
+    ) -> Option<*mut u8> {
+        let memcheck = ctx.opts.memcheck;
+        let tid = w.index * 32 + l as u32;
+        match sp {
             Sp::Local => {
                 let lb = ctx.kernel.local_bytes as u64;
                 if addr.checked_add(size as u64).is_none_or(|e| e > lb) {
@@ -909,7 +942,7 @@ impl Cta {
                 // SAFETY: bounds checked above.
                 Some(unsafe { self.local.as_mut_ptr().add((tid as u64 * lb + addr) as usize) })
             }
-            Sp::Param => {
+            _ => {
                 if acc != Acc::Read || addr.checked_add(size as u64).is_none_or(|e| e > ctx.params.len() as u64) {
                     if memcheck {
                         let msg = format!("(the parameter buffer has {} bytes, read-only)", ctx.params.len());
@@ -1128,6 +1161,39 @@ fn generic(v: u64) -> (Sp, u64) {
         (Sp::Local, v - GENERIC_LOCAL_BASE)
     } else {
         (Sp::Global, v)
+    }
+}
+
+/// Whether the `n` init-shadow bytes at `p` are all 1 (written).
+#[inline(always)]
+fn all_set(p: *const u8, n: u32) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // SAFETY: the caller checked that n bytes at p are readable.
+    unsafe {
+        match n {
+            1 => *p != 0,
+            2 => (p as *const u16).read_unaligned() == ONES as u16,
+            4 => (p as *const u32).read_unaligned() == ONES as u32,
+            8 => (p as *const u64).read_unaligned() == ONES,
+            16 => (p as *const u64).read_unaligned() == ONES && (p.add(8) as *const u64).read_unaligned() == ONES,
+            _ => !std::slice::from_raw_parts(p, n as usize).contains(&0),
+        }
+    }
+}
+
+/// Set the `n` init-shadow bytes at `p` to 1.
+#[inline(always)]
+fn set_all(p: *mut u8, n: u32) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // SAFETY: the caller checked that n bytes at p are writable.
+    unsafe {
+        match n {
+            1 => *p = 1,
+            2 => (p as *mut u16).write_unaligned(ONES as u16),
+            4 => (p as *mut u32).write_unaligned(ONES as u32),
+            8 => (p as *mut u64).write_unaligned(ONES),
+            _ => std::ptr::write_bytes(p, 1, n as usize),
+        }
     }
 }
 
@@ -1427,6 +1493,8 @@ impl Cta {
                 let n = ty.bytes();
                 let width = n * dst.len() as u32;
                 let mut addrs = [0u64; WARP];
+                let mut ptrs = [std::ptr::null::<u8>(); WARP];
+                let mut ok = 0u32;
                 let mut shared = false;
                 for l in lanes(exec) {
                     let (sp, ad) = self.addr(ctx, w, *space, addr, l);
@@ -1441,11 +1509,33 @@ impl Cta {
                         }
                         continue;
                     };
-                    for (i, d) in dst.iter().enumerate() {
-                        if let Some(d) = d {
-                            // SAFETY: p points at `width` valid bytes.
-                            w.regs[*d as usize][l] =
-                                load_ext(*ty, read_le(unsafe { p.add((i as u32 * n) as usize) }, n));
+                    ptrs[l] = p;
+                    ok |= 1 << l;
+                }
+                // The loads, one destination register at a time with the width and extension decided once (the
+                // checks above wrote nothing, so the order of the reads does not matter).
+                for (i, d) in dst.iter().enumerate() {
+                    let Some(d) = d else { continue };
+                    let row = &mut w.regs[*d as usize];
+                    let off = (i as u32 * n) as usize;
+                    // SAFETY: every lane in `ok` has `width` valid bytes at ptrs[l].
+                    unsafe {
+                        match (n, ty) {
+                            (4, _) => {
+                                for l in lanes(ok) {
+                                    row[l] = (ptrs[l].add(off) as *const u32).read_unaligned() as u64;
+                                }
+                            }
+                            (8, _) => {
+                                for l in lanes(ok) {
+                                    row[l] = (ptrs[l].add(off) as *const u64).read_unaligned();
+                                }
+                            }
+                            _ => {
+                                for l in lanes(ok) {
+                                    row[l] = load_ext(*ty, read_le(ptrs[l].add(off), n));
+                                }
+                            }
                         }
                     }
                 }
@@ -1470,9 +1560,17 @@ impl Cta {
                         continue;
                     };
                     for (i, s) in src.iter().enumerate() {
-                        let v = self.src1(ctx, w, s, l);
+                        let v = match *s {
+                            Src::Reg(r) => w.regs[r as usize][l],
+                            _ => self.src1(ctx, w, s, l),
+                        };
                         // SAFETY: p points at `width` valid bytes.
-                        write_le(unsafe { p.add((i as u32 * n) as usize) }, n, v);
+                        let q = unsafe { p.add((i as u32 * n) as usize) };
+                        match n {
+                            // SAFETY: as above.
+                            4 => unsafe { (q as *mut u32).write_unaligned(v as u32) },
+                            _ => write_le(q, n, v),
+                        }
                     }
                 }
                 if shared {
