@@ -126,9 +126,9 @@ const WARP: usize = 32;
 /// A warp yields to the other warps of its CTA after this many backward branches.
 const YIELD_EVERY: u32 = 256;
 /// Racecheck: high bit of a thread id in the shadow marks an atomic access.
-const ATOMIC_BIT: u32 = 1 << 31;
+const ATOMIC_BIT: u16 = 1 << 15;
 /// Racecheck: several different readers in this epoch.
-const MANY: u32 = ATOMIC_BIT - 1;
+const MANY: u16 = ATOMIC_BIT - 1;
 
 /// Run `kernel` of `module` once. `globals[i]` is the device address of `module.globals[i]`; `params` is the
 /// parameter buffer laid out per `kernel.params` (the driver copies each `kernelParams[i]` to its offset).
@@ -169,6 +169,8 @@ pub fn launch(
         shared_len,
         nthreads,
         nwarps: nthreads.div_ceil(WARP as u32),
+        // (the shadow holds 15-bit thread ids; only a launch with the launch checks off can exceed that)
+        racecheck: opts.racecheck && nthreads < MANY as u32,
         stop: AtomicBool::new(false),
         next_cta: AtomicU64::new(0),
         nreports: AtomicUsize::new(0),
@@ -345,6 +347,7 @@ struct Ctx<'a> {
     shared_len: u32,
     nthreads: u32,
     nwarps: u32,
+    racecheck: bool,
     stop: AtomicBool,
     next_cta: AtomicU64,
     nreports: AtomicUsize,
@@ -427,13 +430,14 @@ enum Acc {
 
 /// Racecheck shadow of the CTA's shared memory, one entry per byte, as four parallel arrays (so the per-access
 /// loops over a few bytes are branch-free and vectorise): the epoch and thread of the last write and of the
-/// last read(s) (`MANY` for several readers) of each byte.
+/// last read(s) (`MANY` for several readers) of each byte. 16 bits each: a block has at most 1024 threads, and the
+/// epoch wraps (clearing the shadow) every 65535 barriers.
 #[derive(Default)]
 struct RaceShadow {
-    w_epoch: Vec<u32>,
-    w_tid: Vec<u32>,
-    r_epoch: Vec<u32>,
-    r_tid: Vec<u32>,
+    w_epoch: Vec<u16>,
+    w_tid: Vec<u16>,
+    r_epoch: Vec<u16>,
+    r_tid: Vec<u16>,
 }
 
 impl RaceShadow {
@@ -486,7 +490,8 @@ struct Cta {
     local: Vec<u8>,
     warps: Vec<Warp>,
     race: RaceShadow,
-    epoch: u32,
+    /// Racecheck epoch (barrier interval); the shadow is cleared when it wraps.
+    epoch: u16,
     bar_expect: [u32; 16],
     bar_arrived: [u32; 16],
     stats: LaunchStats,
@@ -535,7 +540,7 @@ impl Cta {
             shared: vec![0; ctx.shared_len as usize],
             local: vec![0; k.local_bytes as usize * ctx.nthreads as usize],
             warps,
-            race: if ctx.opts.racecheck { RaceShadow::new(ctx.shared_len as usize) } else { RaceShadow::default() },
+            race: if ctx.racecheck { RaceShadow::new(ctx.shared_len as usize) } else { RaceShadow::default() },
             epoch: 0,
             bar_expect: [0; 16],
             bar_arrived: [0; 16],
@@ -846,7 +851,7 @@ impl Cta {
                     self.fault_shared(ctx, w, pc, l, addr, size, acc);
                     return None;
                 }
-                if ctx.opts.racecheck {
+                if ctx.racecheck {
                     self.race(ctx, pc, w.index * 32 + l as u32, l, addr as usize, size as usize, acc);
                 }
                 // SAFETY: bounds checked above.
@@ -1009,8 +1014,9 @@ impl Cta {
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn race(&mut self, ctx: &Ctx, pc: u32, tid: u32, _l: usize, off: usize, size: usize, acc: Acc) {
+    fn race(&mut self, ctx: &Ctx, pc: u32, tid32: u32, _l: usize, off: usize, size: usize, acc: Acc) {
         let e = self.epoch;
+        let tid = tid32 as u16;
         let sh = &mut self.race;
         let we = &sh.w_epoch[off..off + size];
         let wt = &sh.w_tid[off..off + size];
@@ -1030,7 +1036,7 @@ impl Cta {
                 if hazard {
                     let i = (0..size).find(|&i| we[i] == e && wt[i] & !ATOMIC_BIT != tid).unwrap_or(0);
                     let other = wt[i] & !ATOMIC_BIT;
-                    self.race_report(ctx, pc, tid, "read-after-write", other, off + i, size, acc);
+                    self.race_report(ctx, pc, tid32, "read-after-write", other, off + i, size, acc);
                 }
             }
             Acc::Write | Acc::Atomic => {
@@ -1057,7 +1063,7 @@ impl Cta {
                 sh.w_epoch[off..off + size].fill(e);
                 sh.w_tid[off..off + size].fill(me);
                 if let Some((kind, other, at)) = found {
-                    self.race_report(ctx, pc, tid, kind, other, at, size, acc);
+                    self.race_report(ctx, pc, tid32, kind, other, at, size, acc);
                 }
             }
         }
@@ -1065,7 +1071,7 @@ impl Cta {
 
     #[allow(clippy::too_many_arguments)]
     #[cold]
-    fn race_report(&self, ctx: &Ctx, pc: u32, tid: u32, kind: &str, other: u32, at: usize, size: usize, acc: Acc) {
+    fn race_report(&self, ctx: &Ctx, pc: u32, tid: u32, kind: &str, other: u16, at: usize, size: usize, acc: Acc) {
         {
             let mut s = ctx.sink.lock().unwrap();
             if !s.race_seen.insert(pc) {
@@ -1075,7 +1081,7 @@ impl Cta {
         let other = if other == MANY {
             "several other threads".to_string()
         } else {
-            let t = ctx.thread_xyz(other);
+            let t = ctx.thread_xyz(other as u32);
             format!("thread ({},{},{})", t[0], t[1], t[2])
         };
         let a = if acc == Acc::Read { "read" } else { "write" };
