@@ -438,11 +438,15 @@ struct RaceShadow {
     w_tid: Vec<u16>,
     r_epoch: Vec<u16>,
     r_tid: Vec<u16>,
+    /// The last read checked, (offset, size, thread), while it found no write of this epoch in its bytes and
+    /// nothing was written since in this epoch: the same bytes read by another thread then only become `MANY`.
+    /// Cleared on every write and every new epoch.
+    last_read: Option<(usize, usize, u16)>,
 }
 
 impl RaceShadow {
     fn new(n: usize) -> RaceShadow {
-        RaceShadow { w_epoch: vec![0; n], w_tid: vec![0; n], r_epoch: vec![0; n], r_tid: vec![0; n] }
+        RaceShadow { w_epoch: vec![0; n], w_tid: vec![0; n], r_epoch: vec![0; n], r_tid: vec![0; n], last_read: None }
     }
 
     fn clear(&mut self) {
@@ -450,6 +454,7 @@ impl RaceShadow {
         self.w_tid.fill(0);
         self.r_epoch.fill(0);
         self.r_tid.fill(0);
+        self.last_read = None;
     }
 }
 
@@ -552,6 +557,7 @@ impl Cta {
         self.ctaid = ctaid;
         self.shared.fill(0);
         self.epoch = self.epoch.wrapping_add(1);
+        self.race.last_read = None;
         if self.epoch == 0 {
             self.race.clear();
             self.epoch = 1;
@@ -615,6 +621,7 @@ impl Cta {
             }
             if released {
                 self.epoch = self.epoch.wrapping_add(1);
+                self.race.last_read = None;
                 if self.epoch == 0 {
                     self.race.clear();
                     self.epoch = 1;
@@ -1024,15 +1031,24 @@ impl Cta {
         let rt = &mut sh.r_tid[off..off + size];
         match acc {
             Acc::Read => {
+                // Another thread's read of exactly these bytes was the last access and saw no write of this
+                // epoch (a broadcast): nothing to check, the bytes now have several readers.
+                if sh.last_read.is_some_and(|(o, n, t)| o == off && n == size && t != tid) {
+                    rt.fill(MANY);
+                    return;
+                }
                 // A write by another thread in this epoch (checked before the read state changes; reads do not
                 // change the write state, so the report can look it up afterwards).
                 let mut hazard = false;
+                let mut written = false;
                 for i in 0..size {
+                    written |= we[i] == e;
                     hazard |= (we[i] == e) & (wt[i] & !ATOMIC_BIT != tid);
                     let keep = (re[i] != e) | (rt[i] == tid);
                     rt[i] = if keep { tid } else { MANY };
                     re[i] = e;
                 }
+                sh.last_read = if written { None } else { Some((off, size, tid)) };
                 if hazard {
                     let i = (0..size).find(|&i| we[i] == e && wt[i] & !ATOMIC_BIT != tid).unwrap_or(0);
                     let other = wt[i] & !ATOMIC_BIT;
@@ -1059,6 +1075,7 @@ impl Cta {
                         }
                     }
                 }
+                sh.last_read = None;
                 let me = if atomic { tid | ATOMIC_BIT } else { tid };
                 sh.w_epoch[off..off + size].fill(e);
                 sh.w_tid[off..off + size].fill(me);
