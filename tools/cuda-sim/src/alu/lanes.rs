@@ -83,14 +83,9 @@ pub unsafe fn eval_lanes(op: &AluOp, d: *mut u64, a: *const u64, b: *const u64, 
                 x.wrapping_div(y) as u32 as u64
             }
         }),
-        AluOp::IDiv { ty: Ty::U32 } => each!(mask, d, a, b, c, |x, y, z| {
-            let (x, y) = (x as u32, y as u32);
-            if y == 0 {
-                0xFFFF_FFFF
-            } else {
-                (x / y) as u64
-            }
-        }),
+        AluOp::IDiv { ty: Ty::U32 } => {
+            each!(mask, d, a, b, c, |x, y, z| (x as u32).checked_div(y as u32).map_or(0xFFFF_FFFF, u64::from))
+        }
         AluOp::IRem { ty: Ty::S32 } => each!(mask, d, a, b, c, |x, y, z| {
             let (x, y) = (x as u32 as i32, y as u32 as i32);
             if y == 0 {
@@ -99,14 +94,9 @@ pub unsafe fn eval_lanes(op: &AluOp, d: *mut u64, a: *const u64, b: *const u64, 
                 x.wrapping_rem(y) as u32 as u64
             }
         }),
-        AluOp::IRem { ty: Ty::U32 } => each!(mask, d, a, b, c, |x, y, z| {
-            let (x, y) = (x as u32, y as u32);
-            if y == 0 {
-                x as u64
-            } else {
-                (x % y) as u64
-            }
-        }),
+        AluOp::IRem { ty: Ty::U32 } => {
+            each!(mask, d, a, b, c, |x, y, z| (x as u32).checked_rem(y as u32).unwrap_or(x as u32) as u64)
+        }
         AluOp::IMin { ty: Ty::S32 } => {
             each!(mask, d, a, b, c, |x, y, z| (x as u32 as i32).min(y as u32 as i32) as u32 as u64)
         }
