@@ -684,14 +684,13 @@ impl Cta {
                 let exec = match inst.guard {
                     None => active,
                     Some((r, neg)) => {
+                        // all 32 lanes branch-free (vectorises), then the active ones
                         let p = &w.regs[r as usize];
-                        let mut m = 0;
-                        for l in lanes(active) {
-                            if (p[l] != 0) != neg {
-                                m |= 1 << l;
-                            }
+                        let mut m = 0u32;
+                        for (l, &v) in p.iter().enumerate() {
+                            m |= (((v != 0) != neg) as u32) << l;
                         }
-                        m
+                        m & active
                     }
                 };
                 match self.step(ctx, w, pc, inst, active, exec) {
@@ -800,7 +799,7 @@ impl Cta {
     }
 
     /// Base address and implied space of an address operand for lane `l`.
-    #[inline]
+    #[inline(always)]
     fn addr(&self, ctx: &Ctx, w: &Warp, space: Space, a: &Address, l: usize) -> (Sp, u64) {
         let (base, sym_sp) = match a.base {
             AddrBase::Reg(r) => (w.regs[r as usize][l], None),
