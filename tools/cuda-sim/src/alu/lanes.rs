@@ -29,6 +29,32 @@ macro_rules! each {
     }};
 }
 
+/// An f32 op over the lanes: `$x, $y, $z` are the operands as f32 (`.ftz`: subnormals flushed), `$body` the f32
+/// result (NaN made canonical, `.ftz` flushing it). The loop is specialised on `ftz`, so the common non-`.ftz`
+/// form has no subnormal tests.
+macro_rules! each_f32 {
+    ($ftz:expr, $mask:expr, $d:expr, $a:expr, $b:expr, $c:expr, |$x:ident, $y:ident, $z:ident| $body:expr) => {{
+        if $ftz {
+            each!($mask, $d, $a, $b, $c, |p, q, r| {
+                #[allow(unused_variables)]
+                let ($x, $y, $z) = (f32v(p, true), f32v(q, true), f32v(r, true));
+                f32b($body, true)
+            })
+        } else {
+            each!($mask, $d, $a, $b, $c, |p, q, r| {
+                #[allow(unused_variables)]
+                let ($x, $y, $z) = (f32::from_bits(p as u32), f32::from_bits(q as u32), f32::from_bits(r as u32));
+                let v: f32 = $body;
+                if v.is_nan() {
+                    F32_QNAN
+                } else {
+                    v.to_bits() as u64
+                }
+            })
+        }
+    }};
+}
+
 /// `d[l] = eval(op, a[l], b[l], c[l])` for every lane `l` whose bit is set in `mask`; other lanes of `d` are left
 /// as they were.
 ///
@@ -181,13 +207,13 @@ pub unsafe fn eval_lanes(op: &AluOp, d: *mut u64, a: *const u64, b: *const u64, 
             }
         }
         AluOp::FAdd { ty: Ty::F32, rnd: Rnd::Rn, ftz, sat: false } => {
-            each!(mask, d, a, b, c, |x, y, z| f32b(f32v(x, ftz) + f32v(y, ftz), ftz))
+            each_f32!(ftz, mask, d, a, b, c, |x, y, z| x + y)
         }
         AluOp::FSub { ty: Ty::F32, rnd: Rnd::Rn, ftz, sat: false } => {
-            each!(mask, d, a, b, c, |x, y, z| f32b(f32v(x, ftz) - f32v(y, ftz), ftz))
+            each_f32!(ftz, mask, d, a, b, c, |x, y, z| x - y)
         }
         AluOp::FMul { ty: Ty::F32, rnd: Rnd::Rn, ftz, sat: false } => {
-            each!(mask, d, a, b, c, |x, y, z| f32b(f32v(x, ftz) * f32v(y, ftz), ftz))
+            each_f32!(ftz, mask, d, a, b, c, |x, y, z| x * y)
         }
         AluOp::Fma { ty: Ty::F32, rnd: Rnd::Rn, ftz, sat: false } => fma_f32_lanes(d, a, b, c, mask, ftz),
         AluOp::FNeg { ty: Ty::F32, ftz } => {
@@ -261,7 +287,7 @@ unsafe fn fma_f32_lanes(d: *mut u64, a: *const u64, b: *const u64, c: *const u64
 
 #[inline(always)]
 unsafe fn fma_f32_lanes_sw(d: *mut u64, a: *const u64, b: *const u64, c: *const u64, mask: u32, ftz: bool) {
-    each!(mask, d, a, b, c, |x, y, z| f32b(f32v(x, ftz).mul_add(f32v(y, ftz), f32v(z, ftz)), ftz))
+    each_f32!(ftz, mask, d, a, b, c, |x, y, z| x.mul_add(y, z))
 }
 
 #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
