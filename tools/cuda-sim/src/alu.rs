@@ -309,6 +309,7 @@ pub enum AluOp {
 // ---------------------------------------------------------------------------------------------------------------
 // bit helpers
 
+#[inline]
 fn mask(bits: u32) -> u64 {
     if bits >= 64 {
         u64::MAX
@@ -317,6 +318,7 @@ fn mask(bits: u32) -> u64 {
     }
 }
 
+#[inline]
 fn tbits(ty: Ty) -> u32 {
     if ty == Ty::Pred {
         1
@@ -326,6 +328,7 @@ fn tbits(ty: Ty) -> u32 {
 }
 
 /// Sign-extend the low `bits` of `v`.
+#[inline]
 fn sext(v: u64, bits: u32) -> i64 {
     if bits >= 64 {
         v as i64
@@ -336,6 +339,7 @@ fn sext(v: u64, bits: u32) -> i64 {
 }
 
 /// The integer value of `v` typed `ty` (signed types sign-extended).
+#[inline]
 fn ival(v: u64, ty: Ty) -> i128 {
     let bits = tbits(ty);
     if ty.is_signed() {
@@ -371,6 +375,7 @@ fn wrap(v: i128, bits: u32) -> u64 {
 const F32_QNAN: u64 = 0x7FFF_FFFF;
 const F64_QNAN: u64 = 0x7FFF_FFFF_FFFF_FFFF;
 
+#[inline]
 fn f32v(v: u64, ftz: bool) -> f32 {
     let x = f32::from_bits(v as u32);
     if ftz && x.is_subnormal() {
@@ -380,6 +385,7 @@ fn f32v(v: u64, ftz: bool) -> f32 {
     }
 }
 
+#[inline]
 fn f32b(x: f32, ftz: bool) -> u64 {
     if x.is_nan() {
         F32_QNAN
@@ -390,6 +396,7 @@ fn f32b(x: f32, ftz: bool) -> u64 {
     }
 }
 
+#[inline]
 fn f64b(x: f64) -> u64 {
     if x.is_nan() {
         F64_QNAN
@@ -399,6 +406,7 @@ fn f64b(x: f64) -> u64 {
 }
 
 /// The value of a float operand of type `ty` as f64 (exact for f16/bf16/f32/tf32).
+#[inline]
 fn fval(v: u64, ty: Ty, ftz: bool) -> f64 {
     match ty {
         Ty::F64 => f64::from_bits(v),
@@ -1134,6 +1142,9 @@ pub fn simt_flops(op: &AluOp) -> u32 {
         _ => 0,
     }
 }
+
+mod lanes;
+pub use lanes::{eval_lanes, LANES};
 
 #[cfg(test)]
 mod tests;

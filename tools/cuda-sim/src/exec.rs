@@ -126,9 +126,9 @@ const WARP: usize = 32;
 /// A warp yields to the other warps of its CTA after this many backward branches.
 const YIELD_EVERY: u32 = 256;
 /// Racecheck: high bit of a thread id in the shadow marks an atomic access.
-const ATOMIC_BIT: u32 = 1 << 31;
+const ATOMIC_BIT: u16 = 1 << 15;
 /// Racecheck: several different readers in this epoch.
-const MANY: u32 = ATOMIC_BIT - 1;
+const MANY: u16 = ATOMIC_BIT - 1;
 
 /// Run `kernel` of `module` once. `globals[i]` is the device address of `module.globals[i]`; `params` is the
 /// parameter buffer laid out per `kernel.params` (the driver copies each `kernelParams[i]` to its offset).
@@ -169,6 +169,8 @@ pub fn launch(
         shared_len,
         nthreads,
         nwarps: nthreads.div_ceil(WARP as u32),
+        // (the shadow holds 15-bit thread ids; only a launch with the launch checks off can exceed that)
+        racecheck: opts.racecheck && nthreads < MANY as u32,
         stop: AtomicBool::new(false),
         next_cta: AtomicU64::new(0),
         nreports: AtomicUsize::new(0),
@@ -345,6 +347,7 @@ struct Ctx<'a> {
     shared_len: u32,
     nthreads: u32,
     nwarps: u32,
+    racecheck: bool,
     stop: AtomicBool,
     next_cta: AtomicU64,
     nreports: AtomicUsize,
@@ -425,12 +428,34 @@ enum Acc {
     Atomic,
 }
 
-#[derive(Clone, Copy, Default)]
-struct RaceCell {
-    w_epoch: u32,
-    w_tid: u32,
-    r_epoch: u32,
-    r_tid: u32,
+/// Racecheck shadow of the CTA's shared memory, one entry per byte, as four parallel arrays (so the per-access
+/// loops over a few bytes are branch-free and vectorise): the epoch and thread of the last write and of the
+/// last read(s) (`MANY` for several readers) of each byte. 16 bits each: a block has at most 1024 threads, and the
+/// epoch wraps (clearing the shadow) every 65535 barriers.
+#[derive(Default)]
+struct RaceShadow {
+    w_epoch: Vec<u16>,
+    w_tid: Vec<u16>,
+    r_epoch: Vec<u16>,
+    r_tid: Vec<u16>,
+    /// The last read checked, (offset, size, thread), while it found no write of this epoch in its bytes and
+    /// nothing was written since in this epoch: the same bytes read by another thread then only become `MANY`.
+    /// Cleared on every write and every new epoch.
+    last_read: Option<(usize, usize, u16)>,
+}
+
+impl RaceShadow {
+    fn new(n: usize) -> RaceShadow {
+        RaceShadow { w_epoch: vec![0; n], w_tid: vec![0; n], r_epoch: vec![0; n], r_tid: vec![0; n], last_read: None }
+    }
+
+    fn clear(&mut self) {
+        self.w_epoch.fill(0);
+        self.w_tid.fill(0);
+        self.r_epoch.fill(0);
+        self.r_tid.fill(0);
+        self.last_read = None;
+    }
 }
 
 struct Warp {
@@ -469,8 +494,9 @@ struct Cta {
     shared: Vec<u8>,
     local: Vec<u8>,
     warps: Vec<Warp>,
-    race: Vec<RaceCell>,
-    epoch: u32,
+    race: RaceShadow,
+    /// Racecheck epoch (barrier interval); the shadow is cleared when it wraps.
+    epoch: u16,
     bar_expect: [u32; 16],
     bar_arrived: [u32; 16],
     stats: LaunchStats,
@@ -519,7 +545,7 @@ impl Cta {
             shared: vec![0; ctx.shared_len as usize],
             local: vec![0; k.local_bytes as usize * ctx.nthreads as usize],
             warps,
-            race: if ctx.opts.racecheck { vec![RaceCell::default(); ctx.shared_len as usize] } else { Vec::new() },
+            race: if ctx.racecheck { RaceShadow::new(ctx.shared_len as usize) } else { RaceShadow::default() },
             epoch: 0,
             bar_expect: [0; 16],
             bar_arrived: [0; 16],
@@ -531,8 +557,9 @@ impl Cta {
         self.ctaid = ctaid;
         self.shared.fill(0);
         self.epoch = self.epoch.wrapping_add(1);
+        self.race.last_read = None;
         if self.epoch == 0 {
-            self.race.fill(RaceCell::default());
+            self.race.clear();
             self.epoch = 1;
         }
         self.bar_expect = [0; 16];
@@ -594,8 +621,9 @@ impl Cta {
             }
             if released {
                 self.epoch = self.epoch.wrapping_add(1);
+                self.race.last_read = None;
                 if self.epoch == 0 {
-                    self.race.fill(RaceCell::default());
+                    self.race.clear();
                     self.epoch = 1;
                 }
                 continue;
@@ -656,14 +684,13 @@ impl Cta {
                 let exec = match inst.guard {
                     None => active,
                     Some((r, neg)) => {
+                        // all 32 lanes branch-free (vectorises), then the active ones
                         let p = &w.regs[r as usize];
-                        let mut m = 0;
-                        for l in lanes(active) {
-                            if (p[l] != 0) != neg {
-                                m |= 1 << l;
-                            }
+                        let mut m = 0u32;
+                        for (l, &v) in p.iter().enumerate() {
+                            m |= (((v != 0) != neg) as u32) << l;
                         }
-                        m
+                        m & active
                     }
                 };
                 match self.step(ctx, w, pc, inst, active, exec) {
@@ -772,7 +799,7 @@ impl Cta {
     }
 
     /// Base address and implied space of an address operand for lane `l`.
-    #[inline]
+    #[inline(always)]
     fn addr(&self, ctx: &Ctx, w: &Warp, space: Space, a: &Address, l: usize) -> (Sp, u64) {
         let (base, sym_sp) = match a.base {
             AddrBase::Reg(r) => (w.regs[r as usize][l], None),
@@ -803,7 +830,7 @@ impl Cta {
     /// Host pointer for an access of `size` bytes (aligned to `align`) by lane `l`; reports and returns None on a
     /// fault (the launch stops when memcheck is on).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn ptr(
         &mut self,
         ctx: &Ctx,
@@ -816,68 +843,104 @@ impl Cta {
         align: u32,
         acc: Acc,
     ) -> Option<*mut u8> {
-        let memcheck = ctx.opts.memcheck;
-        if !addr.is_multiple_of(align as u64) && (memcheck || acc == Acc::Atomic) {
+        // (alignments are powers of two; `%` would be a division on every access)
+        let misaligned =
+            if align.is_power_of_two() { addr & (align as u64 - 1) != 0 } else { !addr.is_multiple_of(align as u64) };
+        if misaligned && (ctx.opts.memcheck || acc == Acc::Atomic) {
             self.fault(ctx, w, pc, l, sp, addr, size, acc, "misaligned", format!("(must be {align}-byte aligned)"));
             return None;
         }
-        let tid = w.index * 32 + l as u32;
         match sp {
-            Sp::Global => {
-                let end = addr.wrapping_add(size as u64);
-                if !(addr >= w.cache.base && end <= w.cache.end && end >= addr) {
-                    match ctx.view.find(addr, size as u64) {
-                        Some(r) => w.cache = *r,
-                        None => {
-                            if memcheck {
-                                let near = ctx.view.describe(addr);
-                                self.fault(ctx, w, pc, l, sp, addr, size, acc, "out of bounds", near);
-                            }
-                            return None;
-                        }
-                    }
-                }
-                let off = (addr - w.cache.base) as usize;
-                // SAFETY: [off, off+size) lies inside the region, which the view keeps alive.
-                unsafe {
-                    let init = w.cache.init.add(off);
-                    match acc {
-                        Acc::Read => {
-                            self.stats.global_read_bytes += size as u64;
-                            if ctx.opts.initcheck {
-                                let s = std::slice::from_raw_parts(init, size as usize);
-                                if s.contains(&0) {
-                                    self.uninit(ctx, w, pc, l, addr, size);
-                                }
-                            }
-                        }
-                        Acc::Write => {
-                            self.stats.global_write_bytes += size as u64;
-                            std::ptr::write_bytes(init, 1, size as usize);
-                        }
-                        Acc::Atomic => {
-                            self.stats.global_read_bytes += size as u64;
-                            self.stats.global_write_bytes += size as u64;
-                            std::ptr::write_bytes(init, 1, size as usize);
-                        }
-                    }
-                    Some(w.cache.data.add(off))
-                }
-            }
+            Sp::Global => self.ptr_global(ctx, w, pc, l, addr, size, acc),
             Sp::Shared => {
                 if addr.checked_add(size as u64).is_none_or(|e| e > ctx.shared_len as u64) {
-                    if memcheck {
-                        let msg = format!("(the block has {} bytes of shared memory)", ctx.shared_len);
-                        self.fault(ctx, w, pc, l, sp, addr, size, acc, "out of bounds", msg);
-                    }
+                    self.fault_shared(ctx, w, pc, l, addr, size, acc);
                     return None;
                 }
-                if ctx.opts.racecheck {
-                    self.race(ctx, pc, tid, l, addr as usize, size as usize, acc);
+                if ctx.racecheck {
+                    self.race(ctx, pc, w.index * 32 + l as u32, l, addr as usize, size as usize, acc);
                 }
                 // SAFETY: bounds checked above.
                 Some(unsafe { self.shared.as_mut_ptr().add(addr as usize) })
             }
+            Sp::Local | Sp::Param => self.ptr_other(ctx, w, pc, l, sp, addr, size, acc),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn ptr_global(
+        &mut self,
+        ctx: &Ctx,
+        w: &mut Warp,
+        pc: u32,
+        l: usize,
+        addr: u64,
+        size: u32,
+        acc: Acc,
+    ) -> Option<*mut u8> {
+        let end = addr.wrapping_add(size as u64);
+        if !(addr >= w.cache.base && end <= w.cache.end && end >= addr) {
+            match ctx.view.find(addr, size as u64) {
+                Some(r) => w.cache = *r,
+                None => {
+                    if ctx.opts.memcheck {
+                        let near = ctx.view.describe(addr);
+                        self.fault(ctx, w, pc, l, Sp::Global, addr, size, acc, "out of bounds", near);
+                    }
+                    return None;
+                }
+            }
+        }
+        let off = (addr - w.cache.base) as usize;
+        // SAFETY: [off, off+size) lies inside the region, which the view keeps alive.
+        unsafe {
+            let init = w.cache.init.add(off);
+            match acc {
+                Acc::Read => {
+                    self.stats.global_read_bytes += size as u64;
+                    if ctx.opts.initcheck && !all_set(init, size) {
+                        self.uninit(ctx, w, pc, l, addr, size);
+                    }
+                }
+                Acc::Write => {
+                    self.stats.global_write_bytes += size as u64;
+                    set_all(init, size);
+                }
+                Acc::Atomic => {
+                    self.stats.global_read_bytes += size as u64;
+                    self.stats.global_write_bytes += size as u64;
+                    set_all(init, size);
+                }
+            }
+            Some(w.cache.data.add(off))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn fault_shared(&mut self, ctx: &Ctx, w: &Warp, pc: u32, l: usize, addr: u64, size: u32, acc: Acc) {
+        if ctx.opts.memcheck {
+            let msg = format!("(the block has {} bytes of shared memory)", ctx.shared_len);
+            self.fault(ctx, w, pc, l, Sp::Shared, addr, size, acc, "out of bounds", msg);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ptr_other(
+        &mut self,
+        ctx: &Ctx,
+        w: &mut Warp,
+        pc: u32,
+        l: usize,
+        sp: Sp,
+        addr: u64,
+        size: u32,
+        acc: Acc,
+    ) -> Option<*mut u8> {
+        let memcheck = ctx.opts.memcheck;
+        let tid = w.index * 32 + l as u32;
+        match sp {
             Sp::Local => {
                 let lb = ctx.kernel.local_bytes as u64;
                 if addr.checked_add(size as u64).is_none_or(|e| e > lb) {
@@ -890,7 +953,7 @@ impl Cta {
                 // SAFETY: bounds checked above.
                 Some(unsafe { self.local.as_mut_ptr().add((tid as u64 * lb + addr) as usize) })
             }
-            Sp::Param => {
+            _ => {
                 if acc != Acc::Read || addr.checked_add(size as u64).is_none_or(|e| e > ctx.params.len() as u64) {
                     if memcheck {
                         let msg = format!("(the parameter buffer has {} bytes, read-only)", ctx.params.len());
@@ -957,47 +1020,74 @@ impl Cta {
 
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn race(&mut self, ctx: &Ctx, pc: u32, tid: u32, _l: usize, off: usize, size: usize, acc: Acc) {
+    fn race(&mut self, ctx: &Ctx, pc: u32, tid32: u32, _l: usize, off: usize, size: usize, acc: Acc) {
         let e = self.epoch;
-        let me = if acc == Acc::Atomic { tid | ATOMIC_BIT } else { tid };
-        let mut hazard: Option<(&'static str, u32, usize)> = None;
-        for (i, c) in self.race[off..off + size].iter_mut().enumerate() {
-            match acc {
-                Acc::Read => {
-                    if c.w_epoch == e && c.w_tid & !ATOMIC_BIT != tid && hazard.is_none() {
-                        hazard = Some(("read-after-write", c.w_tid & !ATOMIC_BIT, off + i));
-                    }
-                    if c.r_epoch != e {
-                        c.r_epoch = e;
-                        c.r_tid = tid;
-                    } else if c.r_tid != tid {
-                        c.r_tid = MANY;
-                    }
+        let tid = tid32 as u16;
+        let sh = &mut self.race;
+        let we = &sh.w_epoch[off..off + size];
+        let wt = &sh.w_tid[off..off + size];
+        let re = &mut sh.r_epoch[off..off + size];
+        let rt = &mut sh.r_tid[off..off + size];
+        match acc {
+            Acc::Read => {
+                // Another thread's read of exactly these bytes was the last access and saw no write of this
+                // epoch (a broadcast): nothing to check, the bytes now have several readers.
+                if sh.last_read.is_some_and(|(o, n, t)| o == off && n == size && t != tid) {
+                    rt.fill(MANY);
+                    return;
                 }
-                Acc::Write | Acc::Atomic => {
-                    if hazard.is_none() {
-                        if c.w_epoch == e
-                            && c.w_tid & !ATOMIC_BIT != tid
-                            && !(acc == Acc::Atomic && c.w_tid & ATOMIC_BIT != 0)
-                        {
-                            hazard = Some(("write-after-write", c.w_tid & !ATOMIC_BIT, off + i));
-                        } else if c.r_epoch == e && c.r_tid != tid {
-                            hazard = Some(("write-after-read", c.r_tid, off + i));
-                        }
-                    }
-                    c.w_epoch = e;
-                    c.w_tid = me;
+                // A write by another thread in this epoch (checked before the read state changes; reads do not
+                // change the write state, so the report can look it up afterwards).
+                let mut hazard = false;
+                let mut written = false;
+                for i in 0..size {
+                    written |= we[i] == e;
+                    hazard |= (we[i] == e) & (wt[i] & !ATOMIC_BIT != tid);
+                    let keep = (re[i] != e) | (rt[i] == tid);
+                    rt[i] = if keep { tid } else { MANY };
+                    re[i] = e;
+                }
+                sh.last_read = if written { None } else { Some((off, size, tid)) };
+                if hazard {
+                    let i = (0..size).find(|&i| we[i] == e && wt[i] & !ATOMIC_BIT != tid).unwrap_or(0);
+                    let other = wt[i] & !ATOMIC_BIT;
+                    self.race_report(ctx, pc, tid32, "read-after-write", other, off + i, size, acc);
                 }
             }
-        }
-        if let Some((kind, other, at)) = hazard {
-            self.race_report(ctx, pc, tid, kind, other, at, size, acc);
+            Acc::Write | Acc::Atomic => {
+                let atomic = acc == Acc::Atomic;
+                let mut hazard = false;
+                for i in 0..size {
+                    let waw = (we[i] == e) & (wt[i] & !ATOMIC_BIT != tid) & !(atomic & (wt[i] & ATOMIC_BIT != 0));
+                    let war = (re[i] == e) & (rt[i] != tid);
+                    hazard |= waw | war;
+                }
+                let mut found = None;
+                if hazard {
+                    for i in 0..size {
+                        if we[i] == e && wt[i] & !ATOMIC_BIT != tid && !(atomic && wt[i] & ATOMIC_BIT != 0) {
+                            found = Some(("write-after-write", wt[i] & !ATOMIC_BIT, off + i));
+                            break;
+                        } else if re[i] == e && rt[i] != tid {
+                            found = Some(("write-after-read", rt[i], off + i));
+                            break;
+                        }
+                    }
+                }
+                sh.last_read = None;
+                let me = if atomic { tid | ATOMIC_BIT } else { tid };
+                sh.w_epoch[off..off + size].fill(e);
+                sh.w_tid[off..off + size].fill(me);
+                if let Some((kind, other, at)) = found {
+                    self.race_report(ctx, pc, tid32, kind, other, at, size, acc);
+                }
+            }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     #[cold]
-    fn race_report(&self, ctx: &Ctx, pc: u32, tid: u32, kind: &str, other: u32, at: usize, size: usize, acc: Acc) {
+    fn race_report(&self, ctx: &Ctx, pc: u32, tid: u32, kind: &str, other: u16, at: usize, size: usize, acc: Acc) {
         {
             let mut s = ctx.sink.lock().unwrap();
             if !s.race_seen.insert(pc) {
@@ -1007,7 +1097,7 @@ impl Cta {
         let other = if other == MANY {
             "several other threads".to_string()
         } else {
-            let t = ctx.thread_xyz(other);
+            let t = ctx.thread_xyz(other as u32);
             format!("thread ({},{},{})", t[0], t[1], t[2])
         };
         let a = if acc == Acc::Read { "read" } else { "write" };
@@ -1031,6 +1121,16 @@ impl Cta {
         for ph in 0..32 / per_phase {
             let pm = m & (phase_mask << (ph * per_phase));
             if pm == 0 {
+                continue;
+            }
+            // Common case: every word of the phase lies within 32 consecutive words, so no bank holds two
+            // different words (broadcasts and contiguous runs).
+            let (mut lo, mut hi) = (u64::MAX, 0u64);
+            for l in lanes(pm) {
+                lo = lo.min(addrs[l] / 4);
+                hi = hi.max((addrs[l] + size - 1) / 4);
+            }
+            if hi - lo < 32 {
                 continue;
             }
             let mut words = [0u64; 32];
@@ -1083,6 +1183,39 @@ fn generic(v: u64) -> (Sp, u64) {
         (Sp::Local, v - GENERIC_LOCAL_BASE)
     } else {
         (Sp::Global, v)
+    }
+}
+
+/// Whether the `n` init-shadow bytes at `p` are all 1 (written).
+#[inline(always)]
+fn all_set(p: *const u8, n: u32) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // SAFETY: the caller checked that n bytes at p are readable.
+    unsafe {
+        match n {
+            1 => *p != 0,
+            2 => (p as *const u16).read_unaligned() == ONES as u16,
+            4 => (p as *const u32).read_unaligned() == ONES as u32,
+            8 => (p as *const u64).read_unaligned() == ONES,
+            16 => (p as *const u64).read_unaligned() == ONES && (p.add(8) as *const u64).read_unaligned() == ONES,
+            _ => !std::slice::from_raw_parts(p, n as usize).contains(&0),
+        }
+    }
+}
+
+/// Set the `n` init-shadow bytes at `p` to 1.
+#[inline(always)]
+fn set_all(p: *mut u8, n: u32) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // SAFETY: the caller checked that n bytes at p are writable.
+    unsafe {
+        match n {
+            1 => *p = 1,
+            2 => (p as *mut u16).write_unaligned(ONES as u16),
+            4 => (p as *mut u32).write_unaligned(ONES as u32),
+            8 => (p as *mut u64).write_unaligned(ONES),
+            _ => std::ptr::write_bytes(p, 1, n as usize),
+        }
     }
 }
 
@@ -1315,50 +1448,46 @@ impl Cta {
                     return Flow::Next;
                 }
                 // Register sources are read in place (a lane reads its sources before writing its destination,
-                // so a destination that is also a source is fine); others are expanded into scratch arrays.
-                let mut ta = [0u64; WARP];
-                let mut tb = [0u64; WARP];
-                let mut tc = [0u64; WARP];
+                // so a destination that is also a source is fine); a zero immediate (also every unused operand)
+                // reads a shared row of zeros; others are expanded into scratch arrays (left uninitialised
+                // otherwise: 768 bytes to clear on every instruction).
+                static ZEROS: [u64; WARP] = [0; WARP];
+                let mut scratch = [std::mem::MaybeUninit::<[u64; WARP]>::uninit(); 3];
+                let mut filled = [std::ptr::null::<u64>(); 3];
+                for (i, s) in src.iter().enumerate().take(3) {
+                    filled[i] = match *s {
+                        Src::Reg(_) => continue,
+                        Src::Imm(0) => ZEROS.as_ptr(),
+                        Src::Imm(v) => scratch[i].write([v; WARP]).as_ptr(),
+                        _ => {
+                            let t = scratch[i].write([0; WARP]);
+                            self.src(ctx, w, s, exec, t);
+                            t.as_ptr()
+                        }
+                    };
+                }
                 let nregs = w.regs.len();
-                let expand = |s: &Src, t: &mut [u64; WARP]| {
-                    if !matches!(s, Src::Reg(_)) {
-                        self.src(ctx, w, s, exec, t);
-                    }
-                };
-                expand(&src[0], &mut ta);
-                expand(&src[1], &mut tb);
-                expand(&src[2], &mut tc);
                 // All register pointers derive from one raw base pointer (a destination may alias a source).
                 let base = w.regs.as_mut_ptr() as *mut u64;
-                let row = |s: &Src, t: &[u64; WARP]| -> *const u64 {
-                    match *s {
+                let row = |i: usize| -> *const u64 {
+                    match src[i] {
                         Src::Reg(r) => {
                             assert!((r as usize) < nregs);
                             // SAFETY: r < nregs rows of 32 u64.
                             unsafe { base.add(r as usize * WARP) as *const u64 }
                         }
-                        _ => t.as_ptr(),
+                        _ => filled[i],
                     }
                 };
-                let pa = row(&src[0], &ta);
-                let pb = row(&src[1], &tb);
-                let pc_ = row(&src[2], &tc);
+                let pa = row(0);
+                let pb = row(1);
+                let pc_ = row(2);
                 assert!((*dst as usize) < nregs);
                 // SAFETY: dst < nregs.
                 let d = unsafe { base.add(*dst as usize * WARP) };
                 // SAFETY: every pointer addresses 32 u64 (a register row or a scratch array) that live across the
-                // loop; lane l only reads index l of the sources before writing index l of the destination.
-                unsafe {
-                    if exec == u32::MAX {
-                        for l in 0..WARP {
-                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
-                        }
-                    } else {
-                        for l in lanes(exec) {
-                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
-                        }
-                    }
-                }
+                // call; a destination row is either the same row as a source or disjoint from it.
+                unsafe { alu::eval_lanes(op, d, pa, pb, pc_, exec) };
                 self.stats.simt_flops += alu::simt_flops(op) as u64 * exec.count_ones() as u64;
                 Flow::Next
             }
@@ -1392,6 +1521,8 @@ impl Cta {
                 let n = ty.bytes();
                 let width = n * dst.len() as u32;
                 let mut addrs = [0u64; WARP];
+                let mut ptrs = [std::ptr::null::<u8>(); WARP];
+                let mut ok = 0u32;
                 let mut shared = false;
                 for l in lanes(exec) {
                     let (sp, ad) = self.addr(ctx, w, *space, addr, l);
@@ -1406,11 +1537,33 @@ impl Cta {
                         }
                         continue;
                     };
-                    for (i, d) in dst.iter().enumerate() {
-                        if let Some(d) = d {
-                            // SAFETY: p points at `width` valid bytes.
-                            w.regs[*d as usize][l] =
-                                load_ext(*ty, read_le(unsafe { p.add((i as u32 * n) as usize) }, n));
+                    ptrs[l] = p;
+                    ok |= 1 << l;
+                }
+                // The loads, one destination register at a time with the width and extension decided once (the
+                // checks above wrote nothing, so the order of the reads does not matter).
+                for (i, d) in dst.iter().enumerate() {
+                    let Some(d) = d else { continue };
+                    let row = &mut w.regs[*d as usize];
+                    let off = (i as u32 * n) as usize;
+                    // SAFETY: every lane in `ok` has `width` valid bytes at ptrs[l].
+                    unsafe {
+                        match (n, ty) {
+                            (4, _) => {
+                                for l in lanes(ok) {
+                                    row[l] = (ptrs[l].add(off) as *const u32).read_unaligned() as u64;
+                                }
+                            }
+                            (8, _) => {
+                                for l in lanes(ok) {
+                                    row[l] = (ptrs[l].add(off) as *const u64).read_unaligned();
+                                }
+                            }
+                            _ => {
+                                for l in lanes(ok) {
+                                    row[l] = load_ext(*ty, read_le(ptrs[l].add(off), n));
+                                }
+                            }
                         }
                     }
                 }
@@ -1435,9 +1588,17 @@ impl Cta {
                         continue;
                     };
                     for (i, s) in src.iter().enumerate() {
-                        let v = self.src1(ctx, w, s, l);
+                        let v = match *s {
+                            Src::Reg(r) => w.regs[r as usize][l],
+                            _ => self.src1(ctx, w, s, l),
+                        };
                         // SAFETY: p points at `width` valid bytes.
-                        write_le(unsafe { p.add((i as u32 * n) as usize) }, n, v);
+                        let q = unsafe { p.add((i as u32 * n) as usize) };
+                        match n {
+                            // SAFETY: as above.
+                            4 => unsafe { (q as *mut u32).write_unaligned(v as u32) },
+                            _ => write_le(q, n, v),
+                        }
                     }
                 }
                 if shared {

@@ -710,3 +710,54 @@ fn a_warp_spinning_on_shared_memory_lets_the_writer_run() {
     let o = run(&k, 1, 64, &[], &mem, &opts);
     clean(&o);
 }
+
+/// Racecheck on broadcast reads (every lane reads the same word; the executor skips the per-byte checks for a
+/// repeat of a clean read): a write by another thread after them, or before them, is still a hazard; the reads
+/// alone, or a single write after a barrier, are clean.
+#[test]
+fn racecheck_broadcast_reads() {
+    // p5 = bit 0 of tid; s[0] read (twice) by every thread, stored to by the odd threads before and/or after.
+    let k = |write_before: bool, write_after: bool, barrier: bool| {
+        let store = |on: bool| {
+            if on {
+                guarded(5, false, Op::St { space: Space::Shared, ty: Ty::U32, src: vec![r(0)], addr: at(1, 0) })
+            } else {
+                inst(Op::Nop)
+            }
+        };
+        let bar =
+            if barrier { inst(Op::Bar { id: Src::Imm(0), count: None, arrive_only: false }) } else { inst(Op::Nop) };
+        kernel(
+            "broadcast",
+            vec![
+                mov(0, tid()),
+                mov(1, Src::Imm(0)),
+                bits(r(0), &[(0, 5)]),
+                store(write_before),
+                ld(Space::Shared, Ty::U32, vec![4], at(1, 0)),
+                ld(Space::Shared, Ty::U32, vec![6], at(1, 0)),
+                bar,
+                store(write_after),
+                inst(Op::Exit),
+            ],
+            8,
+            256,
+        )
+    };
+    let mem = DeviceMemory::new();
+    let races = |o: &LaunchOutcome| {
+        assert!(!o.failed, "{:#?}", o.reports);
+        o.reports.iter().filter(|r| r.kind == ReportKind::Racecheck).map(|r| r.message.clone()).collect::<Vec<_>>()
+    };
+    for block in [2, 32, 64] {
+        clean(&run(&k(false, false, false), 1, block, &[], &mem, &ExecOptions::default()));
+        if block == 2 {
+            // (one writer: with more, the odd threads' stores race with each other)
+            clean(&run(&k(false, true, true), 1, block, &[], &mem, &ExecOptions::default()));
+        }
+        let war = races(&run(&k(false, true, false), 1, block, &[], &mem, &ExecOptions::default()));
+        assert!(war.iter().any(|m| m.contains("write-after-read")), "block {block}: {war:#?}");
+        let raw = races(&run(&k(true, false, false), 1, block, &[], &mem, &ExecOptions::default()));
+        assert!(raw.iter().any(|m| m.contains("read-after-write")), "block {block}: {raw:#?}");
+    }
+}

@@ -578,3 +578,164 @@ fn half_precision_arithmetic() {
     assert_eq!(eval(&add(Ty::F16), 0x7C00, 0xFC00, 0), 0x7FFF); // inf - inf = canonical NaN
     assert_eq!(simt_flops(&fma(Ty::BF16x2, Rnd::Rn)), 4);
 }
+
+/// `eval_lanes` (the executor's batched form, with its own loops for the common ops) gives exactly `eval`'s bits,
+/// for random and special operands, full and partial masks, and a destination that is also a source.
+#[test]
+fn eval_lanes_matches_eval() {
+    let mut ops = vec![
+        AluOp::Mov { bits: 1 },
+        AluOp::Mov { bits: 16 },
+        AluOp::Mov { bits: 32 },
+        AluOp::Mov { bits: 64 },
+        AluOp::Not { bits: 1 },
+        AluOp::Prmt,
+        AluOp::Bfe { ty: Ty::U32 },
+        AluOp::Approx { f: FloatFn::Ex2, ty: F32, ftz: true },
+        AluOp::CvtPack { dst: Ty::BF16x2, rnd: Rnd::Rn, relu: false },
+    ];
+    let ints = [Ty::S32, Ty::U32, Ty::S64, Ty::U64, Ty::B32, Ty::B64, Ty::S16, Ty::U16];
+    for &ty in &ints {
+        let bits = (ty.bytes() * 8) as u8;
+        for sat in [false, true] {
+            ops.push(AluOp::IAdd { ty, sat });
+            ops.push(AluOp::ISub { ty, sat });
+        }
+        for mode in [MulMode::Lo, MulMode::Hi, MulMode::Wide] {
+            ops.push(AluOp::IMul { ty, mode });
+            ops.push(AluOp::IMad { ty, mode, sat: false });
+        }
+        ops.extend([
+            AluOp::IDiv { ty },
+            AluOp::IRem { ty },
+            AluOp::IMin { ty },
+            AluOp::IMax { ty },
+            AluOp::Shr { ty },
+            AluOp::Shl { bits },
+            AluOp::And { bits },
+            AluOp::Or { bits },
+            AluOp::Xor { bits },
+            AluOp::Not { bits },
+            AluOp::Selp { bits },
+        ]);
+        for &src in &ints {
+            ops.push(AluOp::Cvt { dst: ty, src, rnd: None, int_rnd: false, sat: false, ftz: false });
+        }
+        ops.push(AluOp::Cvt { dst: F32, src: ty, rnd: Some(Rnd::Rn), int_rnd: false, sat: false, ftz: false });
+    }
+    let cmps = [
+        Cmp::Eq,
+        Cmp::Ne,
+        Cmp::Lt,
+        Cmp::Le,
+        Cmp::Gt,
+        Cmp::Ge,
+        Cmp::Lo,
+        Cmp::Ls,
+        Cmp::Hi,
+        Cmp::Hs,
+        Cmp::Equ,
+        Cmp::Neu,
+        Cmp::Ltu,
+        Cmp::Leu,
+        Cmp::Gtu,
+        Cmp::Geu,
+        Cmp::Num,
+        Cmp::Nan,
+    ];
+    for &cmp in &cmps {
+        for ty in [Ty::S32, Ty::U32, Ty::B32, Ty::S64, Ty::U64, F32, F64] {
+            for comb in [None, Some(BoolOp::And), Some(BoolOp::Or), Some(BoolOp::Xor)] {
+                for (neg_c, invert, ftz) in [(false, false, false), (true, true, true)] {
+                    ops.push(AluOp::Setp { cmp, ty, ftz, comb, neg_c, invert });
+                }
+            }
+        }
+    }
+    for ty in [F32, F64, Ty::F16x2] {
+        for rnd in [Rnd::Rn, Rnd::Rz] {
+            for ftz in [false, true] {
+                for sat in [false, true] {
+                    ops.push(AluOp::FAdd { ty, rnd, ftz, sat });
+                    ops.push(AluOp::FSub { ty, rnd, ftz, sat });
+                    ops.push(AluOp::FMul { ty, rnd, ftz, sat });
+                    ops.push(AluOp::Fma { ty, rnd, ftz, sat });
+                }
+            }
+        }
+        for ftz in [false, true] {
+            ops.push(AluOp::FNeg { ty, ftz });
+            ops.push(AluOp::FAbs { ty, ftz });
+            ops.push(AluOp::FMin { ty, ftz });
+        }
+    }
+    let specials: [u64; 24] = [
+        0,
+        1,
+        2,
+        31,
+        32,
+        33,
+        63,
+        64,
+        0x7FFF_FFFF,
+        0x8000_0000,
+        0xFFFF_FFFF,
+        0x1_0000_0003,
+        u64::MAX,
+        0x8000_0000_0000_0000,
+        f(1.0),
+        f(-0.0),
+        f(f32::INFINITY),
+        f(f32::MIN_POSITIVE / 4.0),
+        f(-f32::MIN_POSITIVE * 0.75),
+        0x7FC0_0001,
+        f(f32::MAX),
+        f(3.0e-39),
+        d(1.5),
+        0xFFFF_FFFF_8000_0000,
+    ];
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut pick = || {
+        let r = rnd();
+        match r % 4 {
+            0 => specials[(r >> 8) as usize % specials.len()],
+            1 => r >> 32,
+            2 => f((r >> 40) as f32 / 65536.0 - 64.0) ^ ((r >> 8) & 0x8000_0000),
+            _ => r,
+        }
+    };
+    for op in &ops {
+        for round in 0..24 {
+            let a: [u64; LANES] = std::array::from_fn(|_| pick());
+            let b: [u64; LANES] = std::array::from_fn(|_| pick());
+            let c: [u64; LANES] = std::array::from_fn(|_| pick());
+            let mask = match round % 3 {
+                0 => u32::MAX,
+                1 => 0x5A5A_F00F,
+                _ => 0x8000_0001,
+            };
+            let old: [u64; LANES] = std::array::from_fn(|l| l as u64 * 7);
+            let mut out = old;
+            // SAFETY: four distinct arrays of 32 u64.
+            unsafe { eval_lanes(op, out.as_mut_ptr(), a.as_ptr(), b.as_ptr(), c.as_ptr(), mask) };
+            // the destination as the first source
+            let mut alias = a;
+            let p = alias.as_mut_ptr();
+            // SAFETY: `alias` is both the destination and the first source, as a register row can be.
+            unsafe { eval_lanes(op, p, p, b.as_ptr(), c.as_ptr(), mask) };
+            for l in 0..LANES {
+                let want = if mask & (1 << l) != 0 { eval(op, a[l], b[l], c[l]) } else { old[l] };
+                assert_eq!(out[l], want, "{op:?} lane {l}: a {:#x} b {:#x} c {:#x}", a[l], b[l], c[l]);
+                let want = if mask & (1 << l) != 0 { want } else { a[l] };
+                assert_eq!(alias[l], want, "{op:?} aliased, lane {l}");
+            }
+        }
+    }
+}
