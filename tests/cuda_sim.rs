@@ -140,7 +140,8 @@ fn training_on_the_simulator_matches_the_cpu_and_resumes_on_the_cpu() {
     }
 
     // The GPU-written checkpoint resumes on the CPU.
-    let out = Command::new(bin()).args(train_args(d, gpu.to_str().unwrap(), "cpu", "4")).arg("--resume").output().unwrap();
+    let out =
+        Command::new(bin()).args(train_args(d, gpu.to_str().unwrap(), "cpu", "4")).arg("--resume").output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(losses(&gpu).len(), 4);
 }
