@@ -353,6 +353,9 @@ fn train_config(
     if !model.given().is_empty() {
         let mut asked = fit_to_dataset(model.load()?, dataset, image_size)?;
         asked.train.steps = config.train.steps;
+        // --lr and --batch-size are judged on their own below.
+        asked.train.lr = lr.unwrap_or(asked.train.lr);
+        asked.train.batch_size = batch_size.unwrap_or(asked.train.batch_size);
         let diff = config.diff(&asked);
         if !diff.is_empty() {
             conflicts.push(format!("{} (checkpoint vs asked: {})", model.given().join(" "), diff.join(", ")));
@@ -374,7 +377,10 @@ fn train_config(
     }
     if let Some(s) = steps.filter(|&s| s != config.train.steps) {
         if s < at {
-            return Err(Error::msg(format!("--steps {s}: the checkpoint in {} is already at step {at}", out.display())));
+            return Err(Error::msg(format!(
+                "--steps {s}: the checkpoint in {} is already at step {at}",
+                out.display()
+            )));
         }
         eprintln!("--steps {s}: the run's target changes from {} to {s} steps", config.train.steps);
         config.train.steps = s;

@@ -197,7 +197,14 @@ pub fn smooth(ys: &[f64], w: f64) -> Vec<f64> {
 
 /// A line plot with axes, ticks and labels: the raw points (light dots), a smoothed line over them, and a
 /// log-scale y axis when `log_y`. Points with a non-finite y (or y ≤ 0 on a log axis) are left out.
-pub fn save_plot(path: &Path, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)], log_y: bool) -> Result<()> {
+pub fn save_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64)],
+    log_y: bool,
+) -> Result<()> {
     use plotters::prelude::*;
     register_font();
     let pts: Vec<(f64, f64)> =

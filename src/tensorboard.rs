@@ -123,11 +123,24 @@ impl EventWriter {
             .iter()
             .map(|&(tag, v)| SummaryValue { tag: tag.into(), simple_value: Some(v), image: None })
             .collect();
-        self.write(&Event { wall_time: wall_time(), step: step as i64, summary: Some(Summary { value }), ..Default::default() })
+        self.write(&Event {
+            wall_time: wall_time(),
+            step: step as i64,
+            summary: Some(Summary { value }),
+            ..Default::default()
+        })
     }
 
     /// A PNG image (`channels` 1 or 3) at `step`.
-    pub fn image(&mut self, step: u64, tag: &str, png: Vec<u8>, width: usize, height: usize, channels: usize) -> Result<()> {
+    pub fn image(
+        &mut self,
+        step: u64,
+        tag: &str,
+        png: Vec<u8>,
+        width: usize,
+        height: usize,
+        channels: usize,
+    ) -> Result<()> {
         let image = SummaryImage {
             height: height as i32,
             width: width as i32,
@@ -135,7 +148,12 @@ impl EventWriter {
             encoded_image_string: png,
         };
         let value = vec![SummaryValue { tag: tag.into(), simple_value: None, image: Some(image) }];
-        self.write(&Event { wall_time: wall_time(), step: step as i64, summary: Some(Summary { value }), ..Default::default() })
+        self.write(&Event {
+            wall_time: wall_time(),
+            step: step as i64,
+            summary: Some(Summary { value }),
+            ..Default::default()
+        })
     }
 
     /// SessionLog START at `step`: TensorBoard discards what earlier files logged at `step` and after (on resume
