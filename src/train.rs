@@ -206,11 +206,12 @@ pub fn exit_status_for(signal: i32) -> u8 {
     (128 + signal).clamp(0, 255) as u8
 }
 
+/// " by SIGTERM", " by SIGINT (Ctrl-C)", or nothing when the flag was set without a signal.
 fn signal_name(sig: Option<i32>) -> &'static str {
     match sig {
-        Some(signal_hook::consts::SIGTERM) => "SIGTERM",
-        Some(signal_hook::consts::SIGINT) => "SIGINT (Ctrl-C)",
-        _ => "an interrupt",
+        Some(signal_hook::consts::SIGTERM) => " by SIGTERM",
+        Some(signal_hook::consts::SIGINT) => " by SIGINT (Ctrl-C)",
+        _ => "",
     }
 }
 
@@ -407,7 +408,7 @@ fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, int
         if stop {
             bar.abandon();
             let sig = signal_name(interrupt_signal());
-            eprintln!("interrupted by {sig} at step {step}: checkpoint saved to {}", ckpt_path.display());
+            eprintln!("interrupted{sig} at step {step}: checkpoint saved to {}", ckpt_path.display());
             return Ok(());
         }
     }
