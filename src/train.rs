@@ -369,7 +369,7 @@ fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, int
         let rate = (rate * 1000.0).round() / 1000.0;
         bar.set_position(step);
         bar.set_message(format!("loss {:.4}  {rate:.1} img/s", stats.loss));
-        if step % opts.log_every == 0 || step == total {
+        if step.is_multiple_of(opts.log_every) || step == total {
             let line = format!(
                 "{{\"step\":{step},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"img_per_s\":{rate:.3},\"elapsed_s\":{:.3}}}",
                 stats.loss,
@@ -393,7 +393,7 @@ fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, int
                 eprintln!("step {step}/{total}  loss {:.5}  {rate:.1} img/s", stats.loss);
             }
         }
-        if opts.sample_every > 0 && step % opts.sample_every == 0 {
+        if opts.sample_every > 0 && step.is_multiple_of(opts.sample_every) {
             let images = trainer.sample_ema(opts.num_samples, opts.grid_sampler, step)?;
             let cols = (opts.num_samples as f64).sqrt().ceil() as usize;
             let grid = report::grid(&images, cols, 2)?;
@@ -402,7 +402,7 @@ fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, int
             events.image(step, "samples/ema", grid.png()?, grid.width, grid.height, grid.channels)?;
         }
         let stop = interrupted.load(Ordering::SeqCst);
-        if step % opts.checkpoint_every == 0 || step == total || stop {
+        if step.is_multiple_of(opts.checkpoint_every) || step == total || stop {
             save(trainer)?;
         }
         if stop {
