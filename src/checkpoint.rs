@@ -136,6 +136,31 @@ impl Checkpoint {
     }
 }
 
+/// The config and step of a checkpoint, from its header alone (the tensors are not read). Errors name the file.
+pub fn read_config(path: &Path) -> Result<(Config, u64)> {
+    use std::io::Read;
+    let not_ours = |m: &str| Error::bad_file(path, format!("not a ddpm-cuda checkpoint ({m})"));
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| not_ours("too short"))?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 {
+        return Err(not_ours("bad header length"));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|_| not_ours("truncated header"))?;
+    let h: serde_json::Value = serde_json::from_slice(&header).map_err(|_| not_ours("bad header"))?;
+    let meta = &h["__metadata__"];
+    if meta["format"].as_str() != Some(FORMAT) {
+        return Err(not_ours("no 'format' metadata"));
+    }
+    let step = meta["step"].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| not_ours("bad 'step' metadata"))?;
+    let text = meta["config"].as_str().ok_or_else(|| not_ours("no 'config' metadata"))?;
+    let config: Config =
+        toml::from_str(text).map_err(|e| Error::bad_file(path, format!("bad config in checkpoint: {e}")))?;
+    Ok((config, step))
+}
+
 fn st_err(path: &Path) -> impl Fn(safetensors::SafeTensorError) -> Error + '_ {
     move |e| Error::bad_file(path, format!("safetensors: {e}"))
 }

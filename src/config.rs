@@ -86,6 +86,33 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The values that differ from `other`, as `section.key: ours vs theirs`, in key order.
+    pub fn diff(&self, other: &Config) -> Vec<String> {
+        fn flat(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                        flat(&key, v, out);
+                    }
+                }
+                v => out.push((prefix.to_string(), v.to_string())),
+            }
+        }
+        let table = |c: &Config| {
+            let mut out = Vec::new();
+            flat("", &toml::Value::Table(toml::from_str(&c.to_toml()).expect("a config round-trips")), &mut out);
+            out.into_iter().collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let (a, b) = (table(self), table(other));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let none = String::from("(none)");
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k}: {} vs {}", a.get(k).unwrap_or(&none), b.get(k).unwrap_or(&none)))
+            .collect()
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a config serializes")
     }

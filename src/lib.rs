@@ -21,6 +21,7 @@ pub mod rng;
 pub mod sample;
 pub mod selftest;
 pub mod tensor;
+pub mod tensorboard;
 pub mod train;
 
 pub use autograd::{Grads, Tape, Var};

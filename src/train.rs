@@ -170,24 +170,102 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-/// Set by Ctrl-C: the loop finishes its step, saves a checkpoint and returns.
+/// Which signal stopped the run (0: none yet), written by the signal handlers.
+fn signal_record() -> &'static Arc<std::sync::atomic::AtomicUsize> {
+    static WHICH: std::sync::OnceLock<Arc<std::sync::atomic::AtomicUsize>> = std::sync::OnceLock::new();
+    WHICH.get_or_init(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)))
+}
+
+/// Set by Ctrl-C (SIGINT) or SIGTERM (what SLURM, Kubernetes and `timeout` send): the loop finishes its step, saves
+/// a checkpoint and returns. `interrupt_signal` says which signal it was.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        // A second Ctrl-C while saving still exits through the same path; ignore "handler already set" in tests.
-        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while saving still exits through the same path (the flag is only set again).
+            let _ = signal_hook::flag::register_usize(sig, signal_record().clone(), sig as usize);
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
         flag
     })
     .clone()
 }
 
+/// The signal (SIGINT 2, SIGTERM 15) that interrupted training, if one did.
+pub fn interrupt_signal() -> Option<i32> {
+    match signal_record().load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s as i32),
+    }
+}
+
+/// The shell's exit status for a run stopped by `signal`: 128 + the signal number (130 for SIGINT, 143 for
+/// SIGTERM).
+pub fn exit_status_for(signal: i32) -> u8 {
+    (128 + signal).clamp(0, 255) as u8
+}
+
+/// " by SIGTERM", " by SIGINT (Ctrl-C)", or nothing when the flag was set without a signal.
+fn signal_name(sig: Option<i32>) -> &'static str {
+    match sig {
+        Some(signal_hook::consts::SIGTERM) => " by SIGTERM",
+        Some(signal_hook::consts::SIGINT) => " by SIGINT (Ctrl-C)",
+        _ => "",
+    }
+}
+
+/// Keep only the lines of metrics.jsonl at or before `step` (after a resume from a checkpoint at `step`, the
+/// lines after it describe steps that are run again). Returns how many lines were dropped.
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<usize> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(0) };
+    let mut kept = String::with_capacity(text.len());
+    let mut dropped = 0;
+    for line in text.lines() {
+        let s = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64());
+        if s.is_some_and(|s| s > step) {
+            dropped += 1;
+        } else {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if dropped > 0 {
+        crate::checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(dropped)
+}
+
 /// Train per `opts`; returns the trainer at the end (or at the interrupt).
+///
+/// With `opts.resume` the run continues from `<out>/checkpoint.safetensors`: the checkpoint's RNG states and data
+/// order rule (`opts.seed` is not used), `opts.config` must equal the checkpoint's config except for
+/// `train.steps` (the new target, at least the checkpoint's step), and metrics.jsonl is cut back to the
+/// checkpoint's step. Nothing in the run dir changes before every check has passed.
 pub fn run(opts: RunOptions) -> Result<Trainer> {
+    let interrupted = interrupt_flag();
     let ckpt_path = opts.out.join("checkpoint.safetensors");
     let mut trainer = if opts.resume {
         let ck = Checkpoint::load(&ckpt_path)?;
+        let mut want = opts.config.clone();
+        want.train.steps = ck.config.train.steps;
+        let diff = ck.config.diff(&want);
+        if !diff.is_empty() {
+            return Err(Error::msg(format!(
+                "--resume: the requested config differs from the checkpoint's in {} (checkpoint vs requested: {}); \
+                 a resumed run keeps its own config",
+                ckpt_path.display(),
+                diff.join(", ")
+            )));
+        }
+        if opts.config.train.steps < ck.step {
+            return Err(Error::msg(format!(
+                "--steps {}: the checkpoint in {} is already at step {}",
+                opts.config.train.steps,
+                opts.out.display(),
+                ck.step
+            )));
+        }
         let mut t = Trainer::from_checkpoint(ck, opts.device.clone())?;
         t.config.train.steps = opts.config.train.steps;
         t
@@ -200,7 +278,6 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
         }
         Trainer::new(opts.config.clone(), opts.seed, opts.device.clone())?
     };
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let cfg = trainer.config.clone();
 
     if opts.download {
@@ -228,6 +305,33 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
         trainer.step,
     )?;
 
+    // Every check has passed: from here on the run dir is written.
+    let created = !opts.out.exists();
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let metrics_path = opts.out.join("metrics.jsonl");
+    if opts.resume {
+        let dropped = truncate_metrics(&metrics_path, trainer.step)?;
+        if dropped > 0 {
+            eprintln!("metrics.jsonl: dropped {dropped} line(s) after the checkpoint's step {}", trainer.step);
+        }
+    }
+    let result = train_loop(&opts, &mut trainer, &mut loader, &interrupted);
+    if let Err(e) = result {
+        if ckpt_path.exists() {
+            return Err(Error::msg(format!("{e}; the last checkpoint in {} is kept", opts.out.display())));
+        }
+        if created {
+            // Nothing to resume from: do not leave a half-written run dir behind.
+            let _ = std::fs::remove_dir_all(&opts.out);
+        }
+        return Err(e);
+    }
+    Ok(trainer)
+}
+
+fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, interrupted: &AtomicBool) -> Result<()> {
+    let cfg = trainer.config.clone();
+    let ckpt_path = opts.out.join("checkpoint.safetensors");
     let metrics_path = opts.out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
@@ -235,7 +339,10 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
         .open(&metrics_path)
         .map_err(|e| Error::io(&metrics_path, e))?;
     let mut curve = read_curve(&metrics_path);
-    let interrupted = interrupt_flag();
+    let mut events = crate::tensorboard::EventWriter::create(&opts.out)?;
+    if opts.resume {
+        events.session_start(trainer.step + 1)?;
+    }
     let total = cfg.train.steps;
     let bar = progress_bar(trainer.step, total, opts.quiet);
     let start = Instant::now();
@@ -253,14 +360,16 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
             Ok(s) => s,
             Err(e) => {
                 bar.abandon();
-                return Err(Error::msg(format!("{e}; the last checkpoint in {} is kept", opts.out.display())));
+                return Err(e);
             }
         };
         let step = trainer.step;
+        // Rounded once, so that metrics.jsonl and the event file hold the same number.
         let rate = (step - first) as f64 * cfg.train.batch_size as f64 / start.elapsed().as_secs_f64();
+        let rate = (rate * 1000.0).round() / 1000.0;
         bar.set_position(step);
         bar.set_message(format!("loss {:.4}  {rate:.1} img/s", stats.loss));
-        if step % opts.log_every == 0 || step == total {
+        if step.is_multiple_of(opts.log_every) || step == total {
             let line = format!(
                 "{{\"step\":{step},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"img_per_s\":{rate:.3},\"elapsed_s\":{:.3}}}",
                 stats.loss,
@@ -269,29 +378,42 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
                 start.elapsed().as_secs_f64()
             );
             writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+            events.scalars(
+                step,
+                &[
+                    ("train/loss", stats.loss),
+                    ("train/lr", stats.lr),
+                    ("train/grad_norm", stats.grad_norm),
+                    ("train/img_per_s", rate as f32),
+                ],
+            )?;
             curve.push((step, stats.loss));
             report::save_loss_curve(&opts.out.join("loss.png"), &curve)?;
             if opts.quiet || bar.is_hidden() {
                 eprintln!("step {step}/{total}  loss {:.5}  {rate:.1} img/s", stats.loss);
             }
         }
-        if opts.sample_every > 0 && step % opts.sample_every == 0 {
+        if opts.sample_every > 0 && step.is_multiple_of(opts.sample_every) {
             let images = trainer.sample_ema(opts.num_samples, opts.grid_sampler, step)?;
             let cols = (opts.num_samples as f64).sqrt().ceil() as usize;
-            report::save_grid(&opts.out.join(format!("samples_{step:07}.png")), &images, cols, 2)?;
+            let grid = report::grid(&images, cols, 2)?;
+            let path = opts.out.join(format!("samples_{step:07}.png"));
+            report::write_png(&path, &grid.pixels, grid.width, grid.height, grid.channels)?;
+            events.image(step, "samples/ema", grid.png()?, grid.width, grid.height, grid.channels)?;
         }
         let stop = interrupted.load(Ordering::SeqCst);
-        if step % opts.checkpoint_every == 0 || step == total || stop {
-            save(&trainer)?;
+        if step.is_multiple_of(opts.checkpoint_every) || step == total || stop {
+            save(trainer)?;
         }
         if stop {
-            bar.abandon_with_message(format!("interrupted: checkpoint at step {step} saved"));
-            eprintln!("interrupted at step {step}: checkpoint saved to {}", ckpt_path.display());
-            return Ok(trainer);
+            bar.abandon();
+            let sig = signal_name(interrupt_signal());
+            eprintln!("interrupted{sig} at step {step}: checkpoint saved to {}", ckpt_path.display());
+            return Ok(());
         }
     }
     bar.finish();
-    Ok(trainer)
+    Ok(())
 }
 
 fn progress_bar(pos: u64, total: u64, quiet: bool) -> indicatif::ProgressBar {

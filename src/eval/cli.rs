@@ -16,6 +16,7 @@ pub struct InceptionArgs {
     /// https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
     #[arg(long, value_name = "FILE", default_value = FID_WEIGHTS_FILE)]
     pub inception: PathBuf,
+    /// auto (CUDA device 0 if present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Images per Inception forward pass.
@@ -29,7 +30,8 @@ pub struct DatasetArgs {
     /// mnist, fashion-mnist, cifar10 or folder.
     #[arg(long = "ref-dataset", value_parser = DatasetKind::parse)]
     pub ref_dataset: Option<DatasetKind>,
-    #[arg(long)]
+    /// The folder holding the --ref-dataset's files.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Use the test split (default: the training set, as the DDPM paper's FID).
     #[arg(long)]
@@ -189,12 +191,14 @@ pub enum ModelKind {
 /// `sample --model empirical`'s training set.
 #[derive(clap::Args, Debug)]
 pub struct EmpiricalArgs {
+    /// The ε-model to sample.
     #[arg(long, value_enum, default_value = "unet")]
     pub model: ModelKind,
     /// The training set of the empirical denoiser: mnist, fashion-mnist, cifar10 or folder.
     #[arg(long, value_parser = DatasetKind::parse)]
     pub dataset: Option<DatasetKind>,
-    #[arg(long)]
+    /// The folder holding the --dataset's files.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Use only the first N training images (the denoiser's cost is linear in N).
     #[arg(long)]
@@ -219,43 +223,61 @@ impl EmpiricalArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct NllArgs {
-    #[arg(long)]
+    /// The model, as `sample` and `eps` take it: a ddpm-cuda checkpoint or run folder, a diffusers model folder,
+    /// or a bare diffusers .safetensors with --config.
+    #[arg(long, value_name = "PATH")]
     pub checkpoint: PathBuf,
+    /// A diffusers config.json for a bare .safetensors --checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// mnist, fashion-mnist, cifar10 or folder (the test split where there is one).
     #[arg(long, value_parser = DatasetKind::parse)]
     pub dataset: DatasetKind,
-    #[arg(long)]
+    /// The folder holding the dataset's files.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Evaluate the first N test images (default: all).
     #[arg(long)]
     pub num: Option<usize>,
+    /// Images per batch (each batch runs all T terms).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
-    /// Use the EMA weights.
+    /// For a ddpm-cuda checkpoint: the EMA weights (a diffusers model holds one set).
     #[arg(long)]
     pub ema: bool,
+    /// Seed of the noise of the L_t terms.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// auto (CUDA device 0 if present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Image side for --dataset folder.
     #[arg(long, default_value_t = 64)]
     pub image_size: usize,
+    /// Also write a plot (.png/.jpg) of the bits/dim of each term L_t against t.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// `ddpm-cuda nll`: the variational bound in bits/dim on the test set.
 pub fn run_nll(args: &NllArgs) -> Result<()> {
-    use crate::checkpoint::Checkpoint;
     use crate::nn::{unet::UNet, Ctx, ParamStore};
+    if let Some(p) = &args.plot {
+        crate::report::check_image_path("--plot", p)?;
+    }
+    if args.batch_size == 0 || args.num == Some(0) {
+        return Err(Error::msg("nll: --num and --batch-size must be at least 1"));
+    }
     let device = Device::parse(&args.device)?;
-    let ck = Checkpoint::load(&args.checkpoint)?;
+    // The same loader as `sample` and `eps`: our checkpoint or run folder, a diffusers folder or .safetensors.
+    let loaded = crate::diffusers::load_any(&args.checkpoint, args.config.as_deref(), args.ema)?;
+    eprintln!("{}: {}", args.checkpoint.display(), loaded.kind);
     let mut params = ParamStore::new();
-    let unet = UNet::new(&ck.config.model, &mut params, &mut crate::rng::Philox::new(0))?;
-    let weights = if args.ema { &ck.ema } else { &ck.model };
-    params.set_tensors(weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
-    let diffusion = crate::diffusion::Diffusion::new(&ck.config.diffusion)?;
+    let unet = UNet::new(&loaded.model, &mut params, &mut crate::rng::Philox::new(0))?;
+    params.set_tensors(loaded.weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
+    let diffusion = crate::diffusion::Diffusion::new(&loaded.diffusion)?;
     let ds = data::load(args.dataset, &args.data_dir, false, args.image_size)?;
-    let (c, s) = (ck.config.model.in_channels, ck.config.model.image_size);
+    let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
     if [ds.channels, ds.height, ds.width] != [c, s, s] {
         return Err(Error::msg(format!(
             "nll: the checkpoint models {c}×{s}×{s} images, the dataset has {}×{}×{}",
@@ -272,6 +294,7 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
     let bar = indicatif::ProgressBar::new(n as u64);
     let mut rng = crate::rng::Philox::new(args.seed);
     let (mut sum, mut prior, mut l0) = (0.0f64, 0.0f64, 0.0f64);
+    let mut terms: Vec<f64> = Vec::new();
     for start in (0..n).step_by(args.batch_size) {
         let count = args.batch_size.min(n - start);
         let mut x = vec![0.0f32; count * ds.image_len()];
@@ -283,11 +306,18 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
         sum += b.total.iter().sum::<f64>();
         prior += b.prior.iter().sum::<f64>();
         l0 += b.terms[0] * count as f64;
+        terms.resize(b.terms.len(), 0.0);
+        terms.iter_mut().zip(&b.terms).for_each(|(a, t)| *a += t * count as f64);
         bar.inc(count as u64);
     }
     bar.finish_and_clear();
     let k = n as f64;
     println!("NLL ≤ {:.4} bits/dim on {n} test images (L_T {:.2e}, L_0 {:.4})", sum / k, prior / k, l0 / k);
+    if let Some(path) = &args.plot {
+        let pts: Vec<(f64, f64)> = terms.iter().enumerate().map(|(t, v)| (t as f64, v / k)).collect();
+        crate::report::save_plot(path, "variational bound terms", "t", "L_t (bits/dim, log scale)", &pts, true)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 
@@ -296,9 +326,11 @@ pub struct MemorizationArgs {
     /// Samples npz (uint8 [N, H, W, C] under arr_0).
     #[arg(long)]
     pub samples: PathBuf,
+    /// The training set: mnist, fashion-mnist, cifar10 or folder.
     #[arg(long, value_parser = DatasetKind::parse)]
     pub dataset: DatasetKind,
-    #[arg(long)]
+    /// The folder holding the dataset's files.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Compare against only the first N training images.
     #[arg(long)]
