@@ -208,7 +208,8 @@ enum Command {
     Selftest {
         #[arg(long, default_value = "cuda")]
         device: String,
-        /// Only the cases whose op name contains this (e.g. `conv2d`, `group_norm`, `unet`).
+        /// Only the cases whose op name contains this, or one of its comma-separated parts (e.g. `conv2d`,
+        /// `group_norm,unet`).
         #[arg(long)]
         filter: Option<String>,
         /// Case sizes: the cifar10 U-Net's own shapes (full) or the same code paths at simulator-sized shapes

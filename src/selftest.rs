@@ -72,7 +72,7 @@ fn all_cases(shapes: Shapes) -> Vec<Case> {
     cases
 }
 
-/// Run every case whose op contains `filter` (all when None) on `device` and on the CPU; print the table; Err if
+/// Run every case whose op contains `filter` (or one of its comma-separated parts; all when None) on `device` and on the CPU; print the table; Err if
 /// any case fails. `shapes` None picks by device (`Shapes::for_device`).
 pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Result<()> {
     if device.is_cpu() {
@@ -85,7 +85,7 @@ pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Res
     println!("{:<28} {:<28} {:>11} {:>11} {:>8}  result", "op", "shape", "max abs", "max rel", "tol");
     let (mut failures, mut ran) = (0, 0);
     for case in all_cases(shapes) {
-        if filter.is_some_and(|f| !case.op.contains(f)) {
+        if filter.is_some_and(|f| !f.split(',').any(|part| case.op.contains(part))) {
             continue;
         }
         ran += 1;

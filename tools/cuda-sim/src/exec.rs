@@ -176,7 +176,8 @@ pub fn launch(
         t0: Instant::now(),
     };
     let workers = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     } else {
         opts.threads
     };
@@ -198,7 +199,23 @@ pub fn launch(
                 ((i / g[0] as u64) % g[1] as u64) as u32,
                 (i / (g[0] as u64 * g[1] as u64)) as u32,
             ];
-            cta.run(&ctx, id);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cta.run(&ctx, id)));
+            if let Err(e) = r {
+                let what = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ctx.report(
+                    ReportKind::Error,
+                    true,
+                    format!(
+                        "Error: internal simulator error in kernel {} block ({},{},{}): {what}",
+                        kernel.name, id[0], id[1], id[2]
+                    ),
+                );
+                cta = Cta::new(&ctx);
+            }
         }
         let mut t = total.lock().unwrap();
         add_stats(&mut t, &cta.stats);
@@ -667,7 +684,8 @@ impl Cta {
                             if back {
                                 back_jumps += 1;
                                 // Let the other warps run now and then (a warp may spin on what they write).
-                                if back_jumps % YIELD_EVERY == 0 && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
+                                if back_jumps.is_multiple_of(YIELD_EVERY)
+                                    && (ctx.nwarps > 1 || ctx.stop.load(Ordering::Relaxed))
                                 {
                                     set_pc(w, active, pc);
                                     return;
@@ -678,7 +696,7 @@ impl Cta {
                             set_pc(w, taken, target);
                             if back {
                                 back_jumps += 1;
-                                if back_jumps % YIELD_EVERY == 0 && ctx.nwarps > 1 {
+                                if back_jumps.is_multiple_of(YIELD_EVERY) && ctx.nwarps > 1 {
                                     return;
                                 }
                             }
@@ -1104,7 +1122,7 @@ fn load_ext(ty: Ty, v: u64) -> u64 {
     }
 }
 
-pub fn f16_to_f32(h: u16) -> f32 {
+fn f16_to_f32(h: u16) -> f32 {
     let s = ((h >> 15) as u32) << 31;
     let e = ((h >> 10) & 0x1f) as u32;
     let m = (h & 0x3ff) as u32;
@@ -1124,7 +1142,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-pub fn f32_to_f16(f: f32) -> u16 {
+fn f32_to_f16(f: f32) -> u16 {
     let x = f.to_bits();
     let s = ((x >> 16) & 0x8000) as u16;
     let a = f.abs();
@@ -1150,11 +1168,11 @@ pub fn f32_to_f16(f: f32) -> u16 {
     s | h as u16
 }
 
-pub fn bf16_to_f32(h: u16) -> f32 {
+fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-pub fn f32_to_bf16(f: f32) -> u16 {
+fn f32_to_bf16(f: f32) -> u16 {
     let x = f.to_bits();
     if f.is_nan() {
         return ((x >> 16) | 0x40) as u16;
@@ -1296,20 +1314,49 @@ impl Cta {
                 if exec == 0 {
                     return Flow::Next;
                 }
-                let mut a = [0u64; WARP];
-                let mut b = [0u64; WARP];
-                let mut c = [0u64; WARP];
-                self.src(ctx, w, &src[0], exec, &mut a);
-                self.src(ctx, w, &src[1], exec, &mut b);
-                self.src(ctx, w, &src[2], exec, &mut c);
-                let d = &mut w.regs[*dst as usize];
-                if exec == u32::MAX {
-                    for l in 0..WARP {
-                        d[l] = alu::eval(op, a[l], b[l], c[l]);
+                // Register sources are read in place (a lane reads its sources before writing its destination,
+                // so a destination that is also a source is fine); others are expanded into scratch arrays.
+                let mut ta = [0u64; WARP];
+                let mut tb = [0u64; WARP];
+                let mut tc = [0u64; WARP];
+                let nregs = w.regs.len();
+                let expand = |s: &Src, t: &mut [u64; WARP]| {
+                    if !matches!(s, Src::Reg(_)) {
+                        self.src(ctx, w, s, exec, t);
                     }
-                } else {
-                    for l in lanes(exec) {
-                        d[l] = alu::eval(op, a[l], b[l], c[l]);
+                };
+                expand(&src[0], &mut ta);
+                expand(&src[1], &mut tb);
+                expand(&src[2], &mut tc);
+                // All register pointers derive from one raw base pointer (a destination may alias a source).
+                let base = w.regs.as_mut_ptr() as *mut u64;
+                let row = |s: &Src, t: &[u64; WARP]| -> *const u64 {
+                    match *s {
+                        Src::Reg(r) => {
+                            assert!((r as usize) < nregs);
+                            // SAFETY: r < nregs rows of 32 u64.
+                            unsafe { base.add(r as usize * WARP) as *const u64 }
+                        }
+                        _ => t.as_ptr(),
+                    }
+                };
+                let pa = row(&src[0], &ta);
+                let pb = row(&src[1], &tb);
+                let pc_ = row(&src[2], &tc);
+                assert!((*dst as usize) < nregs);
+                // SAFETY: dst < nregs.
+                let d = unsafe { base.add(*dst as usize * WARP) };
+                // SAFETY: every pointer addresses 32 u64 (a register row or a scratch array) that live across the
+                // loop; lane l only reads index l of the sources before writing index l of the destination.
+                unsafe {
+                    if exec == u32::MAX {
+                        for l in 0..WARP {
+                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
+                        }
+                    } else {
+                        for l in lanes(exec) {
+                            *d.add(l) = alu::eval(op, *pa.add(l), *pb.add(l), *pc_.add(l));
+                        }
                     }
                 }
                 self.stats.simt_flops += alu::simt_flops(op) as u64 * exec.count_ones() as u64;
@@ -1597,7 +1644,7 @@ impl Cta {
                 if let Sync::Wait(f) = self.sync(ctx, w, pc, active, exec, None) {
                     return f;
                 }
-                let nmat = dst.len();
+                let nmat = dst.len().min(4);
                 let mut mats = [[[0u16; 8]; 8]; 4];
                 for (mi, mat) in mats.iter_mut().enumerate().take(nmat) {
                     let mut addrs = [0u64; WARP];
@@ -1617,7 +1664,7 @@ impl Cta {
                     }
                     self.bank_conflicts(&addrs, rows, 16);
                 }
-                for (mi, d) in dst.iter().enumerate() {
+                for (mi, d) in dst.iter().enumerate().take(4) {
                     let mat = &mats[mi];
                     for l in 0..WARP {
                         let (r, c0) = (l / 4, (l % 4) * 2);
@@ -1745,17 +1792,17 @@ impl Cta {
         for l in 0..WARP {
             let (g, t) = (l / 4, l % 4);
             if matches!(a_ty, Ty::Tf32 | Ty::F32) {
-                for (i, s) in fa.iter().enumerate() {
+                for (i, s) in fa.iter().enumerate().take(if k == 8 { 4 } else { 2 }) {
                     let v = f32::from_bits(self.src1(ctx, w, s, l) as u32 & 0xffff_e000) as f64;
                     let (r, c) = if k == 8 { (g + 8 * (i & 1), t + 4 * (i >> 1)) } else { (g + 8 * i, t) };
                     am[r][c] = v;
                 }
-                for (i, s) in fb.iter().enumerate() {
+                for (i, s) in fb.iter().enumerate().take(if k == 8 { 2 } else { 1 }) {
                     let v = f32::from_bits(self.src1(ctx, w, s, l) as u32 & 0xffff_e000) as f64;
                     bm[t + 4 * i][g] = v;
                 }
             } else {
-                for (ri, s) in fa.iter().enumerate() {
+                for (ri, s) in fa.iter().enumerate().take(if k == 16 { 4 } else { 2 }) {
                     let bits = self.src1(ctx, w, s, l);
                     for h in 0..2 {
                         let i = ri * 2 + h;
@@ -1768,7 +1815,7 @@ impl Cta {
                         am[r][c] = v;
                     }
                 }
-                for (ri, s) in fb.iter().enumerate() {
+                for (ri, s) in fb.iter().enumerate().take(if k == 16 { 2 } else { 1 }) {
                     let bits = self.src1(ctx, w, s, l);
                     for h in 0..2 {
                         let i = ri * 2 + h;
@@ -1810,5 +1857,56 @@ fn op_name(op: &Op) -> &'static str {
         Op::WarpSync { .. } => "bar.warp.sync",
         Op::Bar { .. } => "bar.sync",
         _ => "instruction",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_conversions_round_trip_and_round_to_nearest_even() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            if f.is_nan() {
+                assert!(f32_to_f16(f) & 0x7c00 == 0x7c00 && f32_to_f16(f) & 0x3ff != 0);
+                continue;
+            }
+            assert_eq!(f32_to_f16(f), h, "{h:#06x} -> {f}");
+            assert_eq!(
+                f32_to_bf16(bf16_to_f32(h)),
+                if bf16_to_f32(h).is_nan() { f32_to_bf16(bf16_to_f32(h)) } else { h }
+            );
+        }
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        // halfway between 1 and the next half (1 + 2^-10): ties to even (1.0)
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f32_to_f16(70000.0), 0x7c00);
+        assert_eq!(f32_to_bf16(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(f32_to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+    }
+
+    #[test]
+    fn atomics_semantics() {
+        assert_eq!(atom_apply(AtomOp::Inc, Ty::U32, 5, 5, 0), 0);
+        assert_eq!(atom_apply(AtomOp::Inc, Ty::U32, 4, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 0, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 7, 5, 0), 5);
+        assert_eq!(atom_apply(AtomOp::Dec, Ty::U32, 3, 5, 0), 2);
+        assert_eq!(atom_apply(AtomOp::Max, Ty::S32, (-3i32) as u32 as u64, 2, 0), 2);
+        assert_eq!(atom_apply(AtomOp::Min, Ty::S32, 2, (-3i32) as u32 as u64, 0), (-3i32) as u32 as u64);
+        assert_eq!(atom_apply(AtomOp::Cas, Ty::B32, 4, 4, 9), 9);
+        assert_eq!(atom_apply(AtomOp::Cas, Ty::B32, 3, 4, 9), 3);
+        let mut word = [0u32; 2];
+        let p = word.as_mut_ptr() as *mut u8;
+        // bf16x2 add and a 16-bit f16 add in the high half of a word
+        atomic_rmw(p, AtomOp::Add, Ty::BF16x2, 0x4000_3f80, 0);
+        assert_eq!(word[0], 0x4000_3f80);
+        let hi = unsafe { p.add(6) };
+        atomic_rmw(hi, AtomOp::Add, Ty::F16, 0x3c00, 0);
+        atomic_rmw(hi, AtomOp::Add, Ty::F16, 0x3c00, 0);
+        assert_eq!(word[1], 0x4000_0000);
     }
 }

@@ -605,7 +605,7 @@ fn speed_of_a_loop() {
     insts.push(inst(Op::Exit));
     let k = kernel("speed", insts, 8, 1024);
     let t = std::time::Instant::now();
-    let o = run(&k, 512, 256, &[out], &mem, &ExecOptions::default());
+    let o = run(&k, 128, 256, &[out], &mem, &ExecOptions::default());
     clean(&o);
     let s = t.elapsed().as_secs_f64();
     eprintln!(

@@ -43,6 +43,12 @@ fn run(m: &Module, name: &str, grid: [u32; 3], block: [u32; 3], args: &[Arg], me
     launch(m, k, &globals, &cfg, &p, mem, &ExecOptions::default())
 }
 
+/// Nanoseconds this thread has been on a CPU (Linux), to rate the interpreter on a busy machine.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn upload(mem: &DeviceMemory, v: &[f32], tag: &str) -> u64 {
     let a = mem.alloc(v.len() as u64 * 4, tag).unwrap();
     let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -60,7 +66,7 @@ fn download(mem: &DeviceMemory, a: u64, n: usize) -> Vec<f32> {
 fn gemm_batched_f32_matches_cpu_and_is_clean() {
     let m = module();
     let mem = DeviceMemory::new();
-    let (mm, nn, kk) = (96usize, 80usize, 72usize);
+    let (mm, nn, kk) = (192usize, 160usize, 128usize);
     let a: Vec<f32> = (0..mm * kk).map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0).collect();
     let b: Vec<f32> = (0..kk * nn).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
     let da = upload(&mem, &a, "A");
@@ -88,6 +94,28 @@ fn gemm_batched_f32_matches_cpu_and_is_clean() {
     let t = std::time::Instant::now();
     let o = run(&m, "gemm_batched_f32", grid, [256, 1, 1], &args, &mem);
     let dt = t.elapsed().as_secs_f64();
+    assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
+    // once more on this thread alone, timed by CPU time
+    let k = m.kernel("gemm_batched_f32").unwrap();
+    let mut p = vec![0u8; k.param_bytes as usize];
+    for (par, a) in k.params.iter().zip(&args) {
+        let o = par.offset as usize;
+        match *a {
+            Arg::U64(v) => p[o..o + 8].copy_from_slice(&v.to_le_bytes()),
+            Arg::U32(v) => p[o..o + 4].copy_from_slice(&v.to_le_bytes()),
+            Arg::F32(v) => p[o..o + 4].copy_from_slice(&v.to_le_bytes()),
+        }
+    }
+    let cfg = LaunchConfig { grid, block: [256, 1, 1], dyn_shared_bytes: 0 };
+    let opts = ExecOptions { threads: 1, ..ExecOptions::default() };
+    let c0 = thread_cpu_ns();
+    let o1 = launch(&m, k, &[], &cfg, &p, &mem, &opts);
+    if let (Some(c0), Some(c1)) = (c0, thread_cpu_ns()) {
+        eprintln!(
+            "gemm_batched_f32 on one host thread: {:.1} M thread-instructions per CPU second",
+            o1.stats.thread_instructions as f64 / ((c1 - c0) as f64 * 1e-9) / 1e6
+        );
+    }
     assert!(!o.failed && o.reports.is_empty(), "{:#?}", o.reports);
     let c = download(&mem, dc, mm * nn);
     for i in 0..mm {
@@ -250,4 +278,58 @@ fn reduce_kernels_sum_exactly_without_reports() {
     mem.read(total, &mut b).unwrap();
     assert_eq!(f64::from_le_bytes(b), want);
     assert_eq!(download(&mem, out, 1)[0], (want * 0.5) as f32);
+}
+
+/// Every project kernel runs on made-up arguments (pointers to 1 MiB of 0.5f, integers 8, scalars 0.5, zeroed
+/// structs) without an internal simulator error or a deadlock; whatever the sanitizer says about the made-up
+/// arguments is allowed.
+#[test]
+fn every_project_kernel_runs_on_made_up_arguments() {
+    let m = module();
+    let mem = DeviceMemory::new();
+    let mut bufs = vec![];
+    let half: Vec<u8> = (0..(1 << 18)).flat_map(|_| 0.5f32.to_le_bytes()).collect();
+    for i in 0..8 {
+        let a = mem.alloc(1 << 20, &format!("arg{i}")).unwrap();
+        mem.write(a, &half).unwrap();
+        bufs.push(a);
+    }
+    let globals: Vec<u64> = m
+        .globals
+        .iter()
+        .map(|g| {
+            let a = mem.alloc(g.size, &g.name).unwrap();
+            mem.write(a, &g.init).unwrap();
+            a
+        })
+        .collect();
+    let mut total = 0u64;
+    for k in &m.kernels {
+        let mut p = vec![0u8; k.param_bytes as usize];
+        let mut nptr = 0;
+        for par in &k.params {
+            let o = par.offset as usize;
+            match (par.ty, par.size) {
+                (cuda_sim::ir::Ty::U64 | cuda_sim::ir::Ty::B64 | cuda_sim::ir::Ty::S64, 8) if nptr < 8 => {
+                    p[o..o + 8].copy_from_slice(&bufs[nptr].to_le_bytes());
+                    nptr += 1;
+                }
+                (cuda_sim::ir::Ty::F32, 4) => p[o..o + 4].copy_from_slice(&0.5f32.to_le_bytes()),
+                (cuda_sim::ir::Ty::F64, 8) => p[o..o + 8].copy_from_slice(&0.5f64.to_le_bytes()),
+                (_, 4) => p[o..o + 4].copy_from_slice(&8u32.to_le_bytes()),
+                _ => {}
+            }
+        }
+        let bx = k.maxntid.map(|t| t[0] * t[1] * t[2]).unwrap_or(128).min(256);
+        let cfg = LaunchConfig { grid: [2, 2, 1], block: [bx, 1, 1], dyn_shared_bytes: 0 };
+        let o = launch(&m, k, &globals, &cfg, &p, &mem, &ExecOptions::default());
+        for r in &o.reports {
+            assert!(r.kind != cuda_sim::exec::ReportKind::Error, "{}: {}", k.name, r.message);
+            if std::env::var_os("SHOW_REPORTS").is_some() {
+                eprintln!("{}", r.message);
+            }
+        }
+        total += o.stats.thread_instructions;
+    }
+    eprintln!("{} kernels, {total} thread-instructions", m.kernels.len());
 }

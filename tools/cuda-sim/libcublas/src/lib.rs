@@ -54,12 +54,8 @@ impl Elt {
     fn decode(self, b: &[u8]) -> Vec<f64> {
         match self {
             Elt::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            Elt::F16 => {
-                b.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect()
-            }
-            Elt::BF16 => {
-                b.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect()
-            }
+            Elt::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect(),
+            Elt::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f64()).collect(),
         }
     }
 
@@ -413,7 +409,10 @@ pub unsafe extern "C" fn cublasSetPointerMode_v2(handle: cublasHandle_t, mode: c
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cublasGetPointerMode_v2(handle: cublasHandle_t, mode: *mut cublasPointerMode_t) -> cublasStatus_t {
+pub unsafe extern "C" fn cublasGetPointerMode_v2(
+    handle: cublasHandle_t,
+    mode: *mut cublasPointerMode_t,
+) -> cublasStatus_t {
     let Some(h) = (handle as *const Handle).as_ref() else {
         return cublasStatus_t::CUBLAS_STATUS_NOT_INITIALIZED;
     };
@@ -427,7 +426,11 @@ pub unsafe extern "C" fn cublasSetMathMode(_handle: cublasHandle_t, _mode: cubla
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cublasSetWorkspace_v2(_handle: cublasHandle_t, _ws: *mut c_void, _size: usize) -> cublasStatus_t {
+pub unsafe extern "C" fn cublasSetWorkspace_v2(
+    _handle: cublasHandle_t,
+    _ws: *mut c_void,
+    _size: usize,
+) -> cublasStatus_t {
     OK
 }
 
@@ -661,16 +664,7 @@ mod tests {
             for (m, n, k, pad) in [(3, 5, 4, 2), (1, 7, 3, 0), (6, 2, 1, 3), (4, 4, 0, 1)] {
                 let (ar, _) = if ta { (k, m) } else { (m, k) };
                 let (br, _) = if tb { (n, k) } else { (k, n) };
-                let s = Shape {
-                    ta,
-                    tb,
-                    m,
-                    n,
-                    k,
-                    lda: ar.max(1) + pad,
-                    ldb: br.max(1) + pad + 1,
-                    ldc: m + pad,
-                };
+                let s = Shape { ta, tb, m, n, k, lda: ar.max(1) + pad, ldb: br.max(1) + pad + 1, ldc: m + pad };
                 let a = rand_vec(&mut seed, s.a_extent());
                 let b = rand_vec(&mut seed, s.b_extent());
                 for beta in [0.0, 0.75] {

@@ -489,7 +489,11 @@ pub unsafe extern "C" fn cuDeviceSetMemPool(dev: CUdevice, _pool: CUmemoryPool) 
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cuMemPoolSetAttribute(_pool: CUmemoryPool, attr: CUmemPool_attribute, value: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuMemPoolSetAttribute(
+    _pool: CUmemoryPool,
+    attr: CUmemPool_attribute,
+    value: *mut c_void,
+) -> CUresult {
     if attr == CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD && !value.is_null() {
         driver().lock().release_threshold = *(value as *const u64);
     }
@@ -497,7 +501,11 @@ pub unsafe extern "C" fn cuMemPoolSetAttribute(_pool: CUmemoryPool, attr: CUmemP
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cuMemPoolGetAttribute(_pool: CUmemoryPool, attr: CUmemPool_attribute, value: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuMemPoolGetAttribute(
+    _pool: CUmemoryPool,
+    attr: CUmemPool_attribute,
+    value: *mut c_void,
+) -> CUresult {
     if value.is_null() {
         return CUresult::CUDA_ERROR_INVALID_VALUE;
     }
@@ -737,7 +745,11 @@ pub unsafe extern "C" fn cuModuleGetGlobal_v2(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cuFuncGetAttribute(pi: *mut c_int, attrib: CUfunction_attribute, hfunc: CUfunction) -> CUresult {
+pub unsafe extern "C" fn cuFuncGetAttribute(
+    pi: *mut c_int,
+    attrib: CUfunction_attribute,
+    hfunc: CUfunction,
+) -> CUresult {
     let st = driver().lock();
     let Some(f) = st.functions.get(&(hfunc as usize)) else {
         return CUresult::CUDA_ERROR_INVALID_HANDLE;
@@ -840,7 +852,10 @@ pub unsafe extern "C" fn cuLaunchKernel(
     if [gx, gy, gz, bx, by, bz].contains(&0) {
         d.report(
             "api",
-            &format!("cuLaunchKernel({}): CUDA_ERROR_INVALID_VALUE: grid ({gx},{gy},{gz}) block ({bx},{by},{bz})", k.name),
+            &format!(
+                "cuLaunchKernel({}): CUDA_ERROR_INVALID_VALUE: grid ({gx},{gy},{gz}) block ({bx},{by},{bz})",
+                k.name
+            ),
         );
         return CUresult::CUDA_ERROR_INVALID_VALUE;
     }
@@ -1064,7 +1079,11 @@ pub unsafe extern "C" fn cuStreamIsCapturing(stream: CUstream, status: *mut CUst
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cuGraphInstantiateWithFlags(exec: *mut CUgraphExec, graph: CUgraph, _flags: c_ulonglong) -> CUresult {
+pub unsafe extern "C" fn cuGraphInstantiateWithFlags(
+    exec: *mut CUgraphExec,
+    graph: CUgraph,
+    _flags: c_ulonglong,
+) -> CUresult {
     let mut st = driver().lock();
     let Some(g) = st.graphs.get(&(graph as usize)) else {
         return CUresult::CUDA_ERROR_INVALID_HANDLE;
@@ -1146,7 +1165,9 @@ fn error_cstr(e: CUresult, name: bool) -> *const c_char {
             CUresult::CUDA_ERROR_ILLEGAL_ADDRESS => "an illegal memory access was encountered".to_string(),
             CUresult::CUDA_ERROR_LAUNCH_FAILED => "unspecified launch failure".to_string(),
             CUresult::CUDA_ERROR_OUT_OF_MEMORY => "out of memory".to_string(),
-            CUresult::CUDA_ERROR_INVALID_PTX => "a PTX JIT compilation failed (cuda-sim could not parse the PTX)".into(),
+            CUresult::CUDA_ERROR_INVALID_PTX => {
+                "a PTX JIT compilation failed (cuda-sim could not parse the PTX)".into()
+            }
             _ => n.to_lowercase().trim_start_matches("cuda_error_").replace('_', " "),
         };
         (CString::new(n).unwrap(), CString::new(desc).unwrap())

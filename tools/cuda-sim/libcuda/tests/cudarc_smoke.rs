@@ -43,7 +43,10 @@ fn cudarc_runs_on_the_stand_ins() {
     let reports = std::fs::read_to_string(&reports).unwrap_or_default();
     assert!(reports.is_empty() && !stderr.contains("========="), "reports:\n{reports}\n{stderr}");
     let profile = std::fs::read_to_string(&profile).unwrap();
-    assert!(profile.lines().any(|l| l.starts_with("{\"kernel\":\"axpy\",\"grid\":[4,1,1],\"block\":[64,1,1]")), "{profile}");
+    assert!(
+        profile.lines().any(|l| l.starts_with("{\"kernel\":\"axpy\",\"grid\":[4,1,1],\"block\":[64,1,1]")),
+        "{profile}"
+    );
     assert!(profile.lines().any(|l| l.starts_with("{\"kernel\":\"cublasSgemm_v2\"")), "{profile}");
     let process = profile.lines().find(|l| l.starts_with("{\"process\"")).expect("process line");
     // One direct launch and two graph replays of one captured launch.
@@ -52,7 +55,13 @@ fn cudarc_runs_on_the_stand_ins() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn launch_axpy(stream: &Arc<CudaStream>, f: &cudarc::driver::CudaFunction, a: f32, x: &cudarc::driver::CudaSlice<f32>, y: &mut cudarc::driver::CudaSlice<f32>) {
+fn launch_axpy(
+    stream: &Arc<CudaStream>,
+    f: &cudarc::driver::CudaFunction,
+    a: f32,
+    x: &cudarc::driver::CudaSlice<f32>,
+    y: &mut cudarc::driver::CudaSlice<f32>,
+) {
     let n = x.len() as i32;
     let cfg = LaunchConfig { grid_dim: (4, 1, 1), block_dim: (64, 1, 1), shared_mem_bytes: 0 };
     // SAFETY: axpy reads n floats of x and updates n floats of y; the grid covers 256 >= n threads.
@@ -151,9 +160,8 @@ fn child() {
     for bi in 0..2 {
         for j in 0..n {
             for i in 0..m {
-                let dot: f64 = (0..k)
-                    .map(|p| a2[bi * m * k + i + p * m] as f64 * b2[bi * ldb * n + p + j * ldb] as f64)
-                    .sum();
+                let dot: f64 =
+                    (0..k).map(|p| a2[bi * m * k + i + p * m] as f64 * b2[bi * ldb * n + p + j * ldb] as f64).sum();
                 assert_eq!(got[bi * ldc * n + i + j * ldc], (1.5 * dot) as f32, "batch {bi} C({i},{j})");
             }
             assert!(got[bi * ldc * n + m + j * ldc].is_nan(), "the gap row is not written");
