@@ -8,7 +8,8 @@
 // with k = (ci, ki, kj) in the weight's own order and col[k, (n, oh, ow)] = x[n, ci, oh*s - pt + ki, ow*s - pl + kj]
 // (0 in the padding). One block computes a CONV_BM x CONV_BN output tile with 256 threads, each owning a 4x4
 // micro-tile; the reduction runs in steps of CONV_BK, the next step's global loads held in registers while the
-// current one is multiplied out of shared memory. Both operand tiles are stored K-major (tile[k][m], tile[k][n]):
+// current one is multiplied out of shared memory (gemm_tile.cuh's `tile_loop`, which each kernel hands its own
+// gather `load` and tile `store`). Both operand tiles are stored K-major (tile[k][m], tile[k][n]):
 // the layout a bf16 mma/wgmma version would also use for its shared-memory operands.
 
 #include "gemm_tile.cuh"
@@ -32,6 +33,17 @@ static __device__ __forceinline__ float conv2d_x_at(const float* __restrict__ xn
                                                     int iw) {
     bool in = (unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w;
     return in ? __ldg(xn + ((size_t)ci * g.h + ih) * g.w + iw) : 0.0f;
+}
+
+// Forward and dgrad tile slots: A loaded K-fast (element t + 256 i of the 64x16 tile: row a_m + 16 i, k a_k), B
+// loaded N-fast (element t + 256 i of the 16x64 tile: k b_k + 4 i, column b_n).
+static __device__ __forceinline__ void conv2d_store_kn(float (*As)[CONV_LD], float (*Bs)[CONV_LD], const float ra[4],
+                                                       const float rb[4], int a_k, int a_m, int b_k, int b_n) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        As[a_k][a_m + 16 * i] = ra[i];
+        Bs[b_k + 4 * i][b_n] = rb[i];
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -78,18 +90,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     };
 
     float acc[4][4] = {};
-    load(0);
-    for (int k0 = 0; k0 < K; k0 += CONV_BK) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[a_k][a_m + 16 * i] = ra[i];
-            Bs[b_k + 4 * i][b_n] = rb[i];
-        }
-        __syncthreads();
-        if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        tile_mma(As, Bs, acc, ty, tx);
-        __syncthreads();
-    }
+    tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -159,18 +160,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     };
 
     float acc[4][4] = {};
-    load(0);
-    for (int k0 = 0; k0 < K; k0 += CONV_BK) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[a_k][a_m + 16 * i] = ra[i];
-            Bs[b_k + 4 * i][b_n] = rb[i];
-        }
-        __syncthreads();
-        if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        tile_mma(As, Bs, acc, ty, tx);
-        __syncthreads();
-    }
+    tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -237,21 +227,15 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
         }
     };
 
-    float acc[4][4] = {};
-    if (r_begin < r_end) {
-        load(r_begin);
-        for (int r0 = r_begin; r0 < r_end; r0 += CONV_BK) {
+    auto store = [&] {
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                As[rr][mm + 16 * i] = ra[i];
-                Bs[rr][mm + 16 * i] = rb[i];
-            }
-            __syncthreads();
-            if (r0 + CONV_BK < r_end) load(r0 + CONV_BK);
-            tile_mma(As, Bs, acc, ty, tx);
-            __syncthreads();
+        for (int i = 0; i < 4; ++i) {
+            As[rr][mm + 16 * i] = ra[i];
+            Bs[rr][mm + 16 * i] = rb[i];
         }
-    }
+    };
+    float acc[4][4] = {};
+    if (r_begin < r_end) tile_loop(As, Bs, acc, ty, tx, r_begin, r_end, load, store);
 
     float* o = out + (size_t)blockIdx.z * M * N;
 #pragma unroll
