@@ -46,6 +46,24 @@ static __device__ __forceinline__ void conv2d_store_kn(float (*As)[CONV_LD], flo
     }
 }
 
+// Forward and dgrad epilogue: the tile's column c (< N) is (item c / per, pixel c % per) and row m (< M) a channel;
+// out[item, m, pixel] = value(acc, m).
+template <typename Value>
+static __device__ __forceinline__ void conv2d_store_nchw(float* __restrict__ out, const float acc[4][4], int m0, int n0,
+                                                         int M, int N, int per, int ty, int tx, Value value) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        int c = n0 + tx * 4 + j;
+        if (c >= N) break;
+        int n = c / per, p = c % per;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            int m = m0 + ty * 4 + i;
+            if (m < M) out[((size_t)n * M + m) * per + p] = value(acc[i][j], m);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Forward. Grid: (ceil(N*Ho*Wo / BN), ceil(Cout / BM)). A = W [Cout, K] loaded K-fast (row-major, coalesced);
 // B = col [K, N*P] loaded N-fast: each thread always loads the same column (n, oh, ow), decomposed once.
@@ -92,17 +110,8 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     float acc[4][4] = {};
     tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        int c = n0 + tx * 4 + j;
-        if (c >= N) break;
-        int n = c / P, p = c % P;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            int m = m0 + ty * 4 + i;
-            if (m < M) y[((size_t)n * M + m) * P + p] = acc[i][j] + (has_bias ? __ldg(bias + m) : 0.0f);
-        }
-    }
+    conv2d_store_nchw(y, acc, m0, n0, M, N, P, ty, tx,
+                      [&](float v, int m) { return v + (has_bias ? __ldg(bias + m) : 0.0f); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -162,17 +171,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     float acc[4][4] = {};
     tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        int c = n0 + tx * 4 + j;
-        if (c >= N) break;
-        int n = c / HW, p = c % HW;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            int ci = m0 + ty * 4 + i;
-            if (ci < M) dx[((size_t)n * M + ci) * HW + p] = acc[i][j];
-        }
-    }
+    conv2d_store_nchw(dx, acc, m0, n0, M, N, HW, ty, tx, [](float v, int) { return v; });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

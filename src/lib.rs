@@ -1,6 +1,8 @@
 //! ddpm-cuda: Denoising Diffusion Probabilistic Models (Ho et al. 2020) on a small Rust tensor engine with a CPU
-//! reference backend and hand-written CUDA kernels. Layers, bottom up: tensor → ops → autograd → nn → diffusion →
-//! train/sample → CLI (see docs/ARCHITECTURE.md).
+//! reference backend and hand-written CUDA kernels. Layers, bottom up, each using only those below it:
+//! error, data → backend (CPU maps, CUDA buffers, the typed kernel layer, GEMM, device sums) → tensor → rng →
+//! autograd → ops (one folder per op), optim → nn → diffusion, config → checkpoint, diffusers, eval →
+//! train/sample → bench, selftest → CLI (see docs/ARCHITECTURE.md).
 
 pub mod autograd;
 pub mod backend;
