@@ -10,7 +10,7 @@
 #
 # It builds the two cdylibs in release into target/cuda-sim (a separate target dir, so it can run from inside a
 # `cargo test` without waiting for that build's lock), lays out target/cuda-sim/lib/ with libcuda.so(.1) and,
-# unless CUDA_SIM_CUBLAS=0, libcublas.so(.13), and runs COMMAND with that folder first on LD_LIBRARY_PATH.
+# unless CUDA_SIM_CUBLAS=0 (then target/cuda-sim/lib-no-cublas/), libcublas.so(.13), and runs COMMAND with that folder first on LD_LIBRARY_PATH.
 #
 # Environment passed through to the simulator:
 #   DDPM_CUDA_SIM_REPORTS  file the sanitizer reports are appended to (a temp file if unset)
@@ -30,19 +30,30 @@ fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target="$root/target/cuda-sim"
-lib="$target/lib"
-
 if [[ "${CUDA_SIM_NO_BUILD:-0}" != 1 ]]; then
     (cd "$root" && cargo build --release --quiet -p cuda-sim-driver -p cuda-sim-cublas --target-dir "$target") >&2
 fi
-mkdir -p "$lib"
-rm -f "$lib"/libcuda.so* "$lib"/libcublas.so*
-cp "$target/release/libcuda.so" "$lib/libcuda.so"
-ln -s libcuda.so "$lib/libcuda.so.1"
+# Several runs may lay the folder out at once (tests in parallel), and running processes keep the files they
+# loaded: install by atomic rename, only when the content changed.
+install() { # SRC NAME
+    if ! cmp -s "$1" "$lib/$2"; then
+        cp "$1" "$lib/.$2.$$" && mv -f "$lib/.$2.$$" "$lib/$2"
+    fi
+}
+link() { # TARGET NAME
+    [[ -L "$lib/$2" ]] || ln -s "$1" "$lib/$2" 2>/dev/null || [[ -L "$lib/$2" ]]
+}
 if [[ "${CUDA_SIM_CUBLAS:-1}" != 0 ]]; then
-    cp "$target/release/libcublas.so" "$lib/libcublas.so"
-    ln -s libcublas.so "$lib/libcublas.so.13"
+    lib="$target/lib"
+    mkdir -p "$lib"
+    install "$target/release/libcublas.so" libcublas.so
+    link libcublas.so libcublas.so.13
+else
+    lib="$target/lib-no-cublas"
+    mkdir -p "$lib"
 fi
+install "$target/release/libcuda.so" libcuda.so
+link libcuda.so libcuda.so.1
 
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 own_reports=0

@@ -159,7 +159,7 @@ fn primary_ctx(dev: CUdevice) -> usize {
 }
 
 fn ctx_device(ctx: usize) -> Option<CUdevice> {
-    if ctx >= PRIMARY_CTX_BASE && ctx < PRIMARY_CTX_BASE + 16 * driver().devices as usize && ctx % 16 == 0 {
+    if ctx >= PRIMARY_CTX_BASE && ctx < PRIMARY_CTX_BASE + 16 * driver().devices as usize && ctx.is_multiple_of(16) {
         return Some(((ctx - PRIMARY_CTX_BASE) / 16) as CUdevice);
     }
     driver().lock().contexts.get(&ctx).copied()

@@ -152,15 +152,15 @@ mod tests {
         let Image::Unsupported(why) = ptx_from_fatbin(&f) else { panic!() };
         assert!(why.contains("--no-compress"), "{why}");
         // SAFETY: a NUL-terminated buffer.
-        let elf = unsafe { read_image(b"\x7fELF\0".as_ptr()) };
+        let elf = unsafe { read_image(c"\x7fELF".as_ptr() as *const u8) };
         assert!(matches!(elf, Image::Unsupported(w) if w.contains("cubin")));
     }
 
     #[test]
     fn plain_text_and_the_wrapper() {
-        let text = b".version 9.0\0";
+        let text = c".version 9.0";
         // SAFETY: NUL-terminated.
-        assert_eq!(unsafe { read_image(text.as_ptr()) }, Image::Ptx(".version 9.0".into()));
+        assert_eq!(unsafe { read_image(text.as_ptr() as *const u8) }, Image::Ptx(".version 9.0".into()));
         let f = fatbin(&[entry(1, 90, 0x11, b"ptx!\0")]);
         let mut w = Vec::new();
         w.extend_from_slice(&WRAPPER_MAGIC.to_le_bytes());

@@ -152,16 +152,18 @@ impl Driver {
     /// Print a finding at once, count it, and append it to the reports file.
     pub fn report(&self, kind: &str, message: &str) {
         self.reports.fetch_add(1, Ordering::SeqCst);
+        // Executor reports name their kind themselves ("Memcheck: ..."); the driver's own are API errors.
+        let lead = if kind == "api" { "API error: " } else { "" };
         let mut text = String::new();
         for (i, line) in message.lines().enumerate() {
             if i == 0 {
-                let _ = writeln!(text, "========= cuda-sim {kind}: {line}");
+                let _ = writeln!(text, "========= cuda-sim: {lead}{line}");
             } else {
                 let _ = writeln!(text, "=========     {line}");
             }
         }
         if message.is_empty() {
-            let _ = writeln!(text, "========= cuda-sim {kind}");
+            let _ = writeln!(text, "========= cuda-sim: {kind} report");
         }
         let _ = std::io::stderr().write_all(text.as_bytes());
         if let Some(f) = &self.report_file {

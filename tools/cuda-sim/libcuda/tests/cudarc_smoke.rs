@@ -21,8 +21,11 @@ fn root() -> PathBuf {
 
 #[test]
 fn cudarc_runs_on_the_stand_ins() {
-    if std::env::var_os(CHILD).is_some() {
+    if std::env::var_os(CHILD).is_some_and(|v| v == "1") {
         child();
+        return;
+    }
+    if std::env::var_os(CHILD).is_some() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("cuda-sim-smoke-{}", std::process::id()));
@@ -53,6 +56,61 @@ fn cudarc_runs_on_the_stand_ins() {
     assert!(process.contains("\"kernel_launches\":3,\"graph_launches\":2"), "{process}");
     assert!(process.contains("\"cublas_calls\":2"), "{process}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A kernel that reads and writes past its buffers: the launch fails with CUDA_ERROR_ILLEGAL_ADDRESS, later calls
+/// return it too (sticky, like a real context), the report goes to stderr and the reports file, and the process
+/// exits nonzero even though `main` returned normally.
+#[test]
+fn a_memory_fault_is_reported_and_fails_the_process() {
+    if std::env::var_os(CHILD).is_some_and(|v| v == "fault") {
+        fault_child();
+        return;
+    }
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cuda-sim-fault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let reports = dir.join("reports.txt");
+    let out = Command::new(root().join("scripts/cuda-sim.sh"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "a_memory_fault_is_reported_and_fails_the_process", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "fault")
+        .env("DDPM_CUDA_SIM_DEVICES", "2")
+        .env("DDPM_CUDA_SIM_REPORTS", &reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("fault child: done"), "{stdout}\n{stderr}");
+    assert!(!out.status.success(), "a reported fault must fail the process:\n{stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("========= cuda-sim: ") && l.contains("axpy")), "{stderr}");
+    assert!(stderr.contains("========= cuda-sim: 1 errors"), "{stderr}");
+    let reports = std::fs::read_to_string(&reports).unwrap();
+    assert!(reports.contains("axpy"), "{reports}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fault_child() {
+    assert_eq!(CudaContext::device_count().unwrap(), 2);
+    let ctx = CudaContext::new(1).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(AXPY_PTX)).unwrap();
+    let f = module.load_function("axpy").unwrap();
+    let x = stream.clone_htod(&[1.0f32; 100]).unwrap();
+    let mut y = stream.alloc_zeros::<f32>(100).unwrap();
+    let n = 256i32;
+    let cfg = LaunchConfig { grid_dim: (4, 1, 1), block_dim: (64, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: deliberately not: n is larger than both buffers (the simulator catches it).
+    let r = unsafe { stream.launch_builder(&f).arg(&1.0f32).arg(&x).arg(&mut y).arg(&n).launch(cfg) };
+    let e = r.expect_err("the launch must fail");
+    assert!(format!("{e:?}").contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{e:?}");
+    let e = stream.synchronize().expect_err("the error is sticky");
+    assert!(format!("{e:?}").contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{e:?}");
+    println!("fault child: done");
+    // Leak everything: dropping would only record more (sticky) errors.
+    std::mem::forget((x, y, f, module, stream, ctx));
 }
 
 fn launch_axpy(
