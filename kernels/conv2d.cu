@@ -8,7 +8,8 @@
 // with k = (ci, ki, kj) in the weight's own order and col[k, (n, oh, ow)] = x[n, ci, oh*s - pt + ki, ow*s - pl + kj]
 // (0 in the padding). One block computes a CONV_BM x CONV_BN output tile with 256 threads, each owning a 4x4
 // micro-tile; the reduction runs in steps of CONV_BK, the next step's global loads held in registers while the
-// current one is multiplied out of shared memory. Both operand tiles are stored K-major (tile[k][m], tile[k][n]):
+// current one is multiplied out of shared memory (gemm_tile.cuh's `tile_loop`, which each kernel hands its own
+// gather `load` and tile `store`). Both operand tiles are stored K-major (tile[k][m], tile[k][n]):
 // the layout a bf16 mma/wgmma version would also use for its shared-memory operands.
 
 #include "gemm_tile.cuh"
@@ -32,6 +33,35 @@ static __device__ __forceinline__ float conv2d_x_at(const float* __restrict__ xn
                                                     int iw) {
     bool in = (unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w;
     return in ? __ldg(xn + ((size_t)ci * g.h + ih) * g.w + iw) : 0.0f;
+}
+
+// Forward and dgrad tile slots: A loaded K-fast (element t + 256 i of the 64x16 tile: row a_m + 16 i, k a_k), B
+// loaded N-fast (element t + 256 i of the 16x64 tile: k b_k + 4 i, column b_n).
+static __device__ __forceinline__ void conv2d_store_kn(float (*As)[CONV_LD], float (*Bs)[CONV_LD], const float ra[4],
+                                                       const float rb[4], int a_k, int a_m, int b_k, int b_n) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        As[a_k][a_m + 16 * i] = ra[i];
+        Bs[b_k + 4 * i][b_n] = rb[i];
+    }
+}
+
+// Forward and dgrad epilogue: the tile's column c (< N) is (item c / per, pixel c % per) and row m (< M) a channel;
+// out[item, m, pixel] = value(acc, m).
+template <typename Value>
+static __device__ __forceinline__ void conv2d_store_nchw(float* __restrict__ out, const float acc[4][4], int m0, int n0,
+                                                         int M, int N, int per, int ty, int tx, Value value) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        int c = n0 + tx * 4 + j;
+        if (c >= N) break;
+        int n = c / per, p = c % per;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            int m = m0 + ty * 4 + i;
+            if (m < M) out[((size_t)n * M + m) * per + p] = value(acc[i][j], m);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -78,30 +108,10 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     };
 
     float acc[4][4] = {};
-    load(0);
-    for (int k0 = 0; k0 < K; k0 += CONV_BK) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[a_k][a_m + 16 * i] = ra[i];
-            Bs[b_k + 4 * i][b_n] = rb[i];
-        }
-        __syncthreads();
-        if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        tile_mma(As, Bs, acc, ty, tx);
-        __syncthreads();
-    }
+    tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        int c = n0 + tx * 4 + j;
-        if (c >= N) break;
-        int n = c / P, p = c % P;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            int m = m0 + ty * 4 + i;
-            if (m < M) y[((size_t)n * M + m) * P + p] = acc[i][j] + (has_bias ? __ldg(bias + m) : 0.0f);
-        }
-    }
+    conv2d_store_nchw(y, acc, m0, n0, M, N, P, ty, tx,
+                      [&](float v, int m) { return v + (has_bias ? __ldg(bias + m) : 0.0f); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -159,30 +169,9 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     };
 
     float acc[4][4] = {};
-    load(0);
-    for (int k0 = 0; k0 < K; k0 += CONV_BK) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[a_k][a_m + 16 * i] = ra[i];
-            Bs[b_k + 4 * i][b_n] = rb[i];
-        }
-        __syncthreads();
-        if (k0 + CONV_BK < K) load(k0 + CONV_BK);
-        tile_mma(As, Bs, acc, ty, tx);
-        __syncthreads();
-    }
+    tile_loop(As, Bs, acc, ty, tx, 0, K, load, [&] { conv2d_store_kn(As, Bs, ra, rb, a_k, a_m, b_k, b_n); });
 
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        int c = n0 + tx * 4 + j;
-        if (c >= N) break;
-        int n = c / HW, p = c % HW;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            int ci = m0 + ty * 4 + i;
-            if (ci < M) dx[((size_t)n * M + ci) * HW + p] = acc[i][j];
-        }
-    }
+    conv2d_store_nchw(dx, acc, m0, n0, M, N, HW, ty, tx, [](float v, int) { return v; });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -237,21 +226,15 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS, 2)
         }
     };
 
-    float acc[4][4] = {};
-    if (r_begin < r_end) {
-        load(r_begin);
-        for (int r0 = r_begin; r0 < r_end; r0 += CONV_BK) {
+    auto store = [&] {
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                As[rr][mm + 16 * i] = ra[i];
-                Bs[rr][mm + 16 * i] = rb[i];
-            }
-            __syncthreads();
-            if (r0 + CONV_BK < r_end) load(r0 + CONV_BK);
-            tile_mma(As, Bs, acc, ty, tx);
-            __syncthreads();
+        for (int i = 0; i < 4; ++i) {
+            As[rr][mm + 16 * i] = ra[i];
+            Bs[rr][mm + 16 * i] = rb[i];
         }
-    }
+    };
+    float acc[4][4] = {};
+    if (r_begin < r_end) tile_loop(As, Bs, acc, ty, tx, r_begin, r_end, load, store);
 
     float* o = out + (size_t)blockIdx.z * M * N;
 #pragma unroll

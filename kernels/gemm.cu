@@ -43,9 +43,7 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS)
         }
     };
 
-    float acc[4][4] = {};
-    load(0);
-    for (int k0 = 0; k0 < K; k0 += TILE_BK) {
+    auto store = [&] {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             int m, k, n;
@@ -54,11 +52,9 @@ extern "C" __global__ void __launch_bounds__(TILE_THREADS)
             b_slot(i, k, n);
             Bs[k][n] = rb[i];
         }
-        __syncthreads();
-        if (k0 + TILE_BK < K) load(k0 + TILE_BK);
-        tile_mma(As, Bs, acc, ty, tx);
-        __syncthreads();
-    }
+    };
+    float acc[4][4] = {};
+    tile_loop(As, Bs, acc, ty, tx, 0, K, load, store);
 
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

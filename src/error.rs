@@ -29,6 +29,10 @@ pub enum Error {
     #[error("CUDA error: {0}")]
     Cuda(String),
 
+    /// Operands of one op (or buffers of one kernel launch) on different devices.
+    #[error("{op}: tensors on different devices ({devices})")]
+    DeviceMismatch { op: &'static str, devices: String },
+
     /// An op that exists on one backend but not (yet) on another.
     #[error("{op} is not implemented on {device}")]
     Unsupported { op: &'static str, device: String },
@@ -39,6 +43,13 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The one conversion from the CUDA driver's errors (allocation, copy, synchronisation, module load).
+impl From<cudarc::driver::DriverError> for Error {
+    fn from(e: cudarc::driver::DriverError) -> Self {
+        Error::Cuda(format!("{e:?}"))
+    }
+}
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {

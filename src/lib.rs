@@ -1,6 +1,8 @@
 //! ddpm-cuda: Denoising Diffusion Probabilistic Models (Ho et al. 2020) on a small Rust tensor engine with a CPU
-//! reference backend and hand-written CUDA kernels. Layers, bottom up: tensor → ops → autograd → nn → diffusion →
-//! train/sample → CLI (see docs/ARCHITECTURE.md).
+//! reference backend and hand-written CUDA kernels. Layers, bottom up, each using only those below it:
+//! error, data → backend (CPU maps, CUDA buffers, the typed kernel layer, GEMM, device sums) → tensor → rng →
+//! autograd → ops (one folder per op), optim → nn → diffusion, config → checkpoint, diffusers, eval →
+//! train/sample → bench, selftest → CLI (see docs/ARCHITECTURE.md).
 
 pub mod autograd;
 pub mod backend;
@@ -25,6 +27,13 @@ pub mod tensorboard;
 pub mod train;
 
 pub use autograd::{Grads, Tape, Var};
+
+/// Every kernel the Rust side declares (the backend's, each op's CUDA arm, the optimizer's, the RNG's): what the
+/// unit test of `backend::kernels` checks against the compiled PTX.
+pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
+    let groups = [backend::kernels::KERNELS, optim::cuda::KERNELS, rng::KERNELS];
+    groups.into_iter().chain(ops::KERNELS.iter().copied()).flatten().copied().collect()
+}
 pub use backend::Device;
 pub use error::{Error, Result};
 pub use tensor::Tensor;

@@ -4,10 +4,9 @@
 //! CPU implementations here; the CUDA launches (kernels/adam.cu) are in `optim/cuda.rs`. `Adam::step_with_ema`
 //! fuses the EMA into the Adam pass on CUDA (one read of each parameter per step).
 
-use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
-mod cuda;
+pub(crate) mod cuda;
 
 /// Adam hyper-parameters (defaults: PyTorch's, and DDPM's lr 2e-4).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,15 +28,10 @@ impl Default for AdamConfig {
     }
 }
 
-/// Whether every tensor is on the CPU (`Some(true)`), every one on a GPU (`Some(false)`), or they are mixed.
-fn all_cpu<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Option<bool> {
-    let mut kinds = tensors.into_iter().map(|t| matches!(t.storage(), Storage::Cpu(_)));
-    let first = kinds.next().unwrap_or(true);
-    kinds.all(|k| k == first).then_some(first)
-}
-
-fn mixed(op: &str) -> Error {
-    Error::msg(format!("{op}: tensors on different devices"))
+/// Whether the tensors (all on one device, else `Error::DeviceMismatch` naming `op`) are on the CPU.
+fn all_cpu<'a>(op: &'static str, tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<bool> {
+    let tensors: Vec<&Tensor> = tensors.into_iter().collect();
+    Ok(Tensor::same_device(op, &tensors)?.is_cpu())
 }
 
 /// Adam as `torch.optim.Adam` / `AdamW` (no amsgrad): with t the step count after increment,
@@ -107,13 +101,10 @@ impl Adam {
                 self.m[i].shape()
             );
         }
-        let on_cpu =
-            all_cpu(params.iter().chain(grads).chain(&self.m).chain(&self.v)).ok_or_else(|| mixed("Adam::step"))?;
+        let on_cpu = all_cpu("Adam::step", params.iter().chain(grads).chain(&self.m).chain(&self.v))?;
         if let Some(e) = &ema {
             e.check(params)?;
-            if all_cpu(e.shadow.iter().chain(params.iter())) != Some(on_cpu) {
-                return Err(mixed("Adam::step_with_ema"));
-            }
+            all_cpu("Adam::step_with_ema", e.shadow.iter().chain(params.iter()))?;
         }
         self.step += 1;
         let c = self.config;
@@ -181,7 +172,7 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> Result<f32> {
     if !(max_norm > 0.0 && max_norm.is_finite()) {
         return Err(Error::msg(format!("clip_grad_norm: max_norm must be positive and finite, got {max_norm}")));
     }
-    let on_cpu = all_cpu(grads.iter()).ok_or_else(|| mixed("clip_grad_norm"))?;
+    let on_cpu = all_cpu("clip_grad_norm", grads.iter())?;
     let norm = if on_cpu {
         let mut sum_sq = 0.0f64;
         for g in grads.iter() {
@@ -243,7 +234,7 @@ impl Ema {
 
     pub fn update(&mut self, params: &[Tensor]) -> Result<()> {
         self.check(params)?;
-        let on_cpu = all_cpu(self.shadow.iter().chain(params)).ok_or_else(|| mixed("Ema::update"))?;
+        let on_cpu = all_cpu("Ema::update", self.shadow.iter().chain(params))?;
         let rate = 1.0 - self.decay;
         for (s, p) in self.shadow.iter_mut().zip(params) {
             if !on_cpu {

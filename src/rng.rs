@@ -25,8 +25,17 @@
 
 use rayon::prelude::*;
 
-use crate::backend::{cuda::CudaBackend, Device, Storage};
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::backend::cuda::CudaStorage;
+use crate::backend::kernels::{grid_1d, kernels};
+use crate::backend::{Device, Storage};
+use crate::{ensure_shape, Result, Tensor};
+
+kernels! {
+    /// n standard normals of the draw (seed, offset), one thread per block of 4 (kernels/rng.cu).
+    fn rng_normal_f32(out: &mut CudaStorage, n: i32, seed: u64, offset: u64);
+    /// n uniforms in (0, 1] of the draw (seed, offset), one thread per block of 4.
+    fn rng_uniform_f32(out: &mut CudaStorage, n: i32, seed: u64, offset: u64);
+}
 
 const PHILOX_M0: u32 = 0xD251_1F53;
 const PHILOX_M1: u32 = 0xCD9E_8D57;
@@ -161,21 +170,8 @@ impl Philox {
                 let n: usize = shape.iter().product();
                 ensure_shape!(n <= i32::MAX as usize, "normal_on", "{n} elements do not fit the kernel's int count");
                 let mut out = backend.zeros(n)?;
-                let f = backend.function("rng_normal_f32")?;
-                let (n_i, seed, offset) = (n as i32, self.seed, self.offset);
-                use cudarc::driver::PushKernelArg;
-                // SAFETY: the kernel writes n floats of out (one thread per block of 4) and reads nothing else.
-                unsafe {
-                    backend
-                        .stream()
-                        .launch_builder(&f)
-                        .arg(&mut out.buf)
-                        .arg(&n_i)
-                        .arg(&seed)
-                        .arg(&offset)
-                        .launch(CudaBackend::grid_1d(n.div_ceil(4)))
-                }
-                .map_err(|e| Error::Cuda(format!("rng_normal_f32: {e:?}")))?;
+                // The kernel writes n floats of out (one thread per block of 4) and reads nothing else.
+                rng_normal_f32(backend, grid_1d(n.div_ceil(4)), &mut out, n as i32, self.seed, self.offset)?;
                 self.offset += 1;
                 Tensor::from_storage(Storage::Cuda(out), shape)
             }

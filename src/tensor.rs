@@ -1,9 +1,13 @@
 //! `Tensor`: an f32 array in contiguous row-major (NCHW) order on one device. Cloning a tensor is cheap (the
-//! storage is shared); writes go through `make_mut`, which copies only when the storage is shared.
+//! storage is shared); writes go through `storage_mut`, which copies only when the storage is shared.
+//!
+//! This layer sits on the backend only (no `ops`): the two maps it offers without a tape, `add` and `scale`,
+//! call the backend's CPU maps and its own kernels directly.
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::backend::kernels::{add_f32, elementwise_scale_f32, grid_1d, int};
 use crate::backend::{cpu, Device, Storage};
 use crate::{ensure_shape, Error, Result};
 
@@ -67,9 +71,29 @@ impl Tensor {
         &self.storage
     }
 
-    /// Mutable access to the storage, copying it first if another tensor shares it.
-    pub fn storage_mut(&mut self) -> &mut Storage {
-        Arc::make_mut(&mut self.storage)
+    /// Mutable access to the storage, copying it first if another tensor shares it (a device error if that copy
+    /// fails).
+    pub fn storage_mut(&mut self) -> Result<&mut Storage> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            self.storage = Arc::new(self.storage.try_clone()?);
+        }
+        Ok(Arc::get_mut(&mut self.storage).expect("a freshly copied storage is not shared"))
+    }
+
+    /// Check that `tensors` all live on one device and return it, or `Error::DeviceMismatch` naming `op`.
+    pub fn same_device(op: &'static str, tensors: &[&Tensor]) -> Result<Device> {
+        let first = tensors.first().map_or(Device::Cpu, |t| t.device());
+        if tensors.iter().all(|t| t.device() == first) {
+            Ok(first)
+        } else {
+            Err(Tensor::device_mismatch(op, tensors))
+        }
+    }
+
+    /// `Error::DeviceMismatch` for `op`, listing the devices of `tensors`.
+    pub fn device_mismatch(op: &'static str, tensors: &[&Tensor]) -> Error {
+        let devices: Vec<String> = tensors.iter().map(|t| t.device().to_string()).collect();
+        Error::DeviceMismatch { op, devices: devices.join(", ") }
     }
 
     /// The 4 dimensions of an NCHW tensor, or a shape error naming `op`.
@@ -113,7 +137,7 @@ impl Tensor {
 
     /// Mutably borrow the values of a CPU tensor, copying first if the storage is shared.
     pub fn cpu_data_mut(&mut self) -> Result<&mut [f32]> {
-        match self.storage_mut() {
+        match self.storage_mut()? {
             Storage::Cpu(v) => Ok(v),
             Storage::Cuda(_) => Err(Error::msg("cpu_data_mut() on a CUDA tensor")),
         }
@@ -141,15 +165,31 @@ impl Tensor {
         ensure_shape!(self.shape == other.shape, "add", "shapes {:?} and {:?} differ", self.shape, other.shape);
         let storage = match (&*self.storage, &*other.storage) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::zip_map(a, b, |x, y| x + y)),
-            (Storage::Cuda(a), Storage::Cuda(b)) => Storage::Cuda(a.backend().binary("add_f32", a, b)?),
-            _ => return Err(Error::msg("add: tensors on different devices")),
+            (Storage::Cuda(a), Storage::Cuda(b)) => {
+                let (be, n) = (a.backend(), a.len());
+                let mut z = be.empty(n)?;
+                // Reads n floats of a and b, writes n of z.
+                add_f32(be, grid_1d(n), a, b, &mut z, int("add", n)?)?;
+                Storage::Cuda(z)
+            }
+            _ => return Err(Tensor::device_mismatch("add", &[self, other])),
         };
         Tensor::from_storage(storage, &self.shape)
     }
 
     /// `self * s` (no tape).
     pub fn scale(&self, s: f32) -> Result<Tensor> {
-        crate::ops::elementwise::scale_tensor(self, s)
+        let storage = match &*self.storage {
+            Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * s)),
+            Storage::Cuda(c) => {
+                let (be, n) = (c.backend(), c.len());
+                let mut y = be.zeros(n)?;
+                // Reads and writes n floats.
+                elementwise_scale_f32(be, grid_1d(n), c, &mut y, s, int("scale", n)?)?;
+                Storage::Cuda(y)
+            }
+        };
+        Tensor::from_storage(storage, &self.shape)
     }
 
     /// Largest absolute elementwise difference to another tensor of the same shape (for tests and selftest).
@@ -157,6 +197,14 @@ impl Tensor {
         ensure_shape!(self.shape == other.shape, "max_abs_diff", "shapes {:?} and {:?}", self.shape, other.shape);
         let (a, b) = (self.to_vec()?, other.to_vec()?);
         Ok(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max))
+    }
+}
+
+/// The bridge from the data layer (which knows nothing of tensors) up to this one.
+impl crate::data::loader::Batch {
+    /// The images as a CPU tensor of shape [B, C, H, W] (copies the values).
+    pub fn images_tensor(&self) -> Result<Tensor> {
+        Tensor::from_vec(self.images.clone(), &self.shape)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
 
 use crate::{Error, Result};
 
@@ -17,13 +17,14 @@ static KERNELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kernels.fatbin
 /// The `ptxas -v` report of the embedded kernels, one line per kernel and arch.
 pub const PTXAS_REPORT: &str = include_str!(concat!(env!("OUT_DIR"), "/ptxas.txt"));
 
+/// The embedded fatbin (empty without nvcc at build time).
+pub fn fatbin() -> &'static [u8] {
+    KERNELS
+}
+
 /// Whether this binary carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {
     !KERNELS.is_empty()
-}
-
-pub(crate) fn cuda_err(e: impl std::fmt::Debug) -> Error {
-    Error::Cuda(format!("{e:?}"))
 }
 
 pub struct CudaBackend {
@@ -136,57 +137,24 @@ impl CudaBackend {
     }
 
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
-        let buf = self.stream.clone_htod(data).map_err(cuda_err)?;
+        let buf = self.stream.clone_htod(data)?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
 
     /// An uninitialised buffer, for kernels that write every element (saves the memset of `zeros`).
     pub fn empty(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
         // SAFETY: callers hand the buffer to a kernel that writes all n elements before anything reads them.
-        let buf = unsafe { self.stream.alloc::<f32>(n) }.map_err(cuda_err)?;
+        let buf = unsafe { self.stream.alloc::<f32>(n) }?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
 
     pub fn zeros(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
-        let buf = self.stream.alloc_zeros::<f32>(n).map_err(cuda_err)?;
+        let buf = self.stream.alloc_zeros::<f32>(n)?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
 
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(cuda_err)
-    }
-
-    /// Launch config for one thread per element.
-    pub fn grid_1d(n: usize) -> LaunchConfig {
-        const BLOCK: u32 = 256;
-        let blocks = (n as u32).div_ceil(BLOCK).max(1);
-        LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
-    }
-
-    /// y = f(x) for an elementwise kernel `name(const float* x, float* y, int n)`.
-    pub fn unary(self: &Arc<Self>, name: &'static str, x: &CudaStorage) -> Result<CudaStorage> {
-        let n = x.len();
-        let mut y = self.empty(n)?;
-        let f = self.function(name)?;
-        let n_i = n as i32;
-        // SAFETY: the kernel reads n floats of x and writes n floats of y.
-        unsafe { self.stream.launch_builder(&f).arg(&x.buf).arg(&mut y.buf).arg(&n_i).launch(Self::grid_1d(n)) }
-            .map_err(cuda_err)?;
-        Ok(y)
-    }
-
-    /// z = f(a, b) for an elementwise kernel `name(const float* a, const float* b, float* z, int n)`.
-    pub fn binary(self: &Arc<Self>, name: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<CudaStorage> {
-        let n = a.len();
-        let mut z = self.empty(n)?;
-        let f = self.function(name)?;
-        let n_i = n as i32;
-        // SAFETY: the kernel reads n floats of a and b and writes n floats of z.
-        unsafe {
-            self.stream.launch_builder(&f).arg(&a.buf).arg(&b.buf).arg(&mut z.buf).arg(&n_i).launch(Self::grid_1d(n))
-        }
-        .map_err(cuda_err)?;
-        Ok(z)
+        Ok(self.stream.synchronize()?)
     }
 }
 
@@ -236,11 +204,12 @@ impl CudaStorage {
     }
 
     pub fn download(&self) -> Result<Vec<f32>> {
-        self.backend.stream.clone_dtoh(&self.buf).map_err(cuda_err)
+        Ok(self.backend.stream.clone_dtoh(&self.buf)?)
     }
 
+    /// A deep copy on the device (a driver error if the copy fails).
     pub fn try_clone(&self) -> Result<CudaStorage> {
-        let buf = self.backend.stream.clone_dtod(&self.buf).map_err(cuda_err)?;
+        let buf = self.backend.stream.clone_dtod(&self.buf)?;
         Ok(CudaStorage { buf, backend: self.backend.clone() })
     }
 }

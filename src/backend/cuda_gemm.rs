@@ -4,9 +4,12 @@
 
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm as _, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use std::sync::Arc;
 
-use super::cuda::{cuda_err, CudaBackend};
+use cudarc::driver::CudaSlice;
+
+use super::cuda::CudaBackend;
+use super::kernels::{blocks, gemm_batched_f32};
 use crate::{Error, Result};
 
 /// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, every matrix row-major.
@@ -117,7 +120,7 @@ pub enum GemmImpl {
 
 /// Run `g` on device buffers (checked to be long enough).
 pub fn gemm(
-    be: &CudaBackend,
+    be: &Arc<CudaBackend>,
     g: &Gemm,
     a: &CudaSlice<f32>,
     b: &CudaSlice<f32>,
@@ -156,36 +159,9 @@ pub fn gemm(
     let (lda, ldb, ldc) = (to_i(g.lda)?, to_i(g.ldb)?, to_i(g.ldc)?);
     let (ta, tb) = (i32::from(g.ta), i32::from(g.tb));
     let (sa, sb, sc) = (g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
-    let f = be.function("gemm_batched_f32")?;
-    let cfg = LaunchConfig {
-        grid_dim: (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, g.batch as u32),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: as for cuBLAS: every element the kernel touches lies inside the checked lengths.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(a)
-            .arg(b)
-            .arg(c)
-            .arg(&m)
-            .arg(&n)
-            .arg(&k)
-            .arg(&lda)
-            .arg(&ldb)
-            .arg(&ldc)
-            .arg(&ta)
-            .arg(&tb)
-            .arg(&sa)
-            .arg(&sb)
-            .arg(&sc)
-            .arg(&g.alpha)
-            .arg(&g.beta)
-            .launch(cfg)
-    }
-    .map_err(cuda_err)?;
-    Ok(())
+    let grid = (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, g.batch as u32);
+    // As for cuBLAS: every element the kernel touches lies inside the checked lengths.
+    gemm_batched_f32(be, blocks(grid, 256), a, b, c, m, n, k, lda, ldb, ldc, ta, tb, sa, sb, sc, g.alpha, g.beta)
 }
 
 #[cfg(test)]

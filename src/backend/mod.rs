@@ -1,9 +1,18 @@
 //! The backend seam. A tensor's storage lives on one device; each op matches on the storage once and calls the
-//! CPU reference (`cpu`) or the CUDA launch (`cuda`). Everything above `ops/` is device-agnostic.
+//! CPU reference (`cpu`) or its CUDA arm, which launches kernels through the typed layer (`kernels`). Everything
+//! above `ops/` is device-agnostic.
+//!
+//! - `cpu`: rayon maps and the `gemm`-crate GEMM;
+//! - `cuda`: context, stream, the embedded module, device buffers;
+//! - `kernels`: the typed kernel layer (`kernels!` declarations, argument/device checks, the one launch);
+//! - `cuda_gemm`: row-major (batched) GEMM (cuBLAS or kernels/gemm.cu);
+//! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`.
 
 pub mod cpu;
 pub mod cuda;
 pub mod cuda_gemm;
+pub mod cuda_reduce;
+pub mod kernels;
 
 use std::fmt;
 use std::sync::Arc;
@@ -94,14 +103,13 @@ impl Storage {
             Storage::Cuda(c) => Device::Cuda(c.backend().clone()),
         }
     }
-}
 
-impl Clone for Storage {
-    /// A deep copy (on the device for CUDA storage). Used by copy-on-write updates.
-    fn clone(&self) -> Self {
-        match self {
+    /// A deep copy (on the device for CUDA storage; a device error if that copy fails). Used by copy-on-write
+    /// updates (`Tensor::storage_mut`).
+    pub fn try_clone(&self) -> Result<Storage> {
+        Ok(match self {
             Storage::Cpu(v) => Storage::Cpu(v.clone()),
-            Storage::Cuda(c) => Storage::Cuda(c.try_clone().expect("device-to-device copy failed")),
-        }
+            Storage::Cuda(c) => Storage::Cuda(c.try_clone()?),
+        })
     }
 }

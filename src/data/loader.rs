@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::Dataset;
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result};
 
 /// Batches prepared ahead of the trainer.
 pub const QUEUE_DEPTH: usize = 3;
@@ -39,12 +39,8 @@ pub struct Batch {
     pub epoch: u64,
 }
 
-impl Batch {
-    /// The images as a CPU tensor of shape [B, C, H, W] (copies the values).
-    pub fn images_tensor(&self) -> Result<Tensor> {
-        Tensor::from_vec(self.images.clone(), &self.shape)
-    }
-}
+// `Batch::images_tensor` (the batch as a `Tensor`) is defined in tensor.rs: data/ sits below the tensor layer and
+// does not use it.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, good enough for shuffling and coin flips.
 struct SplitMix64(u64);

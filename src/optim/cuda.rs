@@ -1,12 +1,25 @@
 //! CUDA arms of the optimizer (kernels/adam.cu, kernels/reduce.cu): one fused Adam/AdamW (+ EMA) launch per
-//! parameter tensor, the EMA alone, and gradient-norm clipping whose only host traffic is the f64 norm.
+//! parameter tensor, the EMA alone, and gradient-norm clipping whose only host traffic is the f64 norm (its sums
+//! are the backend's `cuda_reduce`).
 
-use cudarc::driver::PushKernelArg;
-
-use crate::backend::cuda::{cuda_err, CudaBackend, CudaStorage};
+use crate::backend::cuda::CudaStorage;
+use crate::backend::cuda_reduce::{finish, launch_partials, partial_blocks, Mode};
+use crate::backend::kernels::{grid_1d, kernels};
 use crate::backend::Storage;
-use crate::ops::reduce::{finish, launch_partials, partial_blocks, Mode};
 use crate::{Error, Result, Tensor};
+
+kernels! {
+    /// Adam/AdamW on p, m, v, and the EMA shadow unless `ema` is null, one thread per element.
+    fn adam_ema_step_f32(
+        p: &mut CudaStorage, g: &CudaStorage, m: &mut CudaStorage, v: &mut CudaStorage, ema: Option<&mut CudaStorage>,
+        n: i32, lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, decoupled: i32, step_size: f32,
+        bc2_sqrt: f32, ema_decay: f32,
+    );
+    /// ema −= rate · (ema − p).
+    fn adam_ema_update_f32(ema: &mut CudaStorage, p: &CudaStorage, n: i32, rate: f32);
+    /// x *= s in place.
+    fn adam_scale_inplace_f32(x: &mut CudaStorage, n: i32, s: f32);
+}
 
 /// The per-step scalars of one Adam update, as the CPU path computes them.
 #[derive(Clone, Copy, Debug)]
@@ -23,17 +36,21 @@ pub(super) struct AdamScalars {
     pub ema_decay: f32,
 }
 
+fn mismatch() -> Error {
+    Error::DeviceMismatch { op: "optimizer", devices: "cpu, cuda".into() }
+}
+
 fn cuda_mut(t: &mut Tensor) -> Result<&mut CudaStorage> {
-    match t.storage_mut() {
+    match t.storage_mut()? {
         Storage::Cuda(c) => Ok(c),
-        Storage::Cpu(_) => Err(Error::msg("optimizer: tensors on different devices")),
+        Storage::Cpu(_) => Err(mismatch()),
     }
 }
 
 fn cuda_ref(t: &Tensor) -> Result<&CudaStorage> {
     match t.storage() {
         Storage::Cuda(c) => Ok(c),
-        Storage::Cpu(_) => Err(Error::msg("optimizer: tensors on different devices")),
+        Storage::Cpu(_) => Err(mismatch()),
     }
 }
 
@@ -62,28 +79,26 @@ pub(super) fn adam_step(
         None => None,
     };
     let be = g.backend().clone();
-    let f = be.function("adam_ema_step_f32")?;
-    let null: u64 = 0; // the kernel skips the EMA for a null pointer
-    let decoupled = i32::from(s.decoupled);
-    let mut b = be.stream().launch_builder(&f);
-    b.arg(&mut p.buf).arg(&g.buf).arg(&mut m.buf).arg(&mut v.buf);
-    match ema {
-        Some(e) => b.arg(&mut e.buf),
-        None => b.arg(&null),
-    };
-    b.arg(&n_i)
-        .arg(&s.lr)
-        .arg(&s.beta1)
-        .arg(&s.beta2)
-        .arg(&s.eps)
-        .arg(&s.weight_decay)
-        .arg(&decoupled)
-        .arg(&s.step_size)
-        .arg(&s.bc2_sqrt)
-        .arg(&s.ema_decay);
-    // SAFETY: p, g, m, v (and ema) all hold n floats (shapes checked by the caller); one thread per element.
-    unsafe { b.launch(CudaBackend::grid_1d(n)) }.map_err(cuda_err)?;
-    Ok(())
+    // p, g, m, v (and ema) all hold n floats (shapes checked by the caller); one thread per element.
+    adam_ema_step_f32(
+        &be,
+        grid_1d(n),
+        p,
+        g,
+        m,
+        v,
+        ema,
+        n_i,
+        s.lr,
+        s.beta1,
+        s.beta2,
+        s.eps,
+        s.weight_decay,
+        i32::from(s.decoupled),
+        s.step_size,
+        s.bc2_sqrt,
+        s.ema_decay,
+    )
 }
 
 /// shadow −= rate · (shadow − p).
@@ -95,13 +110,8 @@ pub(super) fn ema_update(shadow: &mut Tensor, p: &Tensor, rate: f32) -> Result<(
     let n_i = len_i32(n)?;
     let (s, p) = (cuda_mut(shadow)?, cuda_ref(p)?);
     let be = p.backend().clone();
-    let f = be.function("adam_ema_update_f32")?;
-    // SAFETY: both hold n floats.
-    unsafe {
-        be.stream().launch_builder(&f).arg(&mut s.buf).arg(&p.buf).arg(&n_i).arg(&rate).launch(CudaBackend::grid_1d(n))
-    }
-    .map_err(cuda_err)?;
-    Ok(())
+    // Both hold n floats.
+    adam_ema_update_f32(&be, grid_1d(n), s, p, n_i, rate)
 }
 
 /// √(Σ g²) over every gradient, in f64: partials of each tensor into one buffer, one finishing block, and the
@@ -111,7 +121,7 @@ pub(super) fn global_norm(grads: &[Tensor]) -> Result<f64> {
     let Some(first) = storages.first() else { return Ok(0.0) };
     let be = first.backend().clone();
     let total_parts: usize = storages.iter().map(|s| partial_blocks(s.len())).sum();
-    let mut partial = be.stream().alloc_zeros::<f64>(total_parts).map_err(cuda_err)?;
+    let mut partial = be.stream().alloc_zeros::<f64>(total_parts)?;
     let mut offset = 0;
     for s in &storages {
         if !s.is_empty() {
@@ -120,7 +130,7 @@ pub(super) fn global_norm(grads: &[Tensor]) -> Result<f64> {
         offset += partial_blocks(s.len());
     }
     let (_, total) = finish(&be, &partial, 1.0)?;
-    let host = be.stream().clone_dtoh(&total).map_err(cuda_err)?;
+    let host = be.stream().clone_dtoh(&total)?;
     Ok(host[0].sqrt())
 }
 
@@ -133,9 +143,6 @@ pub(super) fn scale_in_place(g: &mut Tensor, coef: f32) -> Result<()> {
     let n_i = len_i32(n)?;
     let c = cuda_mut(g)?;
     let be = c.backend().clone();
-    let f = be.function("adam_scale_inplace_f32")?;
-    // SAFETY: n floats, in place.
-    unsafe { be.stream().launch_builder(&f).arg(&mut c.buf).arg(&n_i).arg(&coef).launch(CudaBackend::grid_1d(n)) }
-        .map_err(cuda_err)?;
-    Ok(())
+    // n floats, in place.
+    adam_scale_inplace_f32(&be, grid_1d(n), c, n_i, coef)
 }

@@ -2,11 +2,19 @@
 //! softmax and its backward from kernels/attention.cu. P [B, T, T] is materialised (33 MB for the cifar10 U-Net's
 //! 16×16 level at batch 128) and kept for the backward, as on the CPU.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
-use crate::backend::cuda::{cuda_err, CudaStorage};
+use crate::backend::cuda::CudaStorage;
 use crate::backend::cuda_gemm::{gemm, Gemm, GemmImpl};
+use crate::backend::kernels::kernels;
 use crate::{Error, Result};
+
+kernels! {
+    /// In place: each of `rows` rows of T floats → softmax(scale · (row − max)); one warp per row.
+    fn attention_softmax_f32(s: &mut CudaStorage, rows: i32, t: i32, scale: f32);
+    /// In place: d ← p ⊙ (d − rowsum(d ⊙ p)) · scale per row.
+    fn attention_softmax_backward_f32(p: &CudaStorage, d: &mut CudaStorage, rows: i32, t: i32, scale: f32);
+}
 
 /// Rows per 256-thread block in the softmax kernels (one warp each).
 const ROWS_PER_BLOCK: usize = 8;
@@ -43,12 +51,8 @@ pub(super) fn forward(
     gemm(be, &Gemm::new(t, t, c, true, false).batched(b), &q.buf, &k.buf, &mut probs.buf, GemmImpl::Auto)?;
     let (rows, t_i) = ints(b, t)?;
     let scale = 1.0 / (c as f32).sqrt();
-    let f = be.function("attention_softmax_f32")?;
-    // SAFETY: in place on the B·T rows of T floats of probs.
-    unsafe {
-        be.stream().launch_builder(&f).arg(&mut probs.buf).arg(&rows).arg(&t_i).arg(&scale).launch(rows_cfg(b * t))
-    }
-    .map_err(cuda_err)?;
+    // In place on the B·T rows of T floats of probs.
+    attention_softmax_f32(be, rows_cfg(b * t), &mut probs, rows, t_i, scale)?;
     // O = V Pᵀ.
     gemm(be, &Gemm::new(c, t, t, false, true).batched(b), &v.buf, &probs.buf, &mut out.buf, GemmImpl::Auto)?;
     Ok((out, probs))
@@ -84,19 +88,8 @@ pub(super) fn backward(
         gemm(be, &Gemm::new(t, t, c, true, false).batched(b), &g.buf, &v.buf, &mut ds.buf, GemmImpl::Auto)?;
         let (rows, t_i) = ints(b, t)?;
         let scale = 1.0 / (c as f32).sqrt();
-        let f = be.function("attention_softmax_backward_f32")?;
-        // SAFETY: reads probs and updates ds in place, B·T rows of T floats each.
-        unsafe {
-            be.stream()
-                .launch_builder(&f)
-                .arg(&probs.buf)
-                .arg(&mut ds.buf)
-                .arg(&rows)
-                .arg(&t_i)
-                .arg(&scale)
-                .launch(rows_cfg(b * t))
-        }
-        .map_err(cuda_err)?;
+        // Reads probs and updates ds in place, B·T rows of T floats each.
+        attention_softmax_backward_f32(be, rows_cfg(b * t), probs, &mut ds, rows, t_i, scale)?;
     }
     let mut dq = None;
     if needs[0] {

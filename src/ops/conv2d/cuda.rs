@@ -2,38 +2,34 @@
 //! weight gradient (split over the batch·pixel reduction, partials summed in a fixed order: deterministic).
 //! The bias gradient is the [N, C, H, W] → [C] channel sum of the elementwise module.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
 use super::Geom;
-use crate::backend::cuda::{cuda_err, CudaBackend, CudaStorage};
+use crate::backend::cuda::{CudaBackend, CudaStorage};
+use crate::backend::kernels::{grid_1d, kernels};
 use crate::{Error, Result};
+
+/// `struct Conv2dGeom` of kernels/conv2d.cu (the kernel layer's, since its declarations take it).
+pub use crate::backend::kernels::ConvGeom;
+
+kernels! {
+    /// y = conv(x, w) (+ bias when has_bias); grid `forward_grid`.
+    fn conv2d_forward_f32(
+        x: &CudaStorage, w: &CudaStorage, bias: &CudaStorage, has_bias: i32, y: &mut CudaStorage, g: ConvGeom,
+    );
+    /// dx from gy and w, a gather; grid `dgrad_grid`.
+    fn conv2d_dgrad_f32(gy: &CudaStorage, w: &CudaStorage, dx: &mut CudaStorage, g: ConvGeom);
+    /// Partial dW per split of the N·Ho·Wo reduction (gridDim.z splits of `chunk`).
+    fn conv2d_wgrad_f32(x: &CudaStorage, gy: &CudaStorage, out: &mut CudaStorage, chunk: i32, g: ConvGeom);
+    /// dw = Σ over splits of the partials, in split order.
+    fn conv2d_sum_splits_f32(partial: &CudaStorage, dw: &mut CudaStorage, n: i32, splits: i32);
+}
 
 /// Output tile of one block (CONV_BM × CONV_BN in the kernel), its reduction step, and threads per block.
 pub const TILE_M: usize = 64;
 pub const TILE_N: usize = 64;
 pub const TILE_K: usize = 16;
 const THREADS: u32 = 256;
-
-/// `struct Conv2dGeom` of kernels/conv2d.cu, field for field.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: i32,
-    pub cin: i32,
-    pub h: i32,
-    pub w: i32,
-    pub cout: i32,
-    pub kh: i32,
-    pub kw: i32,
-    pub ho: i32,
-    pub wo: i32,
-    pub stride: i32,
-    pub pad_top: i32,
-    pub pad_left: i32,
-}
-
-// SAFETY: a plain #[repr(C)] struct of i32s, identical to the kernel's parameter type.
-unsafe impl DeviceRepr for ConvGeom {}
 
 impl ConvGeom {
     /// The kernel geometry, or an error when a size (or an index the kernels form) does not fit an `int`.
@@ -97,24 +93,12 @@ pub(super) fn forward(g: &Geom, x: &CudaStorage, w: &CudaStorage, b: Option<&Cud
     if y.is_empty() {
         return Ok(y);
     }
-    let f = be.function("conv2d_forward_f32")?;
     let has_bias = i32::from(b.is_some());
     // Without a bias the kernel never reads the pointer; pass the weight to have a valid one.
     let bias = b.unwrap_or(w);
-    // SAFETY: the kernel reads x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] (if has_bias) and writes every
-    // element of y [N,Cout,Ho,Wo]; the grid covers exactly those tiles (bounds-checked inside).
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&x.buf)
-            .arg(&w.buf)
-            .arg(&bias.buf)
-            .arg(&has_bias)
-            .arg(&mut y.buf)
-            .arg(&cg)
-            .launch(cfg(forward_grid(g)))
-    }
-    .map_err(cuda_err)?;
+    // The kernel reads x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] (if has_bias) and writes every element of
+    // y [N,Cout,Ho,Wo]; the grid covers exactly those tiles (bounds-checked inside).
+    conv2d_forward_f32(be, cfg(forward_grid(g)), x, w, bias, has_bias, &mut y, cg)?;
     Ok(y)
 }
 
@@ -145,12 +129,8 @@ fn dgrad(
     if dx.is_empty() {
         return Ok(dx);
     }
-    let f = be.function("conv2d_dgrad_f32")?;
-    // SAFETY: reads gy [N,Cout,Ho,Wo] and w; writes every element of dx [N,Cin,H,W] (grid = its tiles).
-    unsafe {
-        be.stream().launch_builder(&f).arg(&gy.buf).arg(&w.buf).arg(&mut dx.buf).arg(cg).launch(cfg(dgrad_grid(g)))
-    }
-    .map_err(cuda_err)?;
+    // Reads gy [N,Cout,Ho,Wo] and w; writes every element of dx [N,Cin,H,W] (grid = its tiles).
+    conv2d_dgrad_f32(be, cfg(dgrad_grid(g)), gy, w, &mut dx, *cg)?;
     Ok(dx)
 }
 
@@ -170,38 +150,15 @@ fn wgrad(
         return Err(Error::shape("conv2d", "weight-gradient partials too large for the CUDA kernels"));
     }
     let mut out = be.empty(splits * m * n)?;
-    let f = be.function("conv2d_wgrad_f32")?;
-    let chunk_i = chunk as i32;
     let grid = (blocks(n, TILE_N), blocks(m, TILE_M), splits as u32);
-    // SAFETY: reads x and gy; block z writes every element of its tile of partial z (out has splits·m·n floats).
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&x.buf)
-            .arg(&gy.buf)
-            .arg(&mut out.buf)
-            .arg(&chunk_i)
-            .arg(cg)
-            .launch(cfg(grid))
-    }
-    .map_err(cuda_err)?;
+    // Reads x and gy; block z writes every element of its tile of partial z (out has splits·m·n floats).
+    conv2d_wgrad_f32(be, cfg(grid), x, gy, &mut out, chunk as i32, *cg)?;
     if splits == 1 {
         return Ok(out);
     }
     let mut dw = be.empty(m * n)?;
-    let f = be.function("conv2d_sum_splits_f32")?;
-    let (n_i, s_i) = ((m * n) as i32, splits as i32);
-    // SAFETY: reads splits·m·n partials, writes m·n.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&out.buf)
-            .arg(&mut dw.buf)
-            .arg(&n_i)
-            .arg(&s_i)
-            .launch(CudaBackend::grid_1d(m * n))
-    }
-    .map_err(cuda_err)?;
+    // Reads splits·m·n partials, writes m·n.
+    conv2d_sum_splits_f32(be, grid_1d(m * n), &out, &mut dw, (m * n) as i32, splits as i32)?;
     Ok(dw)
 }
 

@@ -2,14 +2,25 @@
 //! one operand broadcast as a "bias" (its shape is [1.., full.., 1..] against the other's full shape: the
 //! [N,C,1,1] time embedding, a [C,1,1] vector, a scalar). Other broadcasts return `Unsupported`.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
-
 use super::{BinaryOp, Plan};
-use crate::backend::cuda::{CudaBackend, CudaStorage};
+use crate::backend::cuda::CudaStorage;
+use crate::backend::kernels::{add_f32, blocks, grid_1d, kernels};
 use crate::{Error, Result};
 
-fn cuda_err(e: impl std::fmt::Debug) -> Error {
-    Error::Cuda(format!("{e:?}"))
+// add_f32 and elementwise_scale_f32 are the backend's (Tensor::add and Tensor::scale use them too).
+kernels! {
+    /// z = a · b, n elements.
+    fn mul_f32(a: &CudaStorage, b: &CudaStorage, z: &mut CudaStorage, n: i32);
+    /// z = a − b, n elements.
+    fn elementwise_sub_f32(a: &CudaStorage, b: &CudaStorage, z: &mut CudaStorage, n: i32);
+    /// y = x + s, n elements.
+    fn elementwise_add_scalar_f32(x: &CudaStorage, y: &mut CudaStorage, s: f32, n: i32);
+    /// y = big ∘ small[(i / inner) % small_len] (op: 0 add, 1 big − small, 2 small − big, 3 mul).
+    fn elementwise_bcast_f32(
+        big: &CudaStorage, small: &CudaStorage, y: &mut CudaStorage, n: i32, inner: i32, small_len: i32, op: i32,
+    );
+    /// out[j] = Σ of the g elements whose row index is ≡ j (mod len); one block per j.
+    fn elementwise_bcast_reduce_f32(g: &CudaStorage, out: &mut CudaStorage, n: i32, inner: i32, len: i32);
 }
 
 fn unsupported() -> Error {
@@ -31,12 +42,16 @@ pub(super) fn binary(
 ) -> Result<CudaStorage> {
     let be = a.backend();
     if a_shape == b_shape {
-        let name = match op {
-            BinaryOp::Add => "add_f32",
-            BinaryOp::Sub => "elementwise_sub_f32",
-            BinaryOp::Mul => "mul_f32",
+        let kernel = match op {
+            BinaryOp::Add => add_f32,
+            BinaryOp::Sub => elementwise_sub_f32,
+            BinaryOp::Mul => mul_f32,
         };
-        return be.binary(name, a, b);
+        let n = a.len();
+        let mut z = be.empty(n)?;
+        // Reads n floats of a and b, writes n of z.
+        kernel(be, grid_1d(n), a, b, &mut z, as_i32(n)?)?;
+        return Ok(z);
     }
     // The kernel takes the full-shape operand first; for sub, `swapped` flips the order back.
     let (big, small, small_shape, swapped) = if a_shape == out {
@@ -56,21 +71,8 @@ pub(super) fn binary(
     let n = big.len();
     let (n_i, inner_i, len_i) = (as_i32(n)?, as_i32(inner)?, as_i32(small_len)?);
     let mut y = be.zeros(n)?;
-    let f = be.function("elementwise_bcast_f32")?;
-    // SAFETY: reads n floats of big and small_len floats of small (indices (i / inner) % small_len), writes n of y.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&big.buf)
-            .arg(&small.buf)
-            .arg(&mut y.buf)
-            .arg(&n_i)
-            .arg(&inner_i)
-            .arg(&len_i)
-            .arg(&code)
-            .launch(CudaBackend::grid_1d(n))
-    }
-    .map_err(cuda_err)?;
+    // Reads n floats of big and small_len floats of small (indices (i / inner) % small_len), writes n of y.
+    elementwise_bcast_f32(be, grid_1d(n), big, small, &mut y, n_i, inner_i, len_i, code)?;
     Ok(y)
 }
 
@@ -84,28 +86,19 @@ pub(super) fn reduce(g: &CudaStorage, target_len: usize, plan: &Plan) -> Result<
         return Ok(out);
     }
     let (n_i, inner_i, len_i) = (as_i32(g.len())?, as_i32(inner)?, as_i32(len)?);
-    let f = be.function("elementwise_bcast_reduce_f32")?;
-    // One block of 256 threads per target element.
-    let cfg = LaunchConfig { grid_dim: (len as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-    // SAFETY: block j reads the g elements whose row index is ≡ j (mod len) and writes out[j].
-    unsafe {
-        be.stream().launch_builder(&f).arg(&g.buf).arg(&mut out.buf).arg(&n_i).arg(&inner_i).arg(&len_i).launch(cfg)
-    }
-    .map_err(cuda_err)?;
+    // One block of 256 threads per target element: block j reads the g elements whose row index is ≡ j (mod len)
+    // and writes out[j].
+    elementwise_bcast_reduce_f32(be, blocks((len as u32, 1, 1), 256), g, &mut out, n_i, inner_i, len_i)?;
     Ok(out)
 }
 
-/// y = f(x, s) for a kernel `name(const float* x, float* y, float s, int n)`.
-pub(super) fn scalar_op(name: &'static str, x: &CudaStorage, s: f32) -> Result<CudaStorage> {
+/// y = x + s.
+pub(super) fn add_scalar(x: &CudaStorage, s: f32) -> Result<CudaStorage> {
     let be = x.backend();
     let n = x.len();
     let n_i = as_i32(n)?;
     let mut y = be.zeros(n)?;
-    let f = be.function(name)?;
-    // SAFETY: reads and writes n floats.
-    unsafe {
-        be.stream().launch_builder(&f).arg(&x.buf).arg(&mut y.buf).arg(&s).arg(&n_i).launch(CudaBackend::grid_1d(n))
-    }
-    .map_err(cuda_err)?;
+    // Reads and writes n floats.
+    elementwise_add_scalar_f32(be, grid_1d(n), x, &mut y, s, n_i)?;
     Ok(y)
 }

@@ -1,11 +1,29 @@
 //! CUDA launches for GroupNorm (+SiLU) (kernels/group_norm.cu): one 256-thread block per (n, group) each way,
 //! and a per-channel pass that adds the backward's per-(n, c) partial sums over n into dγ and dβ.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
 use super::Layout;
-use crate::backend::cuda::{cuda_err, CudaBackend, CudaStorage};
+use crate::backend::cuda::CudaStorage;
+use crate::backend::kernels::{grid_1d, kernels};
 use crate::{Error, Result};
+
+kernels! {
+    /// One block per (n, group): y, and that group's mean and rstd.
+    fn group_norm_forward_f32(
+        x: &CudaStorage, gamma: &CudaStorage, beta: &CudaStorage, y: &mut CudaStorage, mean: &mut CudaStorage,
+        rstd: &mut CudaStorage, c: i32, g: i32, s: i32, eps: f32, silu: i32,
+    );
+    /// One block per (n, group): dx (when need_dx) and per-(n, c) partial sums for dγ, dβ.
+    fn group_norm_backward_f32(
+        x: &CudaStorage, gamma: &CudaStorage, beta: &CudaStorage, mean: &CudaStorage, rstd: &CudaStorage,
+        gy: &CudaStorage, dx: &mut CudaStorage, need_dx: i32, partial: &mut CudaStorage, c: i32, g: i32, s: i32,
+        silu: i32,
+    );
+    /// dγ, dβ per channel: the partials summed over n.
+    fn group_norm_param_grads_f32(partial: &CudaStorage, dgamma: &mut CudaStorage, dbeta: &mut CudaStorage, n: i32,
+        c: i32);
+}
 
 const THREADS: u32 = 256;
 
@@ -38,27 +56,12 @@ pub(super) fn forward(
     if x.is_empty() {
         return Ok((y, mean, rstd));
     }
-    let f = be.function("group_norm_forward_f32")?;
     let (c, g, s, silu_i) = (l.channels as i32, l.groups as i32, l.spatial as i32, i32::from(silu));
-    // SAFETY: block ng reads and writes group ng of x / y (M = C/G·S floats at ng·M) and writes mean[ng], rstd[ng];
-    // gamma and beta have C floats.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&x.buf)
-            .arg(&gamma.buf)
-            .arg(&beta.buf)
-            .arg(&mut y.buf)
-            .arg(&mut mean.buf)
-            .arg(&mut rstd.buf)
-            .arg(&c)
-            .arg(&g)
-            .arg(&s)
-            .arg(&eps)
-            .arg(&silu_i)
-            .launch(per_group(&l))
-    }
-    .map_err(cuda_err)?;
+    // Block ng reads and writes group ng of x / y (M = C/G·S floats at ng·M) and writes mean[ng], rstd[ng]; gamma
+    // and beta have C floats.
+    group_norm_forward_f32(
+        be, per_group(&l), x, gamma, beta, &mut y, &mut mean, &mut rstd, c, g, s, eps, silu_i,
+    )?;
     Ok((y, mean, rstd))
 }
 
@@ -85,43 +88,14 @@ pub(super) fn backward(
     let mut partial = be.empty(2 * l.batch * l.channels)?;
     // Without need_dx the kernel never writes dx; a one-element buffer stands in for the pointer.
     let mut dx = be.empty(if need_dx { x.len() } else { 1 })?;
-    let f = be.function("group_norm_backward_f32")?;
     let (c, g, s, silu_i, need_i) =
         (l.channels as i32, l.groups as i32, l.spatial as i32, i32::from(silu), i32::from(need_dx));
-    // SAFETY: block ng reads group ng of x and gy, mean/rstd[ng], C floats of gamma/beta; writes group ng of dx
-    // (need_dx only) and partial[(ng·C/G + k)·2 + {0,1}] for its C/G channels k.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&x.buf)
-            .arg(&gamma.buf)
-            .arg(&beta.buf)
-            .arg(&mean.buf)
-            .arg(&rstd.buf)
-            .arg(&gy.buf)
-            .arg(&mut dx.buf)
-            .arg(&need_i)
-            .arg(&mut partial.buf)
-            .arg(&c)
-            .arg(&g)
-            .arg(&s)
-            .arg(&silu_i)
-            .launch(per_group(&l))
-    }
-    .map_err(cuda_err)?;
-    let f = be.function("group_norm_param_grads_f32")?;
-    let n = l.batch as i32;
-    // SAFETY: reads 2·N·C partials, writes C floats of each output.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&partial.buf)
-            .arg(&mut dgamma.buf)
-            .arg(&mut dbeta.buf)
-            .arg(&n)
-            .arg(&c)
-            .launch(CudaBackend::grid_1d(l.channels))
-    }
-    .map_err(cuda_err)?;
+    // Block ng reads group ng of x and gy, mean/rstd[ng], C floats of gamma/beta; writes group ng of dx (need_dx
+    // only) and partial[(ng·C/G + k)·2 + {0,1}] for its C/G channels k.
+    group_norm_backward_f32(
+        be, per_group(&l), x, gamma, beta, mean, rstd, gy, &mut dx, need_i, &mut partial, c, g, s, silu_i,
+    )?;
+    // Reads 2·N·C partials, writes C floats of each output.
+    group_norm_param_grads_f32(be, grid_1d(l.channels), &partial, &mut dgamma, &mut dbeta, l.batch as i32, c)?;
     Ok((need_dx.then_some(dx), dgamma, dbeta))
 }

@@ -4,12 +4,12 @@
 //! and likewise for columns; y = (1−λh)((1−λw) x[h0,w0] + λw x[h0,w1]) + λh((1−λw) x[h1,w0] + λw x[h1,w1]),
 //! all in f32 as PyTorch's CPU kernel computes it. No backward is recorded.
 
-use cudarc::driver::PushKernelArg;
 use rayon::prelude::*;
 
-use crate::backend::cuda::CudaBackend;
 use crate::backend::Storage;
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
+
+pub(crate) mod cuda;
 
 /// (index0, index1, λ0, λ1) of one output coordinate along an axis.
 pub fn source_index(dst: usize, in_size: usize, out_size: usize) -> (usize, usize, f32, f32) {
@@ -42,30 +42,7 @@ pub fn resize_bilinear_forward(x: &Tensor, out_h: usize, out_w: usize) -> Result
             });
             Storage::Cpu(y)
         }
-        Storage::Cuda(xc) => {
-            let be = xc.backend();
-            let n_out = n * c * out_h * out_w;
-            let mut y = be.zeros(n_out)?;
-            let to_i32 =
-                |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{op}: {v} is too large for CUDA")));
-            let (n_i, h_i, w_i, oh_i, ow_i) = (to_i32(n_out)?, to_i32(h)?, to_i32(w)?, to_i32(out_h)?, to_i32(out_w)?);
-            let f = be.function("resize_bilinear_forward")?;
-            // SAFETY: thread i < n_out writes y[i] and reads four in-bounds pixels of its own input plane.
-            unsafe {
-                be.stream()
-                    .launch_builder(&f)
-                    .arg(&xc.buf)
-                    .arg(&mut y.buf)
-                    .arg(&n_i)
-                    .arg(&h_i)
-                    .arg(&w_i)
-                    .arg(&oh_i)
-                    .arg(&ow_i)
-                    .launch(CudaBackend::grid_1d(n_out))
-            }
-            .map_err(|e| Error::Cuda(format!("{e:?}")))?;
-            Storage::Cuda(y)
-        }
+        Storage::Cuda(xc) => Storage::Cuda(cuda::forward(xc, n * c, [h, w], [out_h, out_w])?),
     };
     Tensor::from_storage(storage, &out_shape)
 }

@@ -347,7 +347,7 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> R
         ensure_shape!(b.rank() == 1, "conv2d", "bias must be 1-D, got {:?}", b.shape());
     }
     let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.numel()), p)?;
-    let mixed = || Error::msg("conv2d: input, weight and bias on different devices");
+    let mixed = || Tensor::device_mismatch("conv2d", &[x, w].into_iter().chain(b).collect::<Vec<_>>());
     match (x.storage(), w.storage()) {
         (Storage::Cpu(xv), Storage::Cpu(wv)) => {
             let bias = match b.map(|b| b.storage()) {
@@ -394,7 +394,7 @@ pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bo
                 .transpose()?;
             return Ok(Conv2dGrads { dx: wrap(dx, x.shape())?, dw: wrap(dw, w.shape())?, db });
         }
-        _ => return Err(Error::msg("conv2d backward: tensors on different devices")),
+        _ => return Err(Tensor::device_mismatch("conv2d backward", &[x, w, gy])),
     };
     let [dx, dw] = backward_cpu(&g, xv, wv, gv, need_dx, need_dw);
     let p_len = g.p();

@@ -4,6 +4,8 @@ use crate::autograd::{record, Var};
 use crate::backend::{cpu, Storage};
 use crate::{Result, Tensor};
 
+pub(crate) mod cuda;
+
 pub fn silu(x: &Var) -> Result<Var> {
     let y = forward(x.value())?;
     let xv = x.value().clone();
@@ -17,7 +19,7 @@ fn sigmoid(x: f32) -> f32 {
 pub fn forward(x: &Tensor) -> Result<Tensor> {
     let storage = match x.storage() {
         Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * sigmoid(a))),
-        Storage::Cuda(c) => Storage::Cuda(c.backend().unary("silu_forward", c)?),
+        Storage::Cuda(c) => Storage::Cuda(cuda::forward(c)?),
     };
     Tensor::from_storage(storage, x.shape())
 }
@@ -29,8 +31,8 @@ pub fn backward(x: &Tensor, gy: &Tensor) -> Result<Tensor> {
             let s = sigmoid(a);
             g * s * (1.0 + a * (1.0 - s))
         })),
-        (Storage::Cuda(xc), Storage::Cuda(gc)) => Storage::Cuda(xc.backend().binary("silu_backward", xc, gc)?),
-        _ => return Err(crate::Error::msg("silu backward: tensors on different devices")),
+        (Storage::Cuda(xc), Storage::Cuda(gc)) => Storage::Cuda(cuda::backward(xc, gc)?),
+        _ => return Err(Tensor::device_mismatch("silu backward", &[x, gy])),
     };
     Tensor::from_storage(storage, x.shape())
 }

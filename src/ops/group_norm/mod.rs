@@ -11,9 +11,9 @@ use rayon::prelude::*;
 
 use crate::autograd::{record, Var};
 use crate::backend::Storage;
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
 
-mod cuda;
+pub(crate) mod cuda;
 
 /// y = GroupNorm(x; γ, β).
 pub fn group_norm(x: &Var, gamma: &Var, beta: &Var, groups: usize, eps: f32) -> Result<Var> {
@@ -98,7 +98,7 @@ pub fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, l: Layout, eps: f32, s
         return Ok((Tensor::from_storage(Storage::Cuda(y), x.shape())?, stats));
     }
     let (Storage::Cpu(xs), Storage::Cpu(g), Storage::Cpu(b)) = (x.storage(), gamma.storage(), beta.storage()) else {
-        return Err(mixed_devices());
+        return Err(Tensor::device_mismatch("group_norm", &[x, gamma, beta]));
     };
     let (cpg, s, m) = (l.channels_per_group(), l.spatial, l.group_len());
     let mut y = vec![0.0f32; xs.len()];
@@ -166,7 +166,7 @@ pub fn backward(
     let (Storage::Cpu(xs), Storage::Cpu(g), Storage::Cpu(b), Storage::Cpu(dy)) =
         (x.storage(), gamma.storage(), beta.storage(), gy.storage())
     else {
-        return Err(mixed_devices());
+        return Err(Tensor::device_mismatch("group_norm backward", &[x, gamma, beta, gy, &stats.mean, &stats.rstd]));
     };
     let (mean_v, rstd_v) = (stats.mean.cpu_data()?, stats.rstd.cpu_data()?);
     let (cpg, s, m) = (l.channels_per_group(), l.spatial, l.group_len());
@@ -230,8 +230,4 @@ pub fn backward(
     let dbeta = if need_beta { Some(reduce(|p| p.0)?) } else { None };
     let dx = if need_x { Some(Tensor::from_vec(dx, x.shape())?) } else { None };
     Ok((dx, dgamma, dbeta))
-}
-
-fn mixed_devices() -> Error {
-    Error::msg("group_norm: tensors on different devices")
 }

@@ -13,7 +13,7 @@ use crate::autograd::{record, Var};
 use crate::backend::{cpu, Storage};
 use crate::{Error, Result, Tensor};
 
-mod cuda;
+pub(crate) mod cuda;
 
 /// Below this many output elements the CPU loops stay on one thread.
 const PAR_MIN: usize = 1 << 14;
@@ -210,7 +210,7 @@ pub fn forward(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             Storage::Cpu(broadcast_cpu(op, x, y, &Plan::new(&out, a.shape(), b.shape())))
         }
         (Storage::Cuda(x), Storage::Cuda(y)) => Storage::Cuda(cuda::binary(op, x, y, a.shape(), b.shape(), &out)?),
-        _ => return Err(Error::msg(format!("{}: tensors on different devices", op.name()))),
+        _ => return Err(Tensor::device_mismatch(op.name(), &[a, b])),
     };
     Tensor::from_storage(storage, &out)
 }
@@ -298,20 +298,16 @@ fn reduce_cpu(g: &[f32], target_len: usize, plan: &Plan) -> Vec<f32> {
     t
 }
 
-/// y = s · x (Tensor level).
+/// y = s · x (Tensor level; the same as `Tensor::scale`).
 pub fn scale_tensor(x: &Tensor, s: f32) -> Result<Tensor> {
-    let storage = match x.storage() {
-        Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * s)),
-        Storage::Cuda(c) => Storage::Cuda(cuda::scalar_op("elementwise_scale_f32", c, s)?),
-    };
-    Tensor::from_storage(storage, x.shape())
+    x.scale(s)
 }
 
 /// y = x + s (Tensor level).
 pub fn add_scalar_tensor(x: &Tensor, s: f32) -> Result<Tensor> {
     let storage = match x.storage() {
         Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a + s)),
-        Storage::Cuda(c) => Storage::Cuda(cuda::scalar_op("elementwise_add_scalar_f32", c, s)?),
+        Storage::Cuda(c) => Storage::Cuda(cuda::add_scalar(c, s)?),
     };
     Tensor::from_storage(storage, x.shape())
 }

@@ -3,12 +3,11 @@
 //! Backward: dpred = 2 (pred − target) / n · dL,  dtarget = −dpred.
 
 use crate::autograd::{record, Var};
-use cudarc::driver::PushKernelArg;
-
-use crate::backend::cuda::{cuda_err, CudaBackend};
+use crate::backend::cuda_reduce::{device_sum, Mode};
 use crate::backend::{cpu, Storage};
-use crate::ops::reduce::{device_sum, Mode};
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
+
+pub(crate) mod cuda;
 
 pub fn mse(pred: &Var, target: &Var) -> Result<Var> {
     let loss = forward(pred.value(), target.value())?;
@@ -23,14 +22,8 @@ pub fn mse(pred: &Var, target: &Var) -> Result<Var> {
 fn check(pred: &Tensor, target: &Tensor) -> Result<()> {
     ensure_shape!(pred.shape() == target.shape(), "mse", "pred {:?} vs target {:?}", pred.shape(), target.shape());
     ensure_shape!(pred.numel() > 0, "mse", "empty tensors {:?}", pred.shape());
-    if pred.device() != target.device() {
-        return Err(Error::msg("mse: tensors on different devices"));
-    }
+    Tensor::same_device("mse", &[pred, target])?;
     Ok(())
-}
-
-fn mixed() -> Error {
-    Error::msg("mse: tensors on different devices")
 }
 
 /// The loss, with the sum of squares accumulated in f64.
@@ -42,7 +35,7 @@ pub fn forward(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
         return Tensor::from_storage(Storage::Cuda(loss), &[]);
     }
     let (Storage::Cpu(p), Storage::Cpu(t)) = (pred.storage(), target.storage()) else {
-        return Err(mixed());
+        return Err(Tensor::device_mismatch("mse", &[pred, target]));
     };
     let sum_sq: f64 = p.iter().zip(t).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
     Ok(Tensor::scalar((sum_sq / p.len() as f64) as f32))
@@ -53,29 +46,11 @@ pub fn backward(pred: &Tensor, target: &Tensor, g: &Tensor) -> Result<Tensor> {
     check(pred, target)?;
     ensure_shape!(g.numel() == 1, "mse backward", "output gradient {:?} is not one element", g.shape());
     if let (Storage::Cuda(p), Storage::Cuda(t), Storage::Cuda(gv)) = (pred.storage(), target.storage(), g.storage()) {
-        let be = p.backend();
-        let n = p.len();
-        let (n_i, n_f) =
-            (i32::try_from(n).map_err(|_| Error::shape("mse", "too many elements for the kernels"))?, n as f32);
-        let mut out = be.empty(n)?;
-        let f = be.function("loss_mse_backward_f32")?;
-        // SAFETY: reads n floats of pred and target and g[0]; writes n floats.
-        unsafe {
-            be.stream()
-                .launch_builder(&f)
-                .arg(&p.buf)
-                .arg(&t.buf)
-                .arg(&gv.buf)
-                .arg(&mut out.buf)
-                .arg(&n_i)
-                .arg(&n_f)
-                .launch(CudaBackend::grid_1d(n))
-        }
-        .map_err(cuda_err)?;
+        let out = cuda::backward(p, t, gv)?;
         return Tensor::from_storage(Storage::Cuda(out), pred.shape());
     }
     let (Storage::Cpu(p), Storage::Cpu(t), Storage::Cpu(gv)) = (pred.storage(), target.storage(), g.storage()) else {
-        return Err(mixed());
+        return Err(Tensor::device_mismatch("mse backward", &[pred, target, g]));
     };
     let factor = 2.0 * gv[0] / p.len() as f32;
     Tensor::from_vec(cpu::zip_map(p, t, |a, b| factor * (a - b)), pred.shape())

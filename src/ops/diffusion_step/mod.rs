@@ -2,15 +2,10 @@
 //! of Algorithm 2 (DDPM) or DDIM. They carry no gradient (training differentiates only the model), so they work on
 //! Tensors. Coefficients come from `diffusion::Schedule` in f64 and are rounded to f32 here.
 
-use cudarc::driver::PushKernelArg;
-
-use crate::backend::cuda::CudaBackend;
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
-fn cuda_err(e: impl std::fmt::Debug) -> Error {
-    Error::Cuda(format!("{e:?}"))
-}
+pub(crate) mod cuda;
 
 /// x_t = a[n] · x0 + b[n] · noise for each sample n (a = √ᾱ_t, b = √(1 − ᾱ_t) at that sample's t).
 pub fn q_sample(x0: &Tensor, noise: &Tensor, a: &[f32], b: &[f32]) -> Result<Tensor> {
@@ -30,29 +25,8 @@ pub fn q_sample(x0: &Tensor, noise: &Tensor, a: &[f32], b: &[f32]) -> Result<Ten
             }
             Storage::Cpu(out)
         }
-        (Storage::Cuda(x), Storage::Cuda(e)) => {
-            let be = x.backend();
-            let (ca, cb) = (be.upload(a)?, be.upload(b)?);
-            let mut out = be.zeros(x.len())?;
-            let f = be.function("diffusion_q_sample")?;
-            let (total, per_i) = (x.len() as i32, per as i32);
-            // SAFETY: reads `total` floats of x and noise and n of a, b; writes `total` floats.
-            unsafe {
-                be.stream()
-                    .launch_builder(&f)
-                    .arg(&x.buf)
-                    .arg(&e.buf)
-                    .arg(&ca.buf)
-                    .arg(&cb.buf)
-                    .arg(&mut out.buf)
-                    .arg(&total)
-                    .arg(&per_i)
-                    .launch(CudaBackend::grid_1d(x.len()))
-            }
-            .map_err(cuda_err)?;
-            Storage::Cuda(out)
-        }
-        _ => return Err(Error::msg("q_sample: tensors on different devices")),
+        (Storage::Cuda(x), Storage::Cuda(e)) => Storage::Cuda(cuda::q_sample(x, e, a, b, per)?),
+        _ => return Err(Tensor::device_mismatch("q_sample", &[x0, noise])),
     };
     Tensor::from_storage(storage, x0.shape())
 }
@@ -83,12 +57,13 @@ pub fn reverse_step(x_t: &Tensor, eps: &Tensor, noise: Option<&Tensor>, c: StepC
     if c.sigma != 0.0 && noise.is_none() {
         return Err(Error::msg("reverse_step: σ > 0 needs a noise tensor"));
     }
+    let mismatch = || Tensor::device_mismatch("reverse_step", &[x_t, eps].into_iter().chain(noise).collect::<Vec<_>>());
     let storage = match (x_t.storage(), eps.storage(), noise.map(|z| z.storage())) {
         (Storage::Cpu(x), Storage::Cpu(e), z) => {
             let z = match z {
                 Some(Storage::Cpu(z)) => Some(z.as_slice()),
                 None => None,
-                Some(_) => return Err(Error::msg("reverse_step: tensors on different devices")),
+                Some(_) => return Err(mismatch()),
             };
             let step = |i: usize, xv: f32, ev: f32| {
                 let mut x0 = c.recip * xv - c.recipm1 * ev;
@@ -101,41 +76,14 @@ pub fn reverse_step(x_t: &Tensor, eps: &Tensor, noise: Option<&Tensor>, c: StepC
             Storage::Cpu((0..x.len()).map(|i| step(i, x[i], e[i])).collect())
         }
         (Storage::Cuda(x), Storage::Cuda(e), z) => {
-            let be = x.backend();
-            let zero;
             let z = match z {
-                Some(Storage::Cuda(z)) => z,
-                None => {
-                    zero = be.zeros(x.len())?;
-                    &zero
-                }
-                Some(_) => return Err(Error::msg("reverse_step: tensors on different devices")),
+                Some(Storage::Cuda(z)) => Some(z),
+                None => None,
+                Some(_) => return Err(mismatch()),
             };
-            let mut out = be.zeros(x.len())?;
-            let f = be.function("diffusion_reverse_step")?;
-            let (n, clip) = (x.len() as i32, c.clip as i32);
-            // SAFETY: reads n floats of x, eps, z; writes n floats.
-            unsafe {
-                be.stream()
-                    .launch_builder(&f)
-                    .arg(&x.buf)
-                    .arg(&e.buf)
-                    .arg(&z.buf)
-                    .arg(&mut out.buf)
-                    .arg(&n)
-                    .arg(&c.recip)
-                    .arg(&c.recipm1)
-                    .arg(&clip)
-                    .arg(&c.c_x0)
-                    .arg(&c.c_xt)
-                    .arg(&c.c_eps)
-                    .arg(&c.sigma)
-                    .launch(CudaBackend::grid_1d(x.len()))
-            }
-            .map_err(cuda_err)?;
-            Storage::Cuda(out)
+            Storage::Cuda(cuda::reverse_step(x, e, z, &c)?)
         }
-        _ => return Err(Error::msg("reverse_step: tensors on different devices")),
+        _ => return Err(mismatch()),
     };
     Tensor::from_storage(storage, x_t.shape())
 }

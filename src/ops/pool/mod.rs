@@ -7,12 +7,12 @@
 //! FIDInceptionA/C/E patch in), else by the window clipped to the padded image, as PyTorch does.
 //! `global_avg_pool_forward` is `nn.AdaptiveAvgPool2d((1, 1))`: the mean of each plane.
 
-use cudarc::driver::PushKernelArg;
 use rayon::prelude::*;
 
-use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::Storage;
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
+
+pub(crate) mod cuda;
 
 /// A square pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +110,7 @@ fn pool(x: &Tensor, p: Pool2d, kind: Kind, op: &'static str) -> Result<Tensor> {
                 Kind::Avg { count_include_pad: true } => 2,
             };
             let dims = [h, w, ho, wo, p.kernel, p.stride, p.padding, mode];
-            Storage::Cuda(launch("pool2d_forward", xc, n * c * ho * wo, &dims)?)
+            Storage::Cuda(cuda::pool2d(xc, n * c * ho * wo, dims)?)
         }
     };
     Tensor::from_storage(storage, &out_shape)
@@ -124,29 +124,7 @@ pub fn global_avg_pool_forward(x: &Tensor) -> Result<Tensor> {
         Storage::Cpu(xs) => {
             Storage::Cpu(xs.par_chunks(h * w).map(|p| p.iter().sum::<f32>() / (h * w) as f32).collect())
         }
-        Storage::Cuda(xc) => Storage::Cuda(launch("global_avg_pool_forward", xc, n * c, &[h * w])?),
+        Storage::Cuda(xc) => Storage::Cuda(cuda::global_avg_pool(xc, n * c, h * w)?),
     };
     Tensor::from_storage(storage, &[n, c, 1, 1])
-}
-
-/// Launch `name(const float* x, float* y, int n_out, int dims...)` with one thread per output element.
-fn launch(name: &'static str, src: &CudaStorage, n_out: usize, dims: &[usize]) -> Result<CudaStorage> {
-    let be = src.backend();
-    let mut y = be.zeros(n_out)?;
-    if n_out == 0 {
-        return Ok(y);
-    }
-    let to_i32 = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{name}: {v} is too large for CUDA")));
-    let n_i = to_i32(n_out)?;
-    let dims: Vec<i32> = dims.iter().map(|&d| to_i32(d)).collect::<Result<_>>()?;
-    let f = be.function(name)?;
-    let stream = be.stream().clone();
-    let mut b = stream.launch_builder(&f);
-    b.arg(&src.buf).arg(&mut y.buf).arg(&n_i);
-    for d in &dims {
-        b.arg(d);
-    }
-    // SAFETY: thread i < n_out writes y[i] and reads only the x plane it belongs to (the kernels check bounds).
-    unsafe { b.launch(CudaBackend::grid_1d(n_out)) }.map_err(|e| Error::Cuda(format!("{e:?}")))?;
-    Ok(y)
 }

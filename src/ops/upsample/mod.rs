@@ -1,13 +1,13 @@
 //! Nearest-neighbour upsampling by 2: [N, C, H, W] → [N, C, 2H, 2W], y[2h + i, 2w + j] = x[h, w] for i, j ∈ {0, 1}.
 //! The backward sums each 2×2 block of the output gradient.
 
-use cudarc::driver::PushKernelArg;
 use rayon::prelude::*;
 
 use crate::autograd::{record, Var};
-use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::Storage;
 use crate::{Error, Result, Tensor};
+
+pub(crate) mod cuda;
 
 const OP: &str = "upsample_nearest2x";
 
@@ -37,7 +37,7 @@ pub fn forward(x: &Tensor) -> Result<Tensor> {
             }
             Storage::Cpu(y)
         }
-        Storage::Cuda(xc) => Storage::Cuda(launch("upsample_nearest2x_forward", xc, 4 * xc.len(), h, w)?),
+        Storage::Cuda(xc) => Storage::Cuda(cuda::launch(cuda::Pass::Forward, xc, 4 * xc.len(), h, w)?),
     };
     Tensor::from_storage(storage, &out_shape)
 }
@@ -63,32 +63,7 @@ pub fn backward(g: &Tensor, x_shape: &[usize]) -> Result<Tensor> {
             }
             Storage::Cpu(dx)
         }
-        Storage::Cuda(gc) => Storage::Cuda(launch("upsample_nearest2x_backward", gc, n * c * h * w, h, w)?),
+        Storage::Cuda(gc) => Storage::Cuda(cuda::launch(cuda::Pass::Backward, gc, n * c * h * w, h, w)?),
     };
     Tensor::from_storage(storage, x_shape)
-}
-
-/// Both kernels take (src, dst, n_dst, H, W) with H, W the input's size and one thread per dst element.
-fn launch(name: &'static str, src: &CudaStorage, n_out: usize, h: usize, w: usize) -> Result<CudaStorage> {
-    let be = src.backend();
-    let mut y = be.zeros(n_out)?;
-    if n_out == 0 {
-        return Ok(y);
-    }
-    let to_i32 = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{OP}: {v} is too large for CUDA")));
-    let (n_i, h_i, w_i) = (to_i32(n_out)?, to_i32(h)?, to_i32(w)?);
-    let f = be.function(name)?;
-    // SAFETY: thread i < n_out writes dst[i] and reads src elements of the same (n, c) plane.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&src.buf)
-            .arg(&mut y.buf)
-            .arg(&n_i)
-            .arg(&h_i)
-            .arg(&w_i)
-            .launch(CudaBackend::grid_1d(n_out))
-    }
-    .map_err(|e| Error::Cuda(format!("{e:?}")))?;
-    Ok(y)
 }

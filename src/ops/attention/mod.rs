@@ -13,7 +13,7 @@ use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
-mod cuda;
+pub(crate) mod cuda;
 
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
     let (out, probs) = forward(q.value(), k.value(), v.value())?;
@@ -38,14 +38,8 @@ fn dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(usize, usize, usize)> {
         v.shape()
     );
     ensure_shape!(c > 0, "attention", "q {:?} has no channels", q.shape());
-    if k.device() != q.device() || v.device() != q.device() {
-        return Err(Error::msg("attention: tensors on different devices"));
-    }
+    Tensor::same_device("attention", &[q, k, v])?;
     Ok((b, c, t))
-}
-
-fn mixed() -> Error {
-    Error::msg("attention: tensors on different devices")
 }
 
 /// With at least one batch item per thread the batch loop fills the pool; otherwise let each GEMM fan out.
@@ -82,7 +76,7 @@ pub fn forward(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         ));
     }
     let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (q.storage(), k.storage(), v.storage()) else {
-        return Err(mixed());
+        return Err(Tensor::device_mismatch("attention", &[q, k, v]));
     };
     let (ct, tt) = (c * t, t * t);
     let mut out = vec![0.0f32; b * ct];
@@ -130,11 +124,10 @@ pub fn backward(
         let wrap = |s: Option<_>| s.map(|s| Tensor::from_storage(Storage::Cuda(s), &[b, c, t])).transpose();
         return Ok((wrap(dq)?, wrap(dk)?, wrap(dv)?));
     }
-    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (q.storage(), k.storage(), v.storage()) else {
-        return Err(mixed());
-    };
-    let (Storage::Cpu(ps), Storage::Cpu(gs)) = (probs.storage(), g.storage()) else {
-        return Err(mixed());
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(ps), Storage::Cpu(gs)) =
+        (q.storage(), k.storage(), v.storage(), probs.storage(), g.storage())
+    else {
+        return Err(Tensor::device_mismatch("attention backward", &[q, k, v, probs, g]));
     };
     let (ct, tt) = (c * t, t * t);
     let alloc = |needed: bool| vec![0.0f32; if needed { b * ct } else { 0 }];

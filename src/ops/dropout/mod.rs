@@ -5,13 +5,12 @@
 //! `u_e ∈ (0, 1]` (element e of that draw, see `rng.rs`) satisfies `u_e > p`; with 24-bit uniforms the keep
 //! probability is 1 − p up to 2⁻²⁴. kernels/dropout.cu computes the identical mask on the GPU.
 
-use std::sync::Arc;
-
 use crate::autograd::{record, Var};
-use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::Storage;
 use crate::rng::Philox;
 use crate::{Error, Result, Tensor};
+
+pub(crate) mod cuda;
 
 /// Dropout with drop probability `p ∈ [0, 1)`. When `train` is false or `p == 0` this is the identity and draws
 /// nothing from `rng`; otherwise it takes one draw (advances `rng.offset()` by one).
@@ -29,15 +28,15 @@ pub fn dropout(x: &Var, p: f32, rng: &mut Philox, train: bool) -> Result<Var> {
 
 /// y = x · mask / (1 − p) with the mask of `draw`.
 pub fn forward(x: &Tensor, p: f32, draw: Philox) -> Result<Tensor> {
-    apply_mask(x, p, draw, "dropout_forward")
+    apply_mask(x, p, draw, cuda::Pass::Forward)
 }
 
 /// dx = dy · mask / (1 − p): the same mask, regenerated from `draw`.
 pub fn backward(gy: &Tensor, p: f32, draw: Philox) -> Result<Tensor> {
-    apply_mask(gy, p, draw, "dropout_backward")
+    apply_mask(gy, p, draw, cuda::Pass::Backward)
 }
 
-fn apply_mask(x: &Tensor, p: f32, draw: Philox, kernel: &'static str) -> Result<Tensor> {
+fn apply_mask(x: &Tensor, p: f32, draw: Philox, pass: cuda::Pass) -> Result<Tensor> {
     let keep = 1.0 - p;
     let storage = match x.storage() {
         Storage::Cpu(v) => {
@@ -45,33 +44,7 @@ fn apply_mask(x: &Tensor, p: f32, draw: Philox, kernel: &'static str) -> Result<
             // Divide (not multiply by 1/keep) so kept values are exactly x / (1 − p), as in the kernel.
             Storage::Cpu(v.iter().zip(&u).map(|(&a, &u)| if u > p { a / keep } else { 0.0 }).collect())
         }
-        Storage::Cuda(c) => Storage::Cuda(launch(c.backend(), kernel, c, p, draw)?),
+        Storage::Cuda(c) => Storage::Cuda(cuda::apply_mask(pass, c, p, draw)?),
     };
     Tensor::from_storage(storage, x.shape())
-}
-
-/// `kernel(const float* x, float* y, int n, float p, u64 seed, u64 offset)`, one thread per 4 elements.
-fn launch(b: &Arc<CudaBackend>, kernel: &'static str, x: &CudaStorage, p: f32, draw: Philox) -> Result<CudaStorage> {
-    use cudarc::driver::PushKernelArg;
-    let n = x.len();
-    if n > i32::MAX as usize {
-        return Err(Error::shape("dropout", format!("{n} elements do not fit the kernel's int count")));
-    }
-    let mut y = b.zeros(n)?;
-    let f = b.function(kernel)?;
-    let (n_i, seed, offset) = (n as i32, draw.seed(), draw.offset());
-    // SAFETY: the kernel reads n floats of x and writes n floats of y.
-    unsafe {
-        b.stream()
-            .launch_builder(&f)
-            .arg(&x.buf)
-            .arg(&mut y.buf)
-            .arg(&n_i)
-            .arg(&p)
-            .arg(&seed)
-            .arg(&offset)
-            .launch(CudaBackend::grid_1d(n.div_ceil(4)))
-    }
-    .map_err(|e| Error::Cuda(format!("{kernel}: {e:?}")))?;
-    Ok(y)
 }

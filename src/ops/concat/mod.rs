@@ -4,13 +4,13 @@
 //! In row-major order each input is `outer = N` blocks of C_i·rest values, and the output interleaves them:
 //! block n of the output is [block n of x_0, block n of x_1, ...].
 
-use cudarc::driver::PushKernelArg;
 use rayon::prelude::*;
 
 use crate::autograd::{record, Var};
-use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::Storage;
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
+
+pub(crate) mod cuda;
 
 const OP: &str = "concat_channels";
 
@@ -62,9 +62,9 @@ pub fn forward(xs: &[Tensor]) -> Result<Tensor> {
             let mut at = 0;
             for (t, &p) in xs.iter().zip(&parts) {
                 let Storage::Cuda(src) = t.storage() else {
-                    return Err(Error::msg("concat: tensors on different devices"));
+                    return Err(Tensor::device_mismatch("concat", &xs.iter().collect::<Vec<_>>()));
                 };
-                launch_block_copy("concat_channels_copy_in", src, &mut y, outer, p, out_block, at)?;
+                cuda::block_copy(cuda::Direction::In, src, &mut y, outer, p, out_block, at)?;
                 at += p;
             }
             Storage::Cuda(y)
@@ -99,47 +99,11 @@ pub fn split(g: &Tensor, shapes: &[Vec<usize>], needs: &[bool]) -> Result<Vec<Op
             }
             Storage::Cuda(gc) => {
                 let mut d = gc.backend().zeros(outer * p)?;
-                launch_block_copy("concat_channels_split_out", gc, &mut d, outer, p, out_block, offset)?;
+                cuda::block_copy(cuda::Direction::Out, gc, &mut d, outer, p, out_block, offset)?;
                 Storage::Cuda(d)
             }
         };
         grads.push(Some(Tensor::from_storage(storage, shape)?));
     }
     Ok(grads)
-}
-
-/// Copy between a part (outer blocks of `part` values) and its slot at `offset` in the whole (outer blocks of
-/// `whole` values); the kernel decides the direction.
-fn launch_block_copy(
-    name: &'static str,
-    src: &CudaStorage,
-    dst: &mut CudaStorage,
-    outer: usize,
-    part: usize,
-    whole: usize,
-    offset: usize,
-) -> Result<()> {
-    let n = outer * part;
-    if n == 0 {
-        return Ok(());
-    }
-    let be = src.backend().clone();
-    let to_i32 = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{OP}: {v} is too large for CUDA")));
-    let (n_i, part_i, whole_i, offset_i) = (to_i32(n)?, to_i32(part)?, to_i32(whole)?, to_i32(offset)?);
-    let f = be.function(name)?;
-    // SAFETY: thread i < n touches part element i and whole element (i / part) * whole + offset + i % part, both in
-    // bounds because offset + part <= whole.
-    unsafe {
-        be.stream()
-            .launch_builder(&f)
-            .arg(&src.buf)
-            .arg(&mut dst.buf)
-            .arg(&n_i)
-            .arg(&part_i)
-            .arg(&whole_i)
-            .arg(&offset_i)
-            .launch(CudaBackend::grid_1d(n))
-    }
-    .map_err(|e| Error::Cuda(format!("{e:?}")))?;
-    Ok(())
 }

@@ -4,10 +4,11 @@
 
 use crate::autograd::{record, Var};
 use crate::backend::cpu::{self, Mat, Threads};
-use crate::backend::cuda::{cuda_err, CudaStorage};
-use crate::backend::cuda_gemm::{gemm, Gemm, GemmImpl};
+use crate::backend::cuda_gemm::GemmImpl;
 use crate::backend::Storage;
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Result, Tensor};
+
+pub(crate) mod cuda;
 
 pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
     let y = forward(x.value(), w.value(), b.map(|b| b.value()))?;
@@ -41,15 +42,8 @@ fn dims(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(usize, usize, usi
     if let Some(b) = b {
         ensure_shape!(b.shape() == [fan_out], "linear", "bias {:?} for {fan_out} outputs", b.shape());
     }
-    let same_device = x.device() == w.device() && b.is_none_or(|b| b.device() == x.device());
-    if !same_device {
-        return Err(Error::msg("linear: tensors on different devices"));
-    }
+    Tensor::same_device("linear", &[x, w].into_iter().chain(b).collect::<Vec<_>>())?;
     Ok((n, fan_in, fan_out))
-}
-
-fn mixed() -> Error {
-    Error::msg("linear: tensors on different devices")
 }
 
 pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -63,15 +57,15 @@ pub fn forward_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>, imp: GemmImpl) -
         let bias = match b.map(|b| b.storage()) {
             None => None,
             Some(Storage::Cuda(c)) => Some(c),
-            Some(Storage::Cpu(_)) => return Err(mixed()),
+            Some(Storage::Cpu(_)) => return Err(mismatch(x, w, b)),
         };
         return Tensor::from_storage(
-            Storage::Cuda(forward_cuda(xs, ws, bias, n, fan_in, fan_out, imp)?),
+            Storage::Cuda(cuda::forward(xs, ws, bias, n, fan_in, fan_out, imp)?),
             &[n, fan_out],
         );
     }
     let (Storage::Cpu(xs), Storage::Cpu(ws)) = (x.storage(), w.storage()) else {
-        return Err(mixed());
+        return Err(mismatch(x, w, b));
     };
     // Start from the bias rows (or zeros) and accumulate x · wᵀ on top.
     let mut y = match b {
@@ -92,30 +86,15 @@ pub fn backward(
     let (n, fan_in, fan_out) = dims(x, w, None)?;
     ensure_shape!(gy.shape() == [n, fan_out], "linear backward", "dy {:?} for output [{n}, {fan_out}]", gy.shape());
     if let (Storage::Cuda(xs), Storage::Cuda(ws), Storage::Cuda(g)) = (x.storage(), w.storage(), gy.storage()) {
-        let be = xs.backend();
-        let wrap = |s: CudaStorage, shape: &[usize]| Tensor::from_storage(Storage::Cuda(s), shape);
-        let dx = if needs[0] {
-            let mut dx = be.empty(n * fan_in)?;
-            gemm(be, &Gemm::new(n, fan_in, fan_out, false, false), &g.buf, &ws.buf, &mut dx.buf, GemmImpl::Auto)?;
-            Some(wrap(dx, &[n, fan_in])?)
-        } else {
-            None
-        };
-        let dw = if needs[1] {
-            // A zero-length reduction (n = 0) must still give zeros.
-            let mut dw = if n == 0 { be.zeros(fan_out * fan_in)? } else { be.empty(fan_out * fan_in)? };
-            gemm(be, &Gemm::new(fan_out, fan_in, n, true, false), &g.buf, &xs.buf, &mut dw.buf, GemmImpl::Auto)?;
-            Some(wrap(dw, &[fan_out, fan_in])?)
-        } else {
-            None
-        };
+        let [dx, dw] = cuda::backward(xs, ws, g, n, fan_in, fan_out, [needs[0], needs[1]])?;
+        let wrap = |s: Option<_>, shape: &[usize]| s.map(|s| Tensor::from_storage(Storage::Cuda(s), shape)).transpose();
         let db = needs[2]
             .then(|| crate::ops::elementwise::reduce_to_shape(gy, &[1, fan_out])?.reshape(&[fan_out]))
             .transpose()?;
-        return Ok((dx, dw, db));
+        return Ok((wrap(dx, &[n, fan_in])?, wrap(dw, &[fan_out, fan_in])?, db));
     }
     let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(g)) = (x.storage(), w.storage(), gy.storage()) else {
-        return Err(mixed());
+        return Err(Tensor::device_mismatch("linear backward", &[x, w, gy]));
     };
     let dx = if needs[0] {
         let mut dx = vec![0.0; n * fan_in];
@@ -143,38 +122,6 @@ pub fn backward(
     Ok((dx, dw, db))
 }
 
-/// y = x · wᵀ (+ b): the bias rows first, then the GEMM accumulating onto them.
-fn forward_cuda(
-    x: &CudaStorage,
-    w: &CudaStorage,
-    b: Option<&CudaStorage>,
-    n: usize,
-    fan_in: usize,
-    fan_out: usize,
-    imp: GemmImpl,
-) -> Result<CudaStorage> {
-    use cudarc::driver::PushKernelArg;
-    let be = x.backend();
-    let mut y = be.empty(n * fan_out)?;
-    let mut g = Gemm::new(n, fan_out, fan_in, false, true);
-    if let Some(b) = b {
-        let total =
-            i32::try_from(n * fan_out).map_err(|_| Error::shape("linear", "output too large for the kernels"))?;
-        let out = fan_out as i32;
-        let f = be.function("linear_bias_rows_f32")?;
-        // SAFETY: reads fan_out floats of b, writes n·fan_out of y.
-        unsafe {
-            be.stream()
-                .launch_builder(&f)
-                .arg(&b.buf)
-                .arg(&mut y.buf)
-                .arg(&total)
-                .arg(&out)
-                .launch(crate::backend::cuda::CudaBackend::grid_1d(n * fan_out))
-        }
-        .map_err(cuda_err)?;
-        g = g.accumulate();
-    }
-    gemm(be, &g, &x.buf, &w.buf, &mut y.buf, imp)?;
-    Ok(y)
+fn mismatch(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> crate::Error {
+    Tensor::device_mismatch("linear", &[x, w].into_iter().chain(b).collect::<Vec<_>>())
 }
