@@ -3,6 +3,9 @@
 use crate::ops::attention;
 use crate::selftest::{case, input, Case, Shapes, B};
 
+/// The benchmark shape (`benches/kernels_cuda.rs`, batch 128): (channels, tokens), the 16×16 level's attention.
+pub const BENCH_SHAPE: (usize, usize) = (256, 256);
+
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     // [batch, channels, tokens]: the 16×16 level's 256 tokens (at 256 channels, or 64 when reduced), others.

@@ -4,6 +4,27 @@ use super::{Conv2dParams, Padding};
 use crate::ops::conv2d;
 use crate::selftest::{case, input, Case, Shapes, B};
 
+/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128): (cin, cout, H = W, k, params), a sample of the
+/// cifar10 U-Net's convs.
+pub fn bench_shapes() -> Vec<(usize, usize, usize, usize, Conv2dParams)> {
+    let same = Conv2dParams::same;
+    let down = Conv2dParams::tf_same_down();
+    vec![
+        (3, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, down),
+        (256, 256, 16, 3, same(3)),
+        (512, 256, 16, 3, same(3)),
+        (256, 256, 8, 3, same(3)),
+        (512, 256, 4, 3, same(3)),
+        (384, 128, 32, 3, same(3)),
+        (256, 256, 32, 3, same(3)),
+        (128, 3, 32, 3, same(3)),
+        (384, 128, 32, 1, same(1)),
+        (256, 256, 16, 1, same(1)),
+    ]
+}
+
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     let same = Conv2dParams::same;

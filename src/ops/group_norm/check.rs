@@ -4,6 +4,9 @@ use super::Layout;
 use crate::ops::{elementwise, group_norm};
 use crate::selftest::{case, input, Case, Shapes, B};
 
+/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128, 32 groups, with SiLU): (channels, H = W).
+pub const BENCH_SHAPES: &[(usize, usize)] = &[(128, 32), (256, 16), (512, 16), (384, 32), (256, 8)];
+
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     // (channels, H = W) with 32 groups: the U-Net's, or (reduced) groups of 2–4 channels over 4–16 pixels.

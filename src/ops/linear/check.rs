@@ -4,6 +4,9 @@ use crate::backend::cuda_gemm::GemmImpl;
 use crate::ops::linear;
 use crate::selftest::{case, input, Case, Shapes, B};
 
+/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128, through cuBLAS and the GEMM kernel): (in, out).
+pub const BENCH_SHAPES: &[(usize, usize)] = &[(128, 512), (512, 512), (512, 256)];
+
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
     for (n, fin, fout) in [(B, 128, 512), (B, 512, 512), (B, 512, 256), (3, 7, 5)] {
