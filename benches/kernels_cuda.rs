@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ddpm_cuda::backend::cuda::CudaBackend;
 use ddpm_cuda::backend::cuda_gemm::GemmImpl;
-use ddpm_cuda::ops::conv2d::{self, Conv2dParams};
+use ddpm_cuda::ops::conv2d;
 use ddpm_cuda::ops::diffusion_step::{q_sample, reverse_step, StepCoefs};
 use ddpm_cuda::ops::elementwise::{self, BinaryOp};
 use ddpm_cuda::ops::group_norm::{self, Layout};
@@ -73,22 +73,7 @@ fn bytes(n: usize, tensors: usize) -> Work {
 }
 
 fn conv_benches(b: &Bench, d: &Device) -> Result<()> {
-    let same = Conv2dParams::same;
-    let down = Conv2dParams::tf_same_down();
-    for (cin, cout, hw, k, p) in [
-        (3, 128, 32, 3, same(3)),
-        (128, 128, 32, 3, same(3)),
-        (128, 128, 32, 3, down),
-        (256, 256, 16, 3, same(3)),
-        (512, 256, 16, 3, same(3)),
-        (256, 256, 8, 3, same(3)),
-        (512, 256, 4, 3, same(3)),
-        (384, 128, 32, 3, same(3)),
-        (256, 256, 32, 3, same(3)),
-        (128, 3, 32, 3, same(3)),
-        (384, 128, 32, 1, same(1)),
-        (256, 256, 16, 1, same(1)),
-    ] {
+    for (cin, cout, hw, k, p) in conv2d::check::bench_shapes() {
         let x = rand(&[B, cin, hw, hw], 1, d)?;
         let w = rand(&[cout, cin, k, k], 2, d)?;
         let bias = rand(&[cout], 3, d)?;
@@ -109,7 +94,7 @@ fn conv_benches(b: &Bench, d: &Device) -> Result<()> {
 }
 
 fn norm_benches(b: &Bench, d: &Device) -> Result<()> {
-    for (c, hw) in [(128, 32), (256, 16), (512, 16), (384, 32), (256, 8)] {
+    for &(c, hw) in group_norm::check::BENCH_SHAPES {
         let s = [B, c, hw, hw];
         let n = B * c * hw * hw;
         let (x, gy) = (rand(&s, 1, d)?, rand(&s, 2, d)?);
@@ -130,7 +115,7 @@ fn norm_benches(b: &Bench, d: &Device) -> Result<()> {
 fn gemm_benches(b: &Bench, d: &Device) -> Result<()> {
     for imp in [GemmImpl::Auto, GemmImpl::Kernel] {
         let name = if imp == GemmImpl::Kernel { "linear fwd (kernel)" } else { "linear fwd (cuBLAS)" };
-        for (fin, fout) in [(128, 512), (512, 512), (512, 256)] {
+        for &(fin, fout) in linear::check::BENCH_SHAPES {
             let (x, w, bias) = (rand(&[B, fin], 1, d)?, rand(&[fout, fin], 2, d)?, rand(&[fout], 3, d)?);
             let flops = 2.0 * (B * fin * fout) as f64;
             b.run(name, &format!("[{B}, {fin}]→{fout}"), Work::Flops(flops), || {
@@ -138,7 +123,7 @@ fn gemm_benches(b: &Bench, d: &Device) -> Result<()> {
             })?;
         }
     }
-    let (c, t) = (256, 256);
+    let (c, t) = attention::check::BENCH_SHAPE;
     let s = [B, c, t];
     let (q, k, v, g) = (rand(&s, 1, d)?, rand(&s, 2, d)?, rand(&s, 3, d)?, rand(&s, 4, d)?);
     let flops = 2.0 * (2 * B * t * t * c) as f64;

@@ -6,41 +6,45 @@ use crate::nn::{Ctx, ParamStore};
 use crate::rng::Philox;
 use crate::{Device, Error, Result, Tensor, Var};
 
-/// `n` images [n, C, H, W] in [−1, 1], generated `batch_size` at a time. Batch b draws its noise from
+/// How many images to generate and how: the options every sampling driver shares.
+#[derive(Clone)]
+pub struct SampleOptions {
+    /// Number of images.
+    pub n: usize,
+    /// Images per sampling batch.
+    pub batch_size: usize,
+    pub sampler: Sampler,
+    /// Batch b draws its noise from Philox(seed + b).
+    pub seed: u64,
+    pub device: Device,
+}
+
+/// `opts.n` images [n, C, H, W] in [−1, 1], generated `opts.batch_size` at a time. Batch b draws its noise from
 /// Philox(seed + b), so a sample does not depend on how many others are generated after it.
 /// `observe(batch, step)` is called after every reverse step of every batch.
-#[allow(clippy::too_many_arguments)]
 pub fn generate(
     unet: &UNet,
     params: &ParamStore,
     diffusion: &Diffusion,
-    n: usize,
-    batch_size: usize,
-    sampler: Sampler,
-    seed: u64,
-    device: &Device,
+    opts: &SampleOptions,
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
     let cfg = &unet.config;
     let cx = Ctx::no_grad(params);
     let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
     let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
-    generate_with(&mut model, image, diffusion, n, batch_size, sampler, seed, device, observe)
+    generate_with(&mut model, image, diffusion, opts, observe)
 }
 
 /// `generate` for any ε-model (a U-Net, the empirical optimal denoiser) of images `[C, H, W]`.
-#[allow(clippy::too_many_arguments)]
 pub fn generate_with(
     model: &mut EpsModel,
     image: [usize; 3],
     diffusion: &Diffusion,
-    n: usize,
-    batch_size: usize,
-    sampler: Sampler,
-    seed: u64,
-    device: &Device,
+    opts: &SampleOptions,
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
+    let &SampleOptions { n, batch_size, sampler, seed, ref device } = opts;
     if n == 0 || batch_size == 0 {
         return Err(Error::msg("sample: --num and --batch-size must be positive"));
     }

@@ -32,6 +32,9 @@ impl Shapes {
     }
 }
 
+/// Batch size of the op cases (keeps the CPU reference quick).
+pub(crate) const B: usize = 2;
+
 type CaseFn = Box<dyn Fn(&Device) -> Result<Vec<Tensor>>>;
 
 pub(crate) struct Case {

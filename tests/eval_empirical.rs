@@ -4,7 +4,7 @@
 use ddpm_cuda::config::DiffusionConfig;
 use ddpm_cuda::diffusion::{BetaSchedule, Diffusion, Sampler, Variance};
 use ddpm_cuda::eval::empirical::{nearest_neighbours, optimal_eps, TrainingSet};
-use ddpm_cuda::sample::generate_with;
+use ddpm_cuda::sample::{generate_with, SampleOptions};
 use ddpm_cuda::{Device, Tensor};
 
 fn paper_diffusion() -> Diffusion {
@@ -63,7 +63,8 @@ fn empirical_denoiser_samples_sit_on_training_images() {
     let train = TrainingSet::from_tensor(&x).unwrap();
     let mut model = |xt: &Tensor, t: &[f32]| optimal_eps(&train, &d.schedule, xt, t);
     for sampler in [Sampler::Ddpm, Sampler::Ddim { steps: 50, eta: 0.0 }] {
-        let out = generate_with(&mut model, [1, 6, 6], &d, 6, 3, sampler, 4, &Device::Cpu, &mut |_, _| {}).unwrap();
+        let opts = SampleOptions { n: 6, batch_size: 3, sampler, seed: 4, device: Device::Cpu };
+        let out = generate_with(&mut model, [1, 6, 6], &d, &opts, &mut |_, _| {}).unwrap();
         let nn = nearest_neighbours(&train, &out.to_vec().unwrap()).unwrap();
         for (i, (j, dist)) in nn.iter().enumerate() {
             // Per-pixel RMS below 1e-3 of the [−1, 1] range: the sample is training image j.

@@ -15,7 +15,7 @@ use ddpm_cuda::config::DiffusionConfig;
 use ddpm_cuda::diffusion::{BetaSchedule, Diffusion, Sampler, Variance};
 use ddpm_cuda::ops::diffusion_step::{reverse_step, StepCoefs};
 use ddpm_cuda::rng::Philox;
-use ddpm_cuda::sample::generate_with;
+use ddpm_cuda::sample::{generate_with, SampleOptions};
 use ddpm_cuda::{Device, Result, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors};
 
@@ -181,7 +181,8 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
     let run = |n: usize| {
         let mut model = |x: &Tensor, t: &[f32]| eps_model(x, k_of(&d, t[0] as usize));
         let sampler = Sampler::Ddim { steps: 10, eta: 1.0 };
-        generate_with(&mut model, image, &d, n, 3, sampler, 5, &Device::Cpu, &mut |_, _| {}).unwrap().to_vec().unwrap()
+        let opts = SampleOptions { n, batch_size: 3, sampler, seed: 5, device: Device::Cpu };
+        generate_with(&mut model, image, &d, &opts, &mut |_, _| {}).unwrap().to_vec().unwrap()
     };
     let all = run(8);
     for n in [1, 2, 3, 4, 7] {
@@ -191,16 +192,13 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
     assert_ne!(all[..3 * per], all[3 * per..6 * per]);
     // And a different seed gives different samples.
     let mut model = |x: &Tensor, t: &[f32]| eps_model(x, k_of(&d, t[0] as usize));
-    let other = generate_with(
-        &mut model,
-        image,
-        &d,
-        8,
-        3,
-        Sampler::Ddim { steps: 10, eta: 1.0 },
-        6,
-        &Device::Cpu,
-        &mut |_, _| {},
-    );
+    let opts = SampleOptions {
+        n: 8,
+        batch_size: 3,
+        sampler: Sampler::Ddim { steps: 10, eta: 1.0 },
+        seed: 6,
+        device: Device::Cpu,
+    };
+    let other = generate_with(&mut model, image, &d, &opts, &mut |_, _| {});
     assert_ne!(other.unwrap().to_vec().unwrap(), all);
 }

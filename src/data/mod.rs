@@ -101,6 +101,16 @@ impl DatasetKind {
     pub fn default_flip(self) -> bool {
         matches!(self, DatasetKind::Cifar10 | DatasetKind::Folder)
     }
+
+    /// The images' `(channels, side)`: fixed for the public datasets, `folder_size` (the `--image-size` a
+    /// folder is resized to) for `Folder`.
+    pub fn image_shape(self, folder_size: usize) -> (usize, usize) {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => (1, 28),
+            DatasetKind::Cifar10 => (3, 32),
+            DatasetKind::Folder => (3, folder_size),
+        }
+    }
 }
 
 /// Loads a dataset of the given kind. `train` picks the split (ignored for folders); `image_size` is the

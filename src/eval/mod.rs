@@ -1,8 +1,7 @@
 //! Evaluation: FID and Inception Score with pytorch-fid's Inception network (`inception`, `fid`), the
 //! variational bound in bits/dim (`nll`), the empirical optimal denoiser and the memorization report
-//! (`empirical`), and the command-line glue (`cli`). `pth` reads the PyTorch weights file.
+//! (`empirical`). `pth` reads the PyTorch weights file.
 
-pub mod cli;
 pub mod empirical;
 pub mod fid;
 pub mod inception;
@@ -64,4 +63,55 @@ impl Images {
     pub fn image_len(&self) -> usize {
         self.height * self.width * 3
     }
+}
+
+/// pool3 features [N, 2048] and unbiased logits [N, 1008] of all images, in batches, with a progress bar.
+pub fn extract_features(
+    net: &inception::Inception,
+    images: &Images,
+    batch_size: usize,
+    label: &str,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    if images.n == 0 || batch_size == 0 {
+        return Err(Error::msg(format!("{label}: no images (or --batch-size 0)")));
+    }
+    let bar = indicatif::ProgressBar::new(images.n as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("Inception: {label}"));
+    let (mut pool3, mut logits) =
+        (Vec::with_capacity(images.n * inception::POOL3_DIM), Vec::with_capacity(images.n * inception::NUM_LOGITS));
+    let len = images.image_len();
+    for start in (0..images.n).step_by(batch_size) {
+        let count = batch_size.min(images.n - start);
+        let out =
+            net.run_u8_nhwc(&images.pixels[start * len..(start + count) * len], count, images.height, images.width)?;
+        pool3.extend(out.pool3);
+        logits.extend(out.logits);
+        bar.inc(count as u64);
+    }
+    bar.finish_and_clear();
+    Ok((pool3, logits))
+}
+
+/// For tests and benches: the statistics of an npz of images through a given network.
+pub fn stats_of_npz(net: &inception::Inception, path: &Path, batch: usize) -> Result<fid::Stats> {
+    let images = Images::read_npz(path)?;
+    let (pool3, _) = extract_features(net, &images, batch, "images")?;
+    fid::Stats::from_features(&pool3, images.n, inception::POOL3_DIM)
+}
+
+/// Samples as CHW rows in [−1, 1] with `channels` channels (1: the first of the RGB copies).
+pub fn images_to_rows(images: &Images, channels: usize) -> Vec<f32> {
+    let hw = images.height * images.width;
+    let mut out = vec![0.0f32; images.n * channels * hw];
+    for i in 0..images.n {
+        for ch in 0..channels {
+            for p in 0..hw {
+                out[(i * channels + ch) * hw + p] = images.pixels[(i * hw + p) * 3 + ch] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    out
 }

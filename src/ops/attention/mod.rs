@@ -13,6 +13,7 @@ use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+pub mod check;
 pub(crate) mod cuda;
 
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {

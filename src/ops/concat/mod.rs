@@ -10,6 +10,7 @@ use crate::autograd::{record, Var};
 use crate::backend::Storage;
 use crate::{ensure_shape, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 const OP: &str = "concat_channels";

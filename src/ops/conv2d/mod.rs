@@ -18,6 +18,7 @@ use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+pub mod check;
 pub mod cuda;
 
 #[derive(Clone, Copy, Debug, PartialEq)]

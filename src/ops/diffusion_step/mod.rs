@@ -5,6 +5,7 @@
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 /// x_t = a[n] · x0 + b[n] · noise for each sample n (a = √ᾱ_t, b = √(1 − ᾱ_t) at that sample's t).

@@ -10,6 +10,7 @@ use crate::backend::Storage;
 use crate::rng::Philox;
 use crate::{Error, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 /// Dropout with drop probability `p ∈ [0, 1)`. When `train` is false or `p == 0` this is the identity and draws

@@ -13,6 +13,7 @@ use crate::autograd::{record, Var};
 use crate::backend::{cpu, Storage};
 use crate::{Error, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 /// Below this many output elements the CPU loops stay on one thread.

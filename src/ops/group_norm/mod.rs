@@ -13,6 +13,7 @@ use crate::autograd::{record, Var};
 use crate::backend::Storage;
 use crate::{ensure_shape, Result, Tensor};
 
+pub mod check;
 pub(crate) mod cuda;
 
 /// y = GroupNorm(x; γ, β).

@@ -8,6 +8,7 @@ use crate::backend::cuda_gemm::GemmImpl;
 use crate::backend::Storage;
 use crate::{ensure_shape, Result, Tensor};
 
+pub mod check;
 pub(crate) mod cuda;
 
 pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {

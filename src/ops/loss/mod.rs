@@ -7,6 +7,7 @@ use crate::backend::cuda_reduce::{device_sum, Mode};
 use crate::backend::{cpu, Storage};
 use crate::{ensure_shape, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 pub fn mse(pred: &Var, target: &Var) -> Result<Var> {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use crate::backend::Storage;
 use crate::{ensure_shape, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 /// A square pooling window.

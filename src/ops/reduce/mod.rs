@@ -9,6 +9,7 @@ use crate::backend::cuda_reduce::{device_sum, Mode};
 use crate::backend::Storage;
 use crate::{ensure_shape, Error, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 pub fn sum(x: &Var) -> Result<Var> {

@@ -3,6 +3,7 @@
 use crate::backend::{cpu, Storage};
 use crate::{Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 pub fn relu_forward(x: &Tensor) -> Result<Tensor> {

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::backend::Storage;
 use crate::{ensure_shape, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 /// (index0, index1, λ0, λ1) of one output coordinate along an axis.

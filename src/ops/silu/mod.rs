@@ -4,6 +4,7 @@ use crate::autograd::{record, Var};
 use crate::backend::{cpu, Storage};
 use crate::{Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 pub fn silu(x: &Var) -> Result<Var> {

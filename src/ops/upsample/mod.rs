@@ -7,6 +7,7 @@ use crate::autograd::{record, Var};
 use crate::backend::Storage;
 use crate::{Error, Result, Tensor};
 
+pub(crate) mod check;
 pub(crate) mod cuda;
 
 const OP: &str = "upsample_nearest2x";

@@ -1,13 +1,12 @@
-//! The evaluation subcommands' arguments and drivers (`ddpm-cuda fid`, `fid-stats`), kept here so main.rs only
-//! dispatches.
+//! The evaluation subcommands' arguments and drivers: `ddpm-cuda fid`, `fid-stats`, `nll` and `memorization`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::data::{self, DatasetKind};
-use crate::eval::fid::{frechet_distance, inception_score, npz_has_stats, Stats};
-use crate::eval::inception::{Inception, FID_WEIGHTS_FILE, FID_WEIGHTS_URL, NUM_LOGITS, POOL3_DIM};
-use crate::eval::Images;
-use crate::{Device, Error, Result};
+use ddpm_cuda::data::{self, DatasetKind};
+use ddpm_cuda::eval::fid::{frechet_distance, inception_score, npz_has_stats, Stats};
+use ddpm_cuda::eval::inception::{Inception, FID_WEIGHTS_FILE, FID_WEIGHTS_URL, NUM_LOGITS, POOL3_DIM};
+use ddpm_cuda::eval::{extract_features, images_to_rows, Images};
+use ddpm_cuda::{Device, Error, Result};
 
 /// Where the Inception weights come from and how the network runs.
 #[derive(clap::Args, Debug)]
@@ -81,35 +80,6 @@ pub struct FidStatsArgs {
     pub out: PathBuf,
 }
 
-/// pool3 features [N, 2048] and unbiased logits [N, 1008] of all images, in batches, with a progress bar.
-pub fn extract_features(
-    net: &Inception,
-    images: &Images,
-    batch_size: usize,
-    label: &str,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    if images.n == 0 || batch_size == 0 {
-        return Err(Error::msg(format!("{label}: no images (or --batch-size 0)")));
-    }
-    let bar = indicatif::ProgressBar::new(images.n as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} images [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(format!("Inception: {label}"));
-    let (mut pool3, mut logits) = (Vec::with_capacity(images.n * POOL3_DIM), Vec::with_capacity(images.n * NUM_LOGITS));
-    let len = images.image_len();
-    for start in (0..images.n).step_by(batch_size) {
-        let count = batch_size.min(images.n - start);
-        let out =
-            net.run_u8_nhwc(&images.pixels[start * len..(start + count) * len], count, images.height, images.width)?;
-        pool3.extend(out.pool3);
-        logits.extend(out.logits);
-        bar.inc(count as u64);
-    }
-    bar.finish_and_clear();
-    Ok((pool3, logits))
-}
-
 fn stats_of(net: &Inception, images: &Images, batch: usize, label: &str) -> Result<(Stats, Vec<f32>)> {
     let (pool3, logits) = extract_features(net, images, batch, label)?;
     Ok((Stats::from_features(&pool3, images.n, POOL3_DIM)?, logits))
@@ -174,53 +144,6 @@ pub fn run_fid_stats(args: &FidStatsArgs) -> Result<()> {
     Ok(())
 }
 
-/// For tests and benches: the statistics of an npz of images through a given network.
-pub fn stats_of_npz(net: &Inception, path: &Path, batch: usize) -> Result<Stats> {
-    Ok(stats_of(net, &Images::read_npz(path)?, batch, "images")?.0)
-}
-
-/// Which ε-model `ddpm-cuda sample` runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModelKind {
-    /// The U-Net of --checkpoint.
-    Unet,
-    /// The empirical optimal denoiser of --dataset (memorizes: samples are training images).
-    Empirical,
-}
-
-/// `sample --model empirical`'s training set.
-#[derive(clap::Args, Debug)]
-pub struct EmpiricalArgs {
-    /// The ε-model to sample.
-    #[arg(long, value_enum, default_value = "unet")]
-    pub model: ModelKind,
-    /// The training set of the empirical denoiser: mnist, fashion-mnist, cifar10 or folder.
-    #[arg(long, value_parser = DatasetKind::parse)]
-    pub dataset: Option<DatasetKind>,
-    /// The folder holding the --dataset's files.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Use only the first N training images (the denoiser's cost is linear in N).
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Image side for --dataset folder.
-    #[arg(long, default_value_t = 64)]
-    pub image_size: usize,
-}
-
-impl EmpiricalArgs {
-    /// The training set and the paper's CIFAR-10 diffusion (linear β, T = 1000, σ² = β, clipped x̂0).
-    pub fn load(&self) -> Result<(crate::eval::empirical::TrainingSet, crate::diffusion::Diffusion)> {
-        let (Some(kind), Some(dir)) = (self.dataset, &self.data_dir) else {
-            return Err(Error::msg("sample --model empirical needs --dataset KIND --data-dir DIR"));
-        };
-        let ds = data::load(kind, dir, true, self.image_size)?;
-        let train = crate::eval::empirical::TrainingSet::from_dataset(&ds, self.train_limit);
-        let diffusion = crate::diffusion::Diffusion::new(&crate::config::Config::preset("cifar10")?.diffusion)?;
-        Ok((train, diffusion))
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub struct NllArgs {
     /// The model, as `sample` and `eps` take it: a ddpm-cuda checkpoint or run folder, a diffusers model folder,
@@ -261,21 +184,21 @@ pub struct NllArgs {
 
 /// `ddpm-cuda nll`: the variational bound in bits/dim on the test set.
 pub fn run_nll(args: &NllArgs) -> Result<()> {
-    use crate::nn::{unet::UNet, Ctx, ParamStore};
+    use ddpm_cuda::nn::{unet::UNet, Ctx, ParamStore};
     if let Some(p) = &args.plot {
-        crate::report::check_image_path("--plot", p)?;
+        ddpm_cuda::report::check_image_path("--plot", p)?;
     }
     if args.batch_size == 0 || args.num == Some(0) {
         return Err(Error::msg("nll: --num and --batch-size must be at least 1"));
     }
     let device = Device::parse(&args.device)?;
     // The same loader as `sample` and `eps`: our checkpoint or run folder, a diffusers folder or .safetensors.
-    let loaded = crate::diffusers::load_any(&args.checkpoint, args.config.as_deref(), args.ema)?;
+    let loaded = ddpm_cuda::diffusers::load_any(&args.checkpoint, args.config.as_deref(), args.ema)?;
     eprintln!("{}: {}", args.checkpoint.display(), loaded.kind);
     let mut params = ParamStore::new();
-    let unet = UNet::new(&loaded.model, &mut params, &mut crate::rng::Philox::new(0))?;
+    let unet = UNet::new(&loaded.model, &mut params, &mut ddpm_cuda::rng::Philox::new(0))?;
     params.set_tensors(loaded.weights.iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?)?;
-    let diffusion = crate::diffusion::Diffusion::new(&loaded.diffusion)?;
+    let diffusion = ddpm_cuda::diffusion::Diffusion::new(&loaded.diffusion)?;
     let ds = data::load(args.dataset, &args.data_dir, false, args.image_size)?;
     let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
     if [ds.channels, ds.height, ds.width] != [c, s, s] {
@@ -290,9 +213,9 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
     }
     let cx = Ctx::no_grad(&params);
     let mut model =
-        |x: &crate::Tensor, t: &[f32]| Ok(unet.forward(&cx, &crate::Var::constant(x.clone()), t)?.into_value());
+        |x: &ddpm_cuda::Tensor, t: &[f32]| Ok(unet.forward(&cx, &ddpm_cuda::Var::constant(x.clone()), t)?.into_value());
     let bar = indicatif::ProgressBar::new(n as u64);
-    let mut rng = crate::rng::Philox::new(args.seed);
+    let mut rng = ddpm_cuda::rng::Philox::new(args.seed);
     let (mut sum, mut prior, mut l0) = (0.0f64, 0.0f64, 0.0f64);
     let mut terms: Vec<f64> = Vec::new();
     for start in (0..n).step_by(args.batch_size) {
@@ -301,8 +224,8 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
         for (i, row) in x.chunks_exact_mut(ds.image_len()).enumerate() {
             ds.image_f32(start + i, false, row);
         }
-        let x0 = crate::Tensor::from_vec(x, &[count, c, s, s])?.to_device(&device)?;
-        let b = crate::eval::nll::bits_per_dim(&mut model, &diffusion, &x0, &mut rng)?;
+        let x0 = ddpm_cuda::Tensor::from_vec(x, &[count, c, s, s])?.to_device(&device)?;
+        let b = ddpm_cuda::eval::nll::bits_per_dim(&mut model, &diffusion, &x0, &mut rng)?;
         sum += b.total.iter().sum::<f64>();
         prior += b.prior.iter().sum::<f64>();
         l0 += b.terms[0] * count as f64;
@@ -315,7 +238,7 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
     println!("NLL ≤ {:.4} bits/dim on {n} test images (L_T {:.2e}, L_0 {:.4})", sum / k, prior / k, l0 / k);
     if let Some(path) = &args.plot {
         let pts: Vec<(f64, f64)> = terms.iter().enumerate().map(|(t, v)| (t as f64, v / k)).collect();
-        crate::report::save_plot(path, "variational bound terms", "t", "L_t (bits/dim, log scale)", &pts, true)?;
+        ddpm_cuda::report::save_plot(path, "variational bound terms", "t", "L_t (bits/dim, log scale)", &pts, true)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -349,23 +272,9 @@ pub struct MemorizationArgs {
     pub image_size: usize,
 }
 
-/// Samples as CHW rows in [−1, 1] with `channels` channels (1: the first of the RGB copies).
-pub fn images_to_rows(images: &Images, channels: usize) -> Vec<f32> {
-    let hw = images.height * images.width;
-    let mut out = vec![0.0f32; images.n * channels * hw];
-    for i in 0..images.n {
-        for ch in 0..channels {
-            for p in 0..hw {
-                out[(i * channels + ch) * hw + p] = images.pixels[(i * hw + p) * 3 + ch] as f32 / 127.5 - 1.0;
-            }
-        }
-    }
-    out
-}
-
 /// `ddpm-cuda memorization`: nearest training image of every sample.
 pub fn run_memorization(args: &MemorizationArgs) -> Result<()> {
-    use crate::eval::empirical::{nearest_neighbours, TrainingSet};
+    use ddpm_cuda::eval::empirical::{nearest_neighbours, TrainingSet};
     let ds = data::load(args.dataset, &args.data_dir, true, args.image_size)?;
     let train = TrainingSet::from_dataset(&ds, args.train_limit);
     let samples = Images::read_npz(&args.samples)?;
@@ -397,7 +306,7 @@ pub fn run_memorization(args: &MemorizationArgs) -> Result<()> {
         tiles.extend_from_slice(&rows[i * d..(i + 1) * d]);
         tiles.extend_from_slice(&train.rows[nn[i].0 * d..(nn[i].0 + 1) * d]);
     }
-    crate::report::save_grid(&args.out, &crate::Tensor::from_vec(tiles, &[2 * k, c, h, w])?, 8, 2)?;
+    ddpm_cuda::report::save_grid(&args.out, &ddpm_cuda::Tensor::from_vec(tiles, &[2 * k, c, h, w])?, 8, 2)?;
     eprintln!("wrote {} (sample | nearest training image, closest first)", args.out.display());
     if let Some(path) = &args.csv {
         let mut s = String::from("sample,nearest_train,l2,rms\n");

@@ -1,0 +1,45 @@
+//! `ddpm-cuda bench`: end-to-end benchmarks (`bench train`: optimizer steps per second).
+
+use std::process::ExitCode;
+
+use ddpm_cuda::{Device, Result};
+
+use super::{group_thousands, positive_usize, ModelArgs, DEVICE_HELP};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// What to time: train.
+    #[arg(value_parser = ["train"])]
+    pub what: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images per step (default: the config's train.batch_size).
+    #[arg(long, value_parser = positive_usize)]
+    pub batch_size: Option<usize>,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed steps (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = positive_usize)]
+    pub steps: usize,
+    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
+    pub device: String,
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let BenchArgs { what: _, model, batch_size, warmup, steps, device } = args;
+    let mut cfg = model.load()?;
+    cfg.train.batch_size = batch_size.unwrap_or(cfg.train.batch_size);
+    let device = Device::parse(&device)?;
+    let r = ddpm_cuda::bench::train(cfg, &device, warmup, steps)?;
+    println!(
+        "bench train: {} params, batch {}, {} steps in {:.2} s on {device}: {:.2} img/s, {:.3} steps/s",
+        group_thousands(r.params),
+        r.batch_size,
+        r.steps,
+        r.seconds,
+        r.img_per_s,
+        r.steps_per_s
+    );
+    Ok(ExitCode::SUCCESS)
+}

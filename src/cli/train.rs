@@ -1,0 +1,191 @@
+//! `ddpm-cuda train`: its arguments, the config a run uses (fresh or resumed) and the driver.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ddpm_cuda::config::Config;
+use ddpm_cuda::data::DatasetKind;
+use ddpm_cuda::diffusion::Sampler;
+use ddpm_cuda::{train, Device, Error, Result};
+
+use super::{positive_f32, positive_u64, positive_usize, ModelArgs, DEVICE_HELP};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// The dataset: mnist, fashion-mnist, cifar10 or folder (PNG/JPEG files in --data-dir).
+    #[arg(long, value_parser = DatasetKind::parse)]
+    pub dataset: DatasetKind,
+    /// The folder holding the dataset's files (see --download).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Fetch the dataset from its canonical URL (checksums verified) if it is not in --data-dir.
+    #[arg(long)]
+    pub download: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Total optimizer steps, at least 1 (default: the config's; with --resume, the run's own target).
+    #[arg(long, value_parser = positive_u64)]
+    pub steps: Option<u64>,
+    /// Images per optimizer step (default: the config's train.batch_size).
+    #[arg(long, value_parser = positive_usize)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate after warm-up, finite and > 0 (default: the config's train.lr).
+    #[arg(long, value_parser = positive_f32)]
+    pub lr: Option<f32>,
+    /// Image side in pixels for --dataset folder (the other datasets have a fixed size).
+    #[arg(long, default_value_t = 64, value_parser = positive_usize)]
+    pub image_size: usize,
+    /// The run directory: checkpoint, metrics.jsonl, loss.png, sample grids, TensorBoard event files.
+    #[arg(long, value_name = "DIR", default_value = "runs/latest")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its checkpoint (its config, RNG state and data order).
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
+    pub device: String,
+    /// Seed of the initial weights, noise, dropout and data order [default: 0] (with --resume: the checkpoint's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write a metrics.jsonl line, TensorBoard scalars and loss.png every N steps (at least 1).
+    #[arg(long, default_value_t = 50, value_parser = positive_u64)]
+    pub log_every: u64,
+    /// Save an EMA sample grid every N steps (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub sample_every: u64,
+    /// Save the checkpoint every N steps (at least 1), and always at the end or on Ctrl-C/SIGTERM.
+    #[arg(long, default_value_t = 1000, value_parser = positive_u64)]
+    pub checkpoint_every: u64,
+    /// Images in each periodic sample grid (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = positive_usize)]
+    pub num_samples: usize,
+    /// DDIM steps for the periodic grids (at least 1).
+    #[arg(long, default_value_t = 50, value_parser = positive_usize)]
+    pub grid_steps: usize,
+    /// No progress bar: one line per logged step.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The dataset decides the image size and channel count.
+fn fit_to_dataset(mut cfg: Config, kind: DatasetKind, folder_size: usize) -> Result<Config> {
+    let (c, s) = kind.image_shape(folder_size);
+    cfg.model.in_channels = c;
+    cfg.model.image_size = s;
+    cfg.model.validate()?;
+    Ok(cfg)
+}
+
+/// The config a `train` run uses. A fresh run: the preset/--config/--set with --steps, --batch-size and --lr on
+/// top. A resumed run: the checkpoint's config; a flag that asks for something else is an error naming it, and
+/// --steps may move the target (printed).
+fn train_config(args: &TrainArgs) -> Result<Config> {
+    let TrainArgs { ref model, dataset, image_size, steps, batch_size, lr, seed, resume, ref out, .. } = *args;
+    if !resume {
+        let mut config = fit_to_dataset(model.load()?, dataset, image_size)?;
+        config.train.steps = steps.unwrap_or(config.train.steps);
+        config.train.batch_size = batch_size.unwrap_or(config.train.batch_size);
+        config.train.lr = lr.unwrap_or(config.train.lr);
+        let t = &config.train;
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(Error::msg(format!("train.lr = {}: the learning rate must be finite and > 0", t.lr)));
+        }
+        if t.batch_size == 0 || t.steps == 0 {
+            return Err(Error::msg("train.batch_size and train.steps must be at least 1"));
+        }
+        return Ok(config);
+    }
+    let ckpt = out.join("checkpoint.safetensors");
+    let (mut config, at) = ddpm_cuda::checkpoint::read_config(&ckpt)?;
+    let mut conflicts = Vec::new();
+    if !model.given().is_empty() {
+        let mut asked = fit_to_dataset(model.load()?, dataset, image_size)?;
+        asked.train.steps = config.train.steps;
+        // --lr and --batch-size are judged on their own below.
+        asked.train.lr = lr.unwrap_or(asked.train.lr);
+        asked.train.batch_size = batch_size.unwrap_or(asked.train.batch_size);
+        let diff = config.diff(&asked);
+        if !diff.is_empty() {
+            conflicts.push(format!("{} (checkpoint vs asked: {})", model.given().join(" "), diff.join(", ")));
+        }
+    }
+    if let Some(lr) = lr.filter(|&lr| lr != config.train.lr) {
+        conflicts.push(format!("--lr {lr} (the run's train.lr is {})", config.train.lr));
+    }
+    if let Some(b) = batch_size.filter(|&b| b != config.train.batch_size) {
+        conflicts.push(format!("--batch-size {b} (the run's train.batch_size is {})", config.train.batch_size));
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::msg(format!(
+            "--resume continues {} with the config stored in its checkpoint; these arguments conflict with it: {}. \
+             Drop them to resume, or start a new run with another --out",
+            out.display(),
+            conflicts.join("; ")
+        )));
+    }
+    if let Some(s) = steps.filter(|&s| s != config.train.steps) {
+        if s < at {
+            return Err(Error::msg(format!(
+                "--steps {s}: the checkpoint in {} is already at step {at}",
+                out.display()
+            )));
+        }
+        eprintln!("--steps {s}: the run's target changes from {} to {s} steps", config.train.steps);
+        config.train.steps = s;
+    }
+    let seed_note = match seed {
+        Some(s) => format!(" (--seed {s} is not used)"),
+        None => String::new(),
+    };
+    eprintln!(
+        "resuming {} at step {at} of {}: config, seed, RNG state and data order come from the checkpoint{seed_note}",
+        out.display(),
+        config.train.steps
+    );
+    Ok(config)
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    if args.out.is_file() {
+        return Err(Error::msg(format!("--out {}: is a file, expected a run directory", args.out.display())));
+    }
+    let config = train_config(&args)?;
+    let TrainArgs {
+        dataset,
+        data_dir,
+        download,
+        out,
+        resume,
+        device,
+        seed,
+        log_every,
+        sample_every,
+        checkpoint_every,
+        num_samples,
+        grid_steps,
+        quiet,
+        ..
+    } = args;
+    let device = Device::parse(&device)?;
+    eprintln!("training on {device}, run dir {}", out.display());
+    let t = train::run(train::RunOptions {
+        dataset,
+        data_dir,
+        download,
+        config,
+        out: out.clone(),
+        resume,
+        device,
+        seed: seed.unwrap_or(0),
+        log_every,
+        sample_every,
+        checkpoint_every,
+        num_samples,
+        grid_sampler: Sampler::Ddim { steps: grid_steps, eta: 0.0 },
+        quiet,
+    })?;
+    if let Some(sig) = train::interrupt_signal() {
+        return Ok(ExitCode::from(train::exit_status_for(sig)));
+    }
+    eprintln!("step {}: checkpoint in {}", t.step, out.join("checkpoint.safetensors").display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,32 @@
+//! attention's selftest cases: the 16×16 level's tokens (full or reduced channels) and odd sizes.
+
+use crate::ops::attention;
+use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark shape (`benches/kernels_cuda.rs`, batch 128): (channels, tokens), the 16×16 level's attention.
+pub const BENCH_SHAPE: (usize, usize) = (256, 256);
+
+/// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
+pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
+    // [batch, channels, tokens]: the 16×16 level's 256 tokens (at 256 channels, or 64 when reduced), others.
+    let attention: &[(usize, usize, usize)] = match shapes {
+        Shapes::Full => &[(B, 256, 256), (B, 64, 196), (3, 8, 10)],
+        Shapes::Reduced => &[(B, 64, 256), (B, 24, 70), (3, 8, 10)],
+    };
+    for &(b, c, t) in attention {
+        cases.push(case(
+            "attention fwd+bwd",
+            format!("[{b}, {c}, {t}]"),
+            1e-4,
+            Box::new(move |d| {
+                let s = [b, c, t];
+                // Scaled up so the softmax is far from uniform.
+                let (q, k, v) = (input(&s, 1, d)?.scale(3.0)?, input(&s, 2, d)?.scale(3.0)?, input(&s, 3, d)?);
+                let (o, p) = attention::forward(&q, &k, &v)?;
+                let g = input(&s, 4, d)?;
+                let (dq, dk, dv) = attention::backward(&q, &k, &v, &p, &g, [true; 3])?;
+                Ok(vec![o, p, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")])
+            }),
+        ));
+    }
+}

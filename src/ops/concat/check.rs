@@ -1,0 +1,22 @@
+//! concat's selftest case (forward and the split backward).
+
+use crate::ops::concat;
+use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
+pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
+    cases.push(case(
+        "concat fwd + split bwd",
+        "[2, 256, 16, 16]|[2, 128, 16, 16]",
+        0.0,
+        Box::new(|d| {
+            let (a, b) = (input(&[B, 256, 16, 16], 1, d)?, input(&[B, 128, 16, 16], 2, d)?);
+            let y = concat::forward(&[a.clone(), b.clone()])?;
+            let g = input(y.shape(), 3, d)?;
+            let parts = concat::split(&g, &[a.shape().to_vec(), b.shape().to_vec()], &[true, true])?;
+            let mut out = vec![y];
+            out.extend(parts.into_iter().map(|p| p.expect("part")));
+            Ok(out)
+        }),
+    ));
+}

@@ -1,0 +1,111 @@
+//! conv2d's selftest cases: every conv of the cifar10 U-Net (or its reduced families), odd sizes, a general padding.
+
+use super::{Conv2dParams, Padding};
+use crate::ops::conv2d;
+use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128): (cin, cout, H = W, k, params), a sample of the
+/// cifar10 U-Net's convs.
+pub fn bench_shapes() -> Vec<(usize, usize, usize, usize, Conv2dParams)> {
+    let same = Conv2dParams::same;
+    let down = Conv2dParams::tf_same_down();
+    vec![
+        (3, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, down),
+        (256, 256, 16, 3, same(3)),
+        (512, 256, 16, 3, same(3)),
+        (256, 256, 8, 3, same(3)),
+        (512, 256, 4, 3, same(3)),
+        (384, 128, 32, 3, same(3)),
+        (256, 256, 32, 3, same(3)),
+        (128, 3, 32, 3, same(3)),
+        (384, 128, 32, 1, same(1)),
+        (256, 256, 16, 1, same(1)),
+    ]
+}
+
+/// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
+pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
+    let same = Conv2dParams::same;
+    let down = Conv2dParams::tf_same_down();
+    // (cin, cout, H = W, k, params): every conv of the cifar10 U-Net, then odd sizes and a general padding.
+    // Reduced: each family of those convs (3-channel input, 3×3 same, 3×3 stride-2 TF-same, the concat inputs of
+    // 1.5× and 2× channels, 1×1 skips, the 3-channel output) at fewer channels and pixels, with partial M, N and K
+    // tiles, several tiles per dimension, and weight-gradient reductions both split and not.
+    let reduced: Vec<(usize, usize, usize, usize, Conv2dParams)> = vec![
+        (3, 32, 16, 3, same(3)),
+        (32, 32, 16, 3, same(3)),
+        (32, 32, 16, 3, down),
+        (32, 80, 8, 3, same(3)),
+        (80, 80, 8, 3, down),
+        (160, 80, 4, 3, same(3)),
+        (120, 80, 8, 3, same(3)),
+        (96, 32, 16, 3, same(3)),
+        (32, 3, 16, 3, same(3)),
+        (32, 80, 8, 1, same(1)),
+        (160, 80, 4, 1, same(1)),
+        (96, 32, 16, 1, same(1)),
+    ];
+    let full: Vec<(usize, usize, usize, usize, Conv2dParams)> = vec![
+        (3, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, same(3)),
+        (128, 128, 32, 3, down),
+        (128, 256, 16, 3, same(3)),
+        (256, 256, 16, 3, same(3)),
+        (256, 256, 16, 3, down),
+        (256, 256, 8, 3, same(3)),
+        (256, 256, 8, 3, down),
+        (256, 256, 4, 3, same(3)),
+        (512, 256, 4, 3, same(3)),
+        (512, 256, 8, 3, same(3)),
+        (512, 256, 16, 3, same(3)),
+        (384, 256, 16, 3, same(3)),
+        (256, 256, 32, 3, same(3)),
+        (384, 128, 32, 3, same(3)),
+        (256, 128, 32, 3, same(3)),
+        (128, 3, 32, 3, same(3)),
+        (128, 256, 16, 1, same(1)),
+        (256, 256, 16, 1, same(1)),
+        (512, 256, 4, 1, same(1)),
+        (512, 256, 8, 1, same(1)),
+        (512, 256, 16, 1, same(1)),
+        (384, 256, 16, 1, same(1)),
+        (384, 128, 32, 1, same(1)),
+        (256, 128, 32, 1, same(1)),
+    ];
+    let unet = if shapes == Shapes::Full { full } else { reduced };
+    for (cin, cout, hw, k, p) in unet {
+        push_conv(cases, [B, cin, hw, hw], [cout, cin, k, k], p);
+    }
+    push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], same(3));
+    push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], down);
+    let odd = Conv2dParams { stride: 3, padding: Padding { top: 2, bottom: 1, left: 0, right: 3 } };
+    push_conv(cases, [3, 6, 11, 9], [70, 6, 5, 4], odd);
+}
+
+fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams) {
+    let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
+    let shape = format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride);
+    cases.push(case(
+        "conv2d fwd",
+        shape.clone(),
+        1e-4,
+        Box::new(move |d| {
+            let (x, w, b) = (input(&xs, 1, d)?, input(&ws, 2, d)?, input(&[ws[0]], 3, d)?);
+            Ok(vec![conv2d::forward(&x, &w, Some(&b), p)?])
+        }),
+    ));
+    cases.push(case(
+        "conv2d bwd (dx dw db)",
+        shape,
+        1e-4,
+        Box::new(move |d| {
+            let (x, w) = (input(&xs, 1, d)?, input(&ws, 2, d)?);
+            let y_shape = conv2d::forward(&x, &w, None, p)?.shape().to_vec();
+            let gy = input(&y_shape, 4, d)?;
+            let g = conv2d::backward(&x, &w, &gy, p, [true; 3])?;
+            Ok(vec![g.dx.expect("dx"), g.dw.expect("dw"), g.db.expect("db")])
+        }),
+    ));
+}

@@ -1,0 +1,36 @@
+//! linear's selftest cases (forward through both GEMM paths, backward).
+
+use crate::backend::cuda_gemm::GemmImpl;
+use crate::ops::linear;
+use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128, through cuBLAS and the GEMM kernel): (in, out).
+pub const BENCH_SHAPES: &[(usize, usize)] = &[(128, 512), (512, 512), (512, 256)];
+
+/// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
+pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
+    for (n, fin, fout) in [(B, 128, 512), (B, 512, 512), (B, 512, 256), (3, 7, 5)] {
+        for imp in [GemmImpl::Auto, GemmImpl::Kernel] {
+            let name = if imp == GemmImpl::Kernel { "linear fwd (kernel)" } else { "linear fwd" };
+            cases.push(case(
+                name,
+                format!("[{n}, {fin}]*{fout}"),
+                1e-4,
+                Box::new(move |d| {
+                    let (x, w, b) = (input(&[n, fin], 1, d)?, input(&[fout, fin], 2, d)?, input(&[fout], 3, d)?);
+                    Ok(vec![linear::forward_with(&x, &w, Some(&b), imp)?])
+                }),
+            ));
+        }
+        cases.push(case(
+            "linear bwd (dx dw db)",
+            format!("[{n}, {fin}]*{fout}"),
+            1e-4,
+            Box::new(move |d| {
+                let (x, w, gy) = (input(&[n, fin], 1, d)?, input(&[fout, fin], 2, d)?, input(&[n, fout], 4, d)?);
+                let (dx, dw, db) = linear::backward(&x, &w, &gy, [true; 3])?;
+                Ok(vec![dx.expect("dx"), dw.expect("dw"), db.expect("db")])
+            }),
+        ));
+    }
+}

@@ -1,0 +1,16 @@
+//! The bilinear resize's selftest cases (to 299×299, and a shrinking odd one).
+
+use crate::ops::resize;
+use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
+pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
+    for (xs, oh, ow) in [(vec![B, 3, 32, 32], 299, 299), (vec![3, 2, 7, 5], 11, 4)] {
+        cases.push(case(
+            "resize_bilinear fwd",
+            format!("{xs:?}→{oh}x{ow}"),
+            1e-6,
+            Box::new(move |d| Ok(vec![resize::resize_bilinear_forward(&input(&xs, 1, d)?, oh, ow)?])),
+        ));
+    }
+}
