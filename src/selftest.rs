@@ -72,7 +72,8 @@ const ZERO_BELOW: f32 = 1e-8;
 const SMALL_BELOW: f32 = 1e-7;
 const ZERO_FLOOR: f32 = 1e-5;
 
-/// The verdict on one case: (max abs error, worst scaled error, a note on what went wrong; empty if nothing).
+/// The verdict on one case: (max abs error, worst scaled error, a note on what went wrong; empty if nothing). A
+/// worst error above `tol` gets a note naming its output.
 /// `want` are the CPU reference's outputs, `got` the device's, on `devices` (where each output lives); `device`
 /// is where they all must be (a silent CPU fallback fails here, whatever the values).
 fn judge<D: PartialEq + std::fmt::Display>(
@@ -81,6 +82,7 @@ fn judge<D: PartialEq + std::fmt::Display>(
     devices: &[D],
     device: &D,
     grads_from: Option<usize>,
+    tol: f32,
 ) -> Result<(f32, f32, String)> {
     if want.len() != got.len() {
         return Ok((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
@@ -112,14 +114,11 @@ fn judge<D: PartialEq + std::fmt::Display>(
         }
         rel = rel.max(r);
     }
-    WORST.with(|w| w.set(worst));
+    if note.is_empty() && rel > tol {
+        // Point at the tensor to look at (a model case's parameter index is the output index minus grads_from).
+        note = format!(" (worst: output {}, max |ref| {:.1e})", worst.0, worst.1);
+    }
     Ok((abs, rel, note))
-}
-
-thread_local! {
-    /// The last `judge`'s worst output (index, max |reference|), for the failure line: which tensor to look at (a
-    /// model case's parameter index is the output index minus its `grads_from`).
-    static WORST: std::cell::Cell<(usize, f32)> = const { std::cell::Cell::new((0, 0.0)) };
 }
 
 /// Indices of the outputs that do not live on `device`.
@@ -182,13 +181,9 @@ pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Res
         let outcome = (case.run)(&Device::Cpu).and_then(|want| {
             let got = (case.run)(device)?;
             let devices: Vec<Device> = got.iter().map(Tensor::device).collect();
-            judge(&want, &got, &devices, device, case.grads_from)
+            judge(&want, &got, &devices, device, case.grads_from, case.tol)
         });
         let (abs, rel, ok, note) = match outcome {
-            Ok((abs, rel, note)) if rel > case.tol && note.is_empty() => {
-                let (i, m) = WORST.with(|w| w.get());
-                (abs, rel, false, format!(" (worst: output {i}, max |ref| {m:.1e})"))
-            }
             Ok((abs, rel, note)) => (abs, rel, rel <= case.tol && note.is_empty(), note),
             Err(e) => (f32::NAN, f32::NAN, false, format!(" ({e})")),
         };
@@ -261,7 +256,7 @@ mod tests {
             }
         }
         let devices = vec![Device::Cpu; want.len()];
-        let (_, rel, note) = judge(&want, &want, &devices, &Device::Cpu, Some(2)).unwrap();
+        let (_, rel, note) = judge(&want, &want, &devices, &Device::Cpu, Some(2), 2e-3).unwrap();
         assert_eq!((rel, note.as_str()), (0.0, ""));
     }
 
@@ -288,7 +283,7 @@ mod tests {
             .fold(0.0f32, f32::max);
         assert!(old > tol, "the plain comparison passed ({old:.2e}): the case would not show the problem");
         let devices = vec![Device::Cpu; want.len()];
-        let (_, rel, note) = judge(&want, &got, &devices, &Device::Cpu, Some(2)).unwrap();
+        let (_, rel, note) = judge(&want, &got, &devices, &Device::Cpu, Some(2), tol).unwrap();
         assert!(rel <= tol && note.is_empty(), "with the floor: {rel:.2e}{note}");
 
         // The floor does not hide a real error: a key bias gradient of 1% of the model's largest gradient fails,
@@ -300,10 +295,10 @@ mod tests {
         let mut bad = got.clone();
         let k = key_bias[0];
         bad[k] = Tensor::full(want[k].shape(), 0.01 * largest, &Device::Cpu).unwrap();
-        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2)).unwrap().1 > tol);
+        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2), tol).unwrap().1 > tol);
         let mut bad = got.clone();
         bad[3] = Tensor::from_vec(scaled(&want[3].to_vec().unwrap(), 1.01), want[3].shape()).unwrap();
-        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2)).unwrap().1 > tol);
+        assert!(judge(&want, &bad, &devices, &Device::Cpu, Some(2), tol).unwrap().1 > tol);
     }
 
     #[test]
@@ -314,12 +309,12 @@ mod tests {
         let devices = vec![Device::Cpu; 3];
         // Rounding noise on it passes; against its own scale the same noise would be a 1e-2 error.
         let noisy = vec![want[0].clone(), want[1].clone(), t(vec![5e-8 + 5e-10, 1e-8])];
-        let (_, rel, _) = judge(&want, &noisy, &devices, &Device::Cpu, Some(1)).unwrap();
+        let (_, rel, _) = judge(&want, &noisy, &devices, &Device::Cpu, Some(1), 2e-3).unwrap();
         assert!(rel < 1e-3, "{rel}");
-        assert!(judge(&want, &noisy, &devices, &Device::Cpu, None).unwrap().1 > 1e-3);
+        assert!(judge(&want, &noisy, &devices, &Device::Cpu, None, 2e-3).unwrap().1 > 1e-3);
         // Computed as zero, it fails the case's 2e-3 tolerance.
         let zeroed = vec![want[0].clone(), want[1].clone(), t(vec![0.0, 0.0])];
-        let (_, rel, _) = judge(&want, &zeroed, &devices, &Device::Cpu, Some(1)).unwrap();
+        let (_, rel, _) = judge(&want, &zeroed, &devices, &Device::Cpu, Some(1), 2e-3).unwrap();
         assert!(rel > 2e-3, "{rel}");
     }
 
@@ -329,11 +324,11 @@ mod tests {
         assert!(misplaced(&["cuda:0"; 3], &"cuda:0").is_empty());
         // A device run whose outputs came back from the CPU path: the values agree exactly, yet the case fails.
         let want = vec![Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap()];
-        let (_, rel, note) = judge(&want, &want, &["cpu"], &"cuda:0", None).unwrap();
+        let (_, rel, note) = judge(&want, &want, &["cpu"], &"cuda:0", None, 2e-3).unwrap();
         assert!(rel.is_infinite() && note.contains("on cpu, not cuda:0"), "{rel} {note}");
         // The same outputs where they belong pass.
-        assert_eq!(judge(&want, &want, &["cuda:0"], &"cuda:0", None).unwrap(), (0.0, 0.0, String::new()));
-        assert_eq!(judge(&want, &want, &[Device::Cpu], &Device::Cpu, None).unwrap().1, 0.0);
+        assert_eq!(judge(&want, &want, &["cuda:0"], &"cuda:0", None, 2e-3).unwrap(), (0.0, 0.0, String::new()));
+        assert_eq!(judge(&want, &want, &[Device::Cpu], &Device::Cpu, None, 2e-3).unwrap().1, 0.0);
     }
 
     #[test]
