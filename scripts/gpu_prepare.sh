@@ -5,7 +5,7 @@
 #   scripts/gpu_prepare.sh            build, strip, gather, check sizes, print the run-tool call
 #   NO_BUILD=1 scripts/gpu_prepare.sh reuse target/release's binaries
 #
-# It builds the release binary and the kernels_cuda bench binary with the pinned nvcc 13.0 (scripts/nvcc-env.sh;
+# It builds the release binary (which also runs the kernel microbenchmarks: `bench kernels`) with the pinned nvcc 13.0 (scripts/nvcc-env.sh;
 # the H200's 13.0 driver cannot load PTX from a newer nvcc), strips them into .device-bin/ (ignored), copies the
 # MNIST training files there (../shared is not sent to the GPU machine), downloads the diffusers wheel pinned in
 # scripts/parity/requirements.txt into .whl/ (ignored), checks that what travels stays under the 64 MiB limit, and prints the call.
@@ -19,15 +19,10 @@ source scripts/nvcc-env.sh
 echo "nvcc: $("$NVCC" --version | tail -n 1)"
 if [ "${NO_BUILD:-0}" != 1 ]; then
   cargo build --release
-  cargo bench --bench kernels_cuda --no-run 2>&1 | tee /tmp/gpu_prepare_bench.log
 fi
 TARGET=${CARGO_TARGET_DIR:-target}
-BENCH=$(sed -n 's/.*Executable benches\/kernels_cuda.rs (\(.*\))$/\1/p' /tmp/gpu_prepare_bench.log 2>/dev/null | tail -n 1)
-[ -n "$BENCH" ] || BENCH=$(ls -t "$TARGET"/release/deps/kernels_cuda-* | grep -v '\.d$' | head -n 1)
-echo "bench binary: $BENCH"
 mkdir -p .device-bin
 strip -o .device-bin/ddpm-cuda "$TARGET/release/ddpm-cuda"
-strip -o .device-bin/kernels_cuda "$BENCH"
 n90=$(.device-bin/ddpm-cuda kernels | grep -c 'sm_90' || true)
 if [ "$n90" -eq 0 ]; then
   echo "error: the binary carries no sm_90 kernels (was it built without nvcc?)" >&2

@@ -13,7 +13,7 @@
 #   selftest   `selftest --device cuda --shapes full` (every case)                         (~1-2 min)
 #   sanity     --device cuda / auto / cuda:1 / CUDA_VISIBLE_DEVICES= / no libcublas messages (~20 s)
 #   mnistsample  64 EMA samples (DDPM, 1000 steps) from the MNIST run: grid png           (~15 s)
-#   kernels    the kernels_cuda microbenchmark table                                       (~30 s)
+#   kernels    `bench kernels`: each op's microbenchmark table                                      (~30 s)
 #   train      `bench train --preset cifar10 --batch-size 128` for each of PRECISIONS    (~30 s each)
 #   torch      benches/train_torch.py, same model and step, modes TORCH_MODES             (~30 s each)
 #   tsample    diffusers' DDPMPipeline (bf16, benches/sample_torch.py) at batch SAMPLE_BATCHES: SAMPLE_LO and
@@ -25,7 +25,7 @@
 # Environment (all optional):
 #   BUDGET_S=540          total wall-clock budget; a phase gets min(its cap, what is left), or is skipped
 #   ONLY="selftest kernels"   run only these phases;  SKIP="mnist compile"   leave these out
-#   BIN, BENCH            the ddpm-cuda and kernels_cuda binaries (default .device-bin/…; else cargo builds them)
+#   BIN                   the ddpm-cuda binary (default .device-bin/ddpm-cuda; else cargo builds it)
 #   PYTHON=python3        the Python with torch; diffusers comes from .whl/ if it is not importable
 #   PRECISIONS="f32"      precisions for `bench train` (f32 is the binary's default; others get
 #                         "$PRECISION_FLAG <p>", PRECISION_FLAG="--precision")
@@ -147,18 +147,15 @@ PY
   [ -d "$d" ] && export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
 done
 export ORIG_LD_LIBRARY_PATH
-chmod +x .device-bin/ddpm-cuda .device-bin/kernels_cuda 2>/dev/null # in case the carry dropped the mode bits
+chmod +x .device-bin/ddpm-cuda 2>/dev/null # in case the carry dropped the mode bits
 if [ -z "${BIN:-}" ] && [ -x .device-bin/ddpm-cuda ]; then BIN=$PWD/.device-bin/ddpm-cuda; fi
-if [ -z "${BENCH:-}" ] && [ -x .device-bin/kernels_cuda ]; then BENCH=$PWD/.device-bin/kernels_cuda; fi
 if [ -z "${BIN:-}" ]; then
   export NVCC=${NVCC:-$(command -v nvcc)}
   cargo build --release 2>&1 | tail -3
-  cargo bench --bench kernels_cuda --no-run 2>&1 | tail -2
   TARGET=${CARGO_TARGET_DIR:-target}
   BIN=$TARGET/release/ddpm-cuda
-  BENCH=$(ls -t "$TARGET"/release/deps/kernels_cuda-* 2>/dev/null | grep -v '\.d$' | head -1)
 fi
-export BIN BENCH=${BENCH:-}
+export BIN
 if ! "$PYTHON" -c "import diffusers" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     >"$LOGS/pip.log" 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -189,7 +186,7 @@ PY
 p_env() {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-  echo "BIN=$BIN"; echo "BENCH=$BENCH"; echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
+  echo "BIN=$BIN"; echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit --format=csv
   nvidia-smi | head -n 12
   nvidia-smi -q -d CLOCK,PERFORMANCE | grep -E 'SM|Memory|Performance State|Throttle|Active' | head -n 20
@@ -256,8 +253,7 @@ print("bf16 EMA folder:", sorted(os.listdir(dst)))
 PY
 }
 p_kernels() {
-  [ -n "$BENCH" ] || { echo "no kernels_cuda binary"; return 1; }
-  "$BENCH" ${BENCH_FILTER:-}
+  "$BIN" bench kernels --device cuda ${BENCH_FILTER:+--filter "$BENCH_FILTER"}
 }
 p_train() {
   local p rc=0 flag
@@ -325,7 +321,7 @@ p_tsample() {
 
 export -f now run_json torch_modes p_env p_mnist p_selftest p_sanity p_mnistsample p_kernels p_train p_torch p_compile \
   p_sample p_tsample
-export ORIG_LD_LIBRARY_PATH LD_LIBRARY_PATH BIN BENCH
+export ORIG_LD_LIBRARY_PATH LD_LIBRARY_PATH BIN
 [ -n "${PYTHONPATH:-}" ] && export PYTHONPATH
 
 # ---- the run -----------------------------------------------------------------------------------------------------

@@ -1,33 +1,46 @@
-//! `ddpm-cuda bench`: end-to-end benchmarks (`bench train`: optimizer steps per second).
+//! `ddpm-cuda bench`: `bench train` (optimizer steps per second, end to end) and `bench kernels` (each op's kernels
+//! at the cifar10 U-Net's shapes, the rows its `check.rs` names).
 
 use std::process::ExitCode;
 
+use ddpm_cuda::bench::kernels;
 use ddpm_cuda::{Device, Result};
 
 use super::{group_thousands, positive_usize, ModelArgs, DEVICE_HELP};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// What to time: train.
-    #[arg(value_parser = ["train"])]
+    /// What to time: `train` (whole optimizer steps) or `kernels` (each op's kernels, a markdown table).
+    #[arg(value_parser = ["train", "kernels"])]
     pub what: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Images per step (default: the config's train.batch_size).
+    /// Images per step (default: the config's train.batch_size; 128 for `kernels`).
     #[arg(long, value_parser = positive_usize)]
     pub batch_size: Option<usize>,
-    /// Untimed steps first.
+    /// Untimed steps (calls, for `kernels`) first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Timed steps (at least 1).
+    /// Timed steps (calls, for `kernels`: the median is reported), at least 1.
     #[arg(long, default_value_t = 10, value_parser = positive_usize)]
     pub steps: usize,
+    /// `kernels`: only the rows whose op contains this text (e.g. `conv2d`).
+    #[arg(long)]
+    pub filter: Option<String>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let BenchArgs { what: _, model, batch_size, warmup, steps, device } = args;
+    let BenchArgs { what, model, batch_size, warmup, steps, filter, device } = args;
+    if what == "kernels" {
+        let device = Device::parse(&device)?;
+        let opts = kernels::Options { batch: batch_size.unwrap_or(128), warmup, runs: steps, filter };
+        println!("kernels on {device}, batch {}: median of {} calls after {} warm-up calls", opts.batch, steps, warmup);
+        println!("{}", kernels::TABLE_HEADER);
+        kernels::run(&device, &opts, |m| println!("{}", m.markdown()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut cfg = model.load()?;
     cfg.train.batch_size = batch_size.unwrap_or(cfg.train.batch_size);
     let device = Device::parse(&device)?;

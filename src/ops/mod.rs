@@ -5,9 +5,11 @@
 //!
 //! The registry below is the one line an op adds: it declares the module and, for an op with a CUDA arm, puts its
 //! kernel declarations in `KERNELS`, which the PTX unit test checks against the compiled kernels, and its
-//! `check.rs` cases (the op's selftest cases) in `CHECKS`, which `selftest` collects.
+//! `check.rs` cases (the op's selftest cases) in `CHECKS`, which `selftest` collects, and its benchmark rows in
+//! `BENCHES`, which `bench kernels` collects.
 
 use crate::backend::kernels::KernelSig;
+use crate::bench::kernels::Row;
 use crate::selftest::{Case, Shapes};
 
 macro_rules! ops {
@@ -18,6 +20,8 @@ macro_rules! ops {
         pub(crate) const KERNELS: &[&[KernelSig]] = &[$($op::cuda::KERNELS),*];
         /// Every CUDA op's selftest cases (`ops/<op>/check.rs`), in registry order.
         pub(crate) const CHECKS: &[fn(&mut Vec<Case>, Shapes)] = &[$($op::check::cases),*];
+        /// Every CUDA op's benchmark rows (`ops/<op>/check.rs`), in registry order.
+        pub(crate) const BENCHES: &[fn(&mut Vec<Row>, usize)] = &[$($op::check::benches),*];
     };
 }
 

@@ -1,10 +1,28 @@
 //! attention's selftest cases: the 16×16 level's tokens (full or reduced channels) and odd sizes.
 
 use crate::ops::attention;
+use crate::bench::kernels::{rand, row, Row, Work};
+use crate::{Device, Result, Tensor};
 use crate::selftest::{case, input, Case, Shapes, B};
 
-/// The benchmark shape (`benches/kernels_cuda.rs`, batch 128): (channels, tokens), the 16×16 level's attention.
-pub const BENCH_SHAPE: (usize, usize) = (256, 256);
+/// The benchmark rows (`ddpm-cuda bench kernels`): the 16×16 level's attention, 256 channels × 256 tokens.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 256, 256];
+    // S = QᵀK and O = V Pᵀ: 2·B·T²·C each; the backward does twice that.
+    let flops = 2.0 * (2 * batch * 256 * 256 * 256) as f64;
+    let inputs = move |d: &Device| -> Result<[Tensor; 4]> {
+        Ok([rand(&s, 1, d)?, rand(&s, 2, d)?, rand(&s, 3, d)?, rand(&s, 4, d)?])
+    };
+    rows.push(row("attention fwd", format!("{s:?}"), Work::Flops(flops), move |d| {
+        let [q, k, v, _] = inputs(d)?;
+        Ok(Box::new(move || attention::forward(&q, &k, &v).map(drop)))
+    }));
+    rows.push(row("attention bwd", format!("{s:?}"), Work::Flops(2.0 * flops), move |d| {
+        let [q, k, v, g] = inputs(d)?;
+        let (_, p) = attention::forward(&q, &k, &v)?;
+        Ok(Box::new(move || attention::backward(&q, &k, &v, &p, &g, [true; 3]).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {

@@ -1,7 +1,17 @@
 //! concat's selftest case (forward and the split backward).
 
 use crate::ops::concat;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark row (`ddpm-cuda bench kernels`): a skip concatenation of two [B, 256, 16, 16] tensors.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 256, 16, 16];
+    rows.push(row("concat", format!("{s:?}|{s:?}"), Work::f32s(batch * 256 * 256, 4), move |d| {
+        let xs = [rand(&s, 1, d)?, rand(&s, 2, d)?];
+        Ok(Box::new(move || concat::forward(&xs).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -2,14 +2,16 @@
 
 use super::{Conv2dParams, Padding};
 use crate::ops::conv2d;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+use crate::{Device, Result, Tensor};
 
-/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128): (cin, cout, H = W, k, params), a sample of the
-/// cifar10 U-Net's convs.
-pub fn bench_shapes() -> Vec<(usize, usize, usize, usize, Conv2dParams)> {
+/// The benchmark rows (`ddpm-cuda bench kernels`): forward, data and weight gradient at a sample of the cifar10
+/// U-Net's convs, (cin, cout, H = W, k, params).
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
     let same = Conv2dParams::same;
     let down = Conv2dParams::tf_same_down();
-    vec![
+    let shapes = [
         (3, 128, 32, 3, same(3)),
         (128, 128, 32, 3, same(3)),
         (128, 128, 32, 3, down),
@@ -22,7 +24,31 @@ pub fn bench_shapes() -> Vec<(usize, usize, usize, usize, Conv2dParams)> {
         (128, 3, 32, 3, same(3)),
         (384, 128, 32, 1, same(1)),
         (256, 256, 16, 1, same(1)),
-    ]
+    ];
+    for (cin, cout, hw, k, p) in shapes {
+        let ho = (hw + p.padding.top + p.padding.bottom - k) / p.stride + 1;
+        let flops = Work::Flops(2.0 * (batch * cout * ho * ho * cin * k * k) as f64);
+        let shape = format!("{cin}→{cout} {k}x{k}{} @{hw}²", if p.stride == 2 { " s2" } else { "" });
+        // x, w, bias and an output gradient of y's shape.
+        let inputs = move |d: &Device| -> Result<[Tensor; 4]> {
+            Ok([
+                rand(&[batch, cin, hw, hw], 1, d)?,
+                rand(&[cout, cin, k, k], 2, d)?,
+                rand(&[cout], 3, d)?,
+                rand(&[batch, cout, ho, ho], 4, d)?,
+            ])
+        };
+        rows.push(row("conv2d fwd", shape.clone(), flops, move |d| {
+            let [x, w, b, _] = inputs(d)?;
+            Ok(Box::new(move || conv2d::forward(&x, &w, Some(&b), p).map(drop)))
+        }));
+        for (op, needs) in [("conv2d dgrad", [true, false, false]), ("conv2d wgrad", [false, true, false])] {
+            rows.push(row(op, shape.clone(), flops, move |d| {
+                let [x, w, _, gy] = inputs(d)?;
+                Ok(Box::new(move || conv2d::backward(&x, &w, &gy, p, needs).map(drop)))
+            }));
+        }
+    }
 }
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.

@@ -2,7 +2,18 @@
 
 use crate::ops::dropout;
 use crate::rng::Philox;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark row (`ddpm-cuda bench kernels`): dropout 0.1 (with its mask drawn in the kernel) at
+/// [B, 256, 16, 16].
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 256, 16, 16];
+    rows.push(row("dropout fwd", format!("{s:?}"), Work::f32s(batch * 256 * 256, 2), move |d| {
+        let x = rand(&s, 1, d)?;
+        Ok(Box::new(move || dropout::forward(&x, 0.1, Philox::new(1)).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -2,7 +2,28 @@
 
 use super::BinaryOp;
 use crate::ops::elementwise;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark rows (`ddpm-cuda bench kernels`) at the 16×16 level's activations [B, 256, 16, 16]: a residual add,
+/// the time-embedding bias add ([B, C, 1, 1] broadcast) and its gradient (the reduction back to [B, C, 1, 1]).
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 256, 16, 16];
+    let per_channel = [batch, 256, 1, 1];
+    let n = batch * 256 * 256;
+    rows.push(row("add", format!("{s:?}"), Work::f32s(n, 3), move |d| {
+        let (x, y) = (rand(&s, 1, d)?, rand(&s, 2, d)?);
+        Ok(Box::new(move || elementwise::forward(BinaryOp::Add, &x, &y).map(drop)))
+    }));
+    rows.push(row("add bias [N,C,1,1]", format!("{s:?}"), Work::f32s(n, 2), move |d| {
+        let (x, bias) = (rand(&s, 1, d)?, rand(&per_channel, 3, d)?);
+        Ok(Box::new(move || elementwise::forward(BinaryOp::Add, &x, &bias).map(drop)))
+    }));
+    rows.push(row("bias grad (reduce)", format!("{s:?}"), Work::f32s(n, 1), move |d| {
+        let g = rand(&s, 1, d)?;
+        Ok(Box::new(move || elementwise::reduce_to_shape(&g, &per_channel).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -2,10 +2,31 @@
 
 use super::Layout;
 use crate::ops::{elementwise, group_norm};
+use crate::bench::kernels::{rand, row, Row, Work};
+use crate::{Device, Result, Tensor};
 use crate::selftest::{case, input, Case, Shapes, B};
 
-/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128, 32 groups, with SiLU): (channels, H = W).
-pub const BENCH_SHAPES: &[(usize, usize)] = &[(128, 32), (256, 16), (512, 16), (384, 32), (256, 8)];
+/// The benchmark rows (`ddpm-cuda bench kernels`): GroupNorm + SiLU forward and backward with 32 groups at the
+/// U-Net's (channels, H = W).
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    for (c, hw) in [(128, 32), (256, 16), (512, 16), (384, 32), (256, 8)] {
+        let s = [batch, c, hw, hw];
+        let n = batch * c * hw * hw;
+        let l = move || Layout::new(&s, &[c], &[c], 32);
+        let inputs = move |d: &Device| -> Result<[Tensor; 4]> {
+            Ok([rand(&s, 1, d)?, rand(&s, 2, d)?, Tensor::ones(&[c], d)?, Tensor::zeros(&[c], d)?])
+        };
+        rows.push(row("group_norm_silu fwd", format!("{s:?}"), Work::f32s(n, 2), move |d| {
+            let ([x, _, gamma, beta], l) = (inputs(d)?, l()?);
+            Ok(Box::new(move || group_norm::forward(&x, &gamma, &beta, l, 1e-6, true).map(drop)))
+        }));
+        rows.push(row("group_norm_silu bwd", format!("{s:?}"), Work::f32s(n, 3), move |d| {
+            let ([x, gy, gamma, beta], l) = (inputs(d)?, l()?);
+            let (_, stats) = group_norm::forward(&x, &gamma, &beta, l, 1e-6, true)?;
+            Ok(Box::new(move || group_norm::backward(&x, &gamma, &beta, &stats, &gy, l, true, &[true; 3]).map(drop)))
+        }));
+    }
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {

@@ -2,10 +2,22 @@
 
 use crate::backend::cuda_gemm::GemmImpl;
 use crate::ops::linear;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
 
-/// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128, through cuBLAS and the GEMM kernel): (in, out).
-pub const BENCH_SHAPES: &[(usize, usize)] = &[(128, 512), (512, 512), (512, 256)];
+/// The benchmark rows (`ddpm-cuda bench kernels`): the time-embedding MLP's linears (in, out), through cuBLAS
+/// (when it loads) and through the GEMM kernel.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    for (imp, op) in [(GemmImpl::Auto, "linear fwd (cuBLAS)"), (GemmImpl::Kernel, "linear fwd (kernel)")] {
+        for (fin, fout) in [(128, 512), (512, 512), (512, 256)] {
+            let flops = Work::Flops(2.0 * (batch * fin * fout) as f64);
+            rows.push(row(op, format!("[{batch}, {fin}]→{fout}"), flops, move |d| {
+                let (x, w, b) = (rand(&[batch, fin], 1, d)?, rand(&[fout, fin], 2, d)?, rand(&[fout], 3, d)?);
+                Ok(Box::new(move || linear::forward_with(&x, &w, Some(&b), imp).map(drop)))
+            }));
+        }
+    }
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

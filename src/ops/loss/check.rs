@@ -2,7 +2,17 @@
 
 use crate::ops::loss;
 use crate::Tensor;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark row (`ddpm-cuda bench kernels`): L_simple's mean squared error over a batch of 32×32 RGB images.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 3, 32, 32];
+    rows.push(row("mse", format!("{s:?}"), Work::f32s(batch * 3 * 1024, 2), move |d| {
+        let (pred, target) = (rand(&s, 1, d)?, rand(&s, 2, d)?);
+        Ok(Box::new(move || loss::forward(&pred, &target).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -2,7 +2,18 @@
 
 use crate::autograd::Tape;
 use crate::ops::{elementwise, reduce};
+use crate::bench::kernels::{rand, row, Row, Work};
+use crate::autograd::Var;
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark row (`ddpm-cuda bench kernels`): the f64 device sum of a [B, 128, 32, 32] activation.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let s = [batch, 128, 32, 32];
+    rows.push(row("sum", format!("{s:?}"), Work::f32s(batch * 128 * 1024, 1), move |d| {
+        let x = Var::constant(rand(&s, 1, d)?);
+        Ok(Box::new(move || reduce::sum(&x).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -1,7 +1,23 @@
 //! upsample2x's selftest case.
 
 use crate::ops::upsample;
+use crate::bench::kernels::{rand, row, Row, Work};
 use crate::selftest::{case, input, Case, Shapes, B};
+
+/// The benchmark rows (`ddpm-cuda bench kernels`): nearest 2× upsampling of [B, 256, 8, 8] and its backward.
+pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
+    let (small, big) = ([batch, 256, 8, 8], [batch, 256, 16, 16]);
+    // One small tensor and one 4× larger: 5 small tensors' worth of f32s.
+    let work = Work::f32s(batch * 256 * 64, 5);
+    rows.push(row("upsample2x fwd", format!("{small:?}"), work, move |d| {
+        let x = rand(&small, 1, d)?;
+        Ok(Box::new(move || upsample::forward(&x).map(drop)))
+    }));
+    rows.push(row("upsample2x bwd", format!("{small:?}"), work, move |d| {
+        let g = rand(&big, 1, d)?;
+        Ok(Box::new(move || upsample::backward(&g, &small).map(drop)))
+    }));
+}
 
 /// The op's selftest cases (`ddpm-cuda selftest`), CPU reference against the device.
 pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {

@@ -1,5 +1,7 @@
 //! `ddpm-cuda bench train`: end-to-end training throughput (img/s, steps/s) after warm-up, on random images, so
-//! that it needs no dataset. Kernel microbenchmarks live in `benches/`.
+//! that it needs no dataset. `kernels`: the kernel microbenchmarks (`bench kernels`).
+
+pub mod kernels;
 
 use std::time::Instant;
 
@@ -26,12 +28,12 @@ pub fn train(config: Config, device: &Device, warmup: usize, steps: usize) -> Re
     for _ in 0..warmup {
         trainer.step(&x0)?;
     }
-    sync(device)?;
+    kernels::sync(device)?;
     let start = Instant::now();
     for _ in 0..steps {
         trainer.step(&x0)?;
     }
-    sync(device)?;
+    kernels::sync(device)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(TrainBench {
         batch_size: b,
@@ -41,11 +43,4 @@ pub fn train(config: Config, device: &Device, warmup: usize, steps: usize) -> Re
         steps_per_s: steps as f64 / seconds,
         params: trainer.params.num_scalars(),
     })
-}
-
-fn sync(device: &Device) -> Result<()> {
-    match device {
-        Device::Cpu => Ok(()),
-        Device::Cuda(b) => b.synchronize(),
-    }
 }
