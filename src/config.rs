@@ -6,8 +6,33 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::schedule::{BetaSchedule, Variance};
+use crate::backend::DType;
 use crate::nn::unet::UNetConfig;
-use crate::{Error, Result};
+use crate::{Device, Error, Result};
+
+/// The dtype activations are computed in (`--precision`, `train.precision`). `auto`: bf16 mixed precision on a
+/// CUDA device, f32 on the CPU. Master weights, Adam moments, EMA and checkpoints are f32 in every case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype on `device`: `auto` picks bf16 on CUDA and f32 on the CPU; bf16 on the CPU is an error.
+    pub fn resolve(self, device: &Device) -> Result<DType> {
+        match (self, device) {
+            (Precision::F32, _) | (Precision::Auto, Device::Cpu) => Ok(DType::F32),
+            (Precision::Bf16 | Precision::Auto, Device::Cuda(_)) => Ok(DType::Bf16),
+            (Precision::Bf16, Device::Cpu) => Err(Error::msg(
+                "--precision bf16 needs a CUDA device: the CPU computes in f32 (use --precision f32 or auto)",
+            )),
+        }
+    }
+}
 
 pub const PRESETS: &[(&str, &str)] = &[
     ("tiny", include_str!("../configs/tiny.toml")),
@@ -34,6 +59,10 @@ pub struct TrainConfig {
     pub grad_clip: f32,
     pub ema_decay: f32,
     pub steps: u64,
+    /// Activation dtype, as asked (`--precision`; a resume keeps it, and `auto` resolves on the device the run
+    /// continues on). Configs without the key mean `auto`.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -34,6 +34,6 @@ pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
     let groups = [backend::kernels::KERNELS, optim::cuda::KERNELS, rng::KERNELS];
     groups.into_iter().chain(ops::KERNELS.iter().copied()).flatten().copied().collect()
 }
-pub use backend::Device;
+pub use backend::{DType, Device};
 pub use error::{Error, Result};
 pub use tensor::Tensor;

@@ -11,7 +11,7 @@
 mod model;
 mod ops;
 
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// Which shapes the cases use. `Full` is the cifar10 U-Net's own shapes (batch 2) for a real GPU; `Reduced` keeps
 /// every conv family (3×3 same, 3×3 stride-2 TF-same, 1×1 skip, 3-channel in/out), every edge-tile and split path
@@ -132,6 +132,49 @@ pub(crate) fn input(shape: &[usize], seed: u32, device: &Device) -> Result<Tenso
     let step = 0.618_034_f64 + seed as f64 * 0.001_23;
     let v = (0..n).map(|i| ((i as f64 * step + seed as f64 * 0.414_213).fract() * 2.0 - 1.0) as f32).collect();
     Tensor::from_vec(v, shape)?.to_device(device)
+}
+
+/// bf16's unit roundoff: rounding to nearest with 8 significant bits changes a value by at most 2⁻⁹ of itself.
+/// Under `compare`'s metric (|ref − dev| / (|ref| + rms)) one final rounding of an otherwise f32-exact output costs
+/// at most this, so a bf16 case's tolerance is `BF16_ROUND` + the f32 case's own tolerance for its maths (written
+/// at each case). The CPU reference runs on the same bf16-rounded inputs (`input_bf16`, `param_bf16`), so only the
+/// kernel's own rounding is measured.
+pub(crate) const BF16_ROUND: f32 = 1.0 / 512.0;
+
+/// `input` rounded to bf16 values: bf16 storage on a CUDA device, the same values as f32 on the CPU.
+pub(crate) fn input_bf16(shape: &[usize], seed: u32, device: &Device) -> Result<Tensor> {
+    let t = round_bf16(&input(shape, seed, &Device::Cpu)?)?.to_device(device)?;
+    if device.is_cpu() {
+        Ok(t)
+    } else {
+        t.to_dtype(DType::Bf16)
+    }
+}
+
+/// An f32 parameter the bf16 arms round to bf16 at use (conv/linear weights): the device gets the f32 values (its
+/// op rounds them), the CPU reference the rounded ones.
+pub(crate) fn param_bf16(t: &Tensor, device: &Device) -> Result<Tensor> {
+    if device.is_cpu() {
+        round_bf16(t)
+    } else {
+        t.to_device(device)
+    }
+}
+
+/// A CPU tensor's values rounded to the nearest bf16 (ties to even), kept as f32.
+pub(crate) fn round_bf16(t: &Tensor) -> Result<Tensor> {
+    let v = t.to_vec()?.into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect();
+    Tensor::from_vec(v, t.shape())
+}
+
+/// `t` unchanged if it has `dtype` on a device (any dtype on the CPU), else an error: a bf16 case whose device
+/// output came back f32 took another path.
+pub(crate) fn expect_dtype(t: Tensor, dtype: DType) -> Result<Tensor> {
+    if t.device().is_cpu() || t.dtype() == dtype {
+        Ok(t)
+    } else {
+        Err(Error::msg(format!("expected a {dtype} output, got {} (the bf16 path was not taken)", t.dtype())))
+    }
 }
 
 /// (max abs error, worst scaled error) of one output.

@@ -1,7 +1,8 @@
 //! attention's selftest cases: the 16×16 level's tokens (full or reduced channels) and odd sizes.
 
 use crate::ops::attention;
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::DType;
 
 /// The benchmark shape (`benches/kernels_cuda.rs`, batch 128): (channels, tokens), the 16×16 level's attention.
 pub const BENCH_SHAPE: (usize, usize) = (256, 256);
@@ -26,6 +27,33 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
                 let g = input(&s, 4, d)?;
                 let (dq, dk, dv) = attention::backward(&q, &k, &v, &p, &g, [true; 3])?;
                 Ok(vec![o, p, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")])
+            }),
+        ));
+    }
+    // bf16 q, k, v, dO (the CPU reference on the same rounded values): the f32 maths of the f32 case (1e-4),
+    // each output rounded once to bf16 (2⁻⁹). The fused path keeps no P: the outputs are O, dQ, dK, dV.
+    let bf16: &[(usize, usize, usize)] = match shapes {
+        Shapes::Full => &[(B, 256, 256), (3, 8, 10)],
+        Shapes::Reduced => &[(B, 64, 256), (3, 8, 10)],
+    };
+    for &(b, c, t) in bf16 {
+        cases.push(case(
+            "attention fwd+bwd bf16",
+            format!("[{b}, {c}, {t}]"),
+            BF16_ROUND + 1e-4,
+            Box::new(move |d| {
+                let s = [b, c, t];
+                let (q, k, v) = (input_bf16(&s, 1, d)?.scale(3.0)?, input_bf16(&s, 2, d)?.scale(3.0)?, input_bf16(&s, 3, d)?);
+                let g = input_bf16(&s, 4, d)?;
+                if d.is_cpu() {
+                    let (o, p) = attention::forward(&q, &k, &v)?;
+                    let (dq, dk, dv) = attention::backward(&q, &k, &v, &p, &g, [true; 3])?;
+                    return Ok(vec![o, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")]);
+                }
+                let (o, lse) = attention::forward_bf16(&q, &k, &v)?;
+                let (dq, dk, dv) = attention::backward_bf16(&q, &k, &v, &o, &lse, &g)?;
+                let bf = |t| expect_dtype(t, DType::Bf16);
+                Ok(vec![bf(o)?, bf(dq)?, bf(dk)?, bf(dv)?])
             }),
         ));
     }
