@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::schedule::{BetaSchedule, Variance};
 use crate::backend::DType;
+use crate::diffusion::schedule::{BetaSchedule, Variance};
 use crate::nn::unet::UNetConfig;
 use crate::{Device, Error, Result};
 

@@ -199,14 +199,9 @@ impl Tensor {
                 // Reads n elements of a and b, writes n of z.
                 match a.dtype() {
                     DType::F32 => add_f32(be, grid_1d(n), a, b, &mut z, int("add", n)?)?,
-                    DType::Bf16 => add_bf16(
-                        be,
-                        grid_1d(n),
-                        a.bf16("add")?,
-                        b.bf16("add")?,
-                        z.bf16_mut("add")?,
-                        int("add", n)?,
-                    )?,
+                    DType::Bf16 => {
+                        add_bf16(be, grid_1d(n), a.bf16("add")?, b.bf16("add")?, z.bf16_mut("add")?, int("add", n)?)?
+                    }
                 }
                 Storage::Cuda(z)
             }

@@ -154,9 +154,30 @@ fn training_on_the_simulator_matches_the_cpu_and_resumes_on_the_cpu() {
 /// The tiny preset (batch 4, warm-up 10 steps so the weights move within the run) for `steps` steps, seed 3.
 fn tiny_args<'a>(data: &'a str, out: &'a str, device: &'a str, steps: &'a str, lr: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--dataset", "mnist", "--data-dir", data, "--preset", "tiny", "--set", "train.warmup_steps=10",
-        "--steps", steps, "--batch-size", "4", "--lr", lr, "--device", device, "--out", out, "--seed", "3",
-        "--log-every", "1", "--quiet",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        data,
+        "--preset",
+        "tiny",
+        "--set",
+        "train.warmup_steps=10",
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--lr",
+        lr,
+        "--device",
+        device,
+        "--out",
+        out,
+        "--seed",
+        "3",
+        "--log-every",
+        "1",
+        "--quiet",
     ]
 }
 
@@ -188,7 +209,9 @@ fn sim_slow_bf16_training_tracks_the_f32_cpu_loss_curve() {
     let (g, c, h) = (losses(&gpu), losses(&cpu), losses(&slow));
     assert_eq!((g.len(), c.len(), h.len()), (50, 50, 50));
     let (bf16_err, control_err) = (worst_rel(&g, &c), worst_rel(&h, &c));
-    println!("bf16 vs f32: worst per-step relative loss difference {bf16_err:.4}; half-lr f32 control {control_err:.4}");
+    println!(
+        "bf16 vs f32: worst per-step relative loss difference {bf16_err:.4}; half-lr f32 control {control_err:.4}"
+    );
     for (step, (a, b)) in g.iter().zip(&c).enumerate() {
         println!("step {step}: bf16 {a:.6} f32 {b:.6} half-lr {:.6}", h[step]);
     }

@@ -83,7 +83,8 @@ fn fit_to_dataset(mut cfg: Config, kind: DatasetKind, folder_size: usize) -> Res
 /// top. A resumed run: the checkpoint's config; a flag that asks for something else is an error naming it, and
 /// --steps may move the target (printed).
 fn train_config(args: &TrainArgs) -> Result<Config> {
-    let TrainArgs { ref model, dataset, image_size, steps, batch_size, lr, seed, resume, ref out, precision, .. } = *args;
+    let TrainArgs { ref model, dataset, image_size, steps, batch_size, lr, seed, resume, ref out, precision, .. } =
+        *args;
     if !resume {
         let mut config = fit_to_dataset(model.load()?, dataset, image_size)?;
         config.train.precision = precision.unwrap_or(config.train.precision);

@@ -3,6 +3,7 @@
 
 use super::{case, input, Case, Shapes};
 use crate::config::Config;
+use crate::config::Precision;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::elementwise::add_scalar_tensor;
@@ -10,7 +11,6 @@ use crate::ops::loss::mse;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
 use crate::rng::Philox;
 use crate::train::Trainer;
-use crate::config::Precision;
 use crate::{DType, Device, Result, Tape, Tensor, Var};
 
 pub(super) fn small_unet() -> UNetConfig {
@@ -56,7 +56,12 @@ pub(super) fn forward_backward(cfg: &UNetConfig, batch: usize, device: &Device) 
 }
 
 /// `forward_backward` with the activations in `dtype` on a device (the CPU reference always computes in f32).
-pub(super) fn forward_backward_as(cfg: &UNetConfig, batch: usize, device: &Device, dtype: DType) -> Result<Vec<Tensor>> {
+pub(super) fn forward_backward_as(
+    cfg: &UNetConfig,
+    batch: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Vec<Tensor>> {
     let dtype = if device.is_cpu() { DType::F32 } else { dtype };
     let (unet, store) = model(cfg, device)?;
     let shape = [batch, cfg.in_channels, cfg.image_size, cfg.image_size];
@@ -143,10 +148,12 @@ fn cifar10_layout_ch32() -> Result<UNetConfig> {
     Ok(cfg)
 }
 
-/// Whole-model bf16 tolerances (docs/CUDA.md, "Mixed precision"): measured worst errors under the simulator and the
-/// margin over them are written there.
-const BF16_UNET_TOL: f32 = 5e-2;
-const BF16_TRAIN_TOL: f32 = 2e-2;
+/// Whole-model bf16 tolerances, measured on the simulator (docs/CUDA.md, "Mixed precision"). The U-Net case is
+/// norm-wise per tensor: measured worst 0.28 (down_blocks.0.resnets.0.norm1.weight, the gradient furthest down the
+/// backward chain and a Σ dz·x̂ cancellation), median 0.054, ε̂ 0.020, loss 7.6e-4; a gradient lost or computed as
+/// zero scores 1.0, one of the wrong sign 2.0. The two training steps' loss and gradient norm: measured 1.2e-4.
+const BF16_UNET_TOL: f32 = 0.5;
+const BF16_TRAIN_TOL: f32 = 5e-3;
 
 pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     let bf16_cifar10 = match shapes {
