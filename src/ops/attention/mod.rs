@@ -20,6 +20,8 @@ pub(crate) mod cuda;
 
 // The bf16 arm: the stand-in until flash-attn's `flash` module is merged (then `use flash as flash_bf16`).
 use bf16_fallback as flash_bf16;
+/// The stand-in's kernel declarations (checked against the PTX with the others; goes with the stand-in).
+pub(crate) use bf16_fallback::KERNELS as BF16_FALLBACK_KERNELS;
 
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
     if q.value().dtype() == DType::Bf16 {
