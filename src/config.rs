@@ -146,3 +146,26 @@ impl Config {
         toml::to_string_pretty(self).expect("a config serializes")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_resolves_per_device_and_bf16_needs_cuda() {
+        assert_eq!(Precision::Auto.resolve(&Device::Cpu).unwrap(), DType::F32);
+        assert_eq!(Precision::F32.resolve(&Device::Cpu).unwrap(), DType::F32);
+        let e = Precision::Bf16.resolve(&Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("needs a CUDA device"), "{e}");
+    }
+
+    #[test]
+    fn precision_is_stored_in_the_config_and_defaults_to_auto() {
+        let mut c = Config::preset("tiny").unwrap();
+        assert_eq!(c.train.precision, Precision::Auto);
+        c = c.with_overrides(&["train.precision=bf16".into()]).unwrap();
+        assert_eq!(c.train.precision, Precision::Bf16);
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.train.precision, Precision::Bf16);
+    }
+}

@@ -427,6 +427,37 @@ mod tests {
     }
 
     #[test]
+    fn the_norm_wise_judge_passes_rounding_noise_and_fails_a_lost_gradient() {
+        let t = |v: Vec<f32>| Tensor::from_vec(v.clone(), &[v.len()]).unwrap();
+        let want = vec![t(vec![0.5]), t(vec![1.0, -0.5, 0.25]), t(vec![0.1, 0.2, -0.3])];
+        let devices = vec![Device::Cpu; 3];
+        let noisy: Vec<Tensor> =
+            want.iter().map(|w| t(w.to_vec().unwrap().iter().map(|x| x * (1.0 + BF16_ROUND)).collect())).collect();
+        let (_, rel, note) = judge_norm(&want, &noisy, &devices, &Device::Cpu, Some(1), 0.5).unwrap();
+        assert!(rel <= BF16_ROUND * 1.0001 && note.is_empty(), "{rel} {note}");
+        // A gradient computed as zero scores 1, one of the wrong sign 2: both fail the whole-model tolerance.
+        let mut zeroed = want.clone();
+        zeroed[2] = t(vec![0.0; 3]);
+        assert!((judge_norm(&want, &zeroed, &devices, &Device::Cpu, Some(1), 0.5).unwrap().1 - 1.0).abs() < 1e-6);
+        let mut flipped = want.clone();
+        flipped[1] = want[1].scale(-1.0).unwrap();
+        assert!((judge_norm(&want, &flipped, &devices, &Device::Cpu, Some(1), 0.5).unwrap().1 - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bf16_inputs_are_rounded_to_nearest_even_on_the_cpu() {
+        let x = round_bf16(&Tensor::from_vec(vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, 0.1], &[3]).unwrap()).unwrap();
+        let v = x.to_vec().unwrap();
+        // Ties go to the even neighbour; 0.1 is within 2⁻⁸ of itself.
+        assert_eq!(&v[..2], &[1.0, 1.0 + 4.0 / 256.0]);
+        assert!(((v[2] - 0.1) / 0.1).abs() <= BF16_ROUND);
+        assert_eq!(input_bf16(&[2, 3], 1, &Device::Cpu).unwrap().dtype(), DType::F32);
+        // bf16 storage exists only on CUDA devices.
+        assert!(x.to_dtype(DType::Bf16).is_err());
+        assert!(expect_dtype(x.clone(), DType::Bf16).is_ok(), "CPU outputs are f32 by design");
+    }
+
+    #[test]
     fn outputs_that_are_not_on_the_device_fail_the_case() {
         assert_eq!(misplaced(&["cuda:0", "cpu", "cuda:0", "cpu"], &"cuda:0"), vec![1, 3]);
         assert!(misplaced(&["cuda:0"; 3], &"cuda:0").is_empty());
