@@ -1,13 +1,16 @@
 // Inverted dropout (see src/ops/dropout.rs): element e is kept iff its Philox uniform u_e > p, and kept values are
 // x / (1 - p). The mask is regenerated from (seed, offset) in the backward, so nothing is stored.
 #include "rng.cu"
+#include "dtype.cuh"
 
-static __device__ __forceinline__ float dropout_keep(unsigned int word, float x, float p, float keep) {
-    return rng_uniform(word) > p ? x / keep : 0.0f;
+template <typename T>
+static __device__ __forceinline__ T dropout_keep(unsigned int word, T x, float p, float keep) {
+    return dt_as<T>(rng_uniform(word) > p ? dt_f32(x) / keep : 0.0f);
 }
 
 // One thread per block of 4 elements (one Philox call gives the 4 uniforms of elements 4i..4i+3).
-static __device__ __forceinline__ void dropout_apply(const float* __restrict__ x, float* __restrict__ y, int n,
+template <typename T>
+static __device__ __forceinline__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, int n,
                                                      float p, unsigned long long seed, unsigned long long offset) {
     long long block = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long e = block * 4;
@@ -28,5 +31,15 @@ extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* _
 // dx = dy * mask / (1 - p): the forward's mask, regenerated.
 extern "C" __global__ void dropout_backward(const float* __restrict__ gy, float* __restrict__ gx, int n, float p,
                                             unsigned long long seed, unsigned long long offset) {
+    dropout_apply(gy, gx, n, p, seed, offset);
+}
+
+extern "C" __global__ void dropout_forward_bf16(const bf16* __restrict__ x, bf16* __restrict__ y, int n, float p,
+                                                unsigned long long seed, unsigned long long offset) {
+    dropout_apply(x, y, n, p, seed, offset);
+}
+
+extern "C" __global__ void dropout_backward_bf16(const bf16* __restrict__ gy, bf16* __restrict__ gx, int n, float p,
+                                                 unsigned long long seed, unsigned long long offset) {
     dropout_apply(gy, gx, n, p, seed, offset);
 }

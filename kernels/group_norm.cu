@@ -1,6 +1,8 @@
 // GroupNorm (optionally fused with SiLU) forward and backward; see src/ops/group_norm.rs for the math.
 // x is [N, C, S] (S = product of the spatial dims); group g of item n is the contiguous slice of M = (C/G)*S values
-// starting at (n*G + g)*M. One block per (n, g) in both passes.
+// starting at (n*G + g)*M. One block per (n, g) in both passes. x, y, gy, dx are f32 or bf16 (the _f32 / _bf16
+// instantiations); gamma, beta, the statistics and the parameter-gradient partials are f32, and so is every sum.
+#include "dtype.cuh"
 
 #define GN_THREADS 256
 
@@ -34,20 +36,21 @@ static __device__ __forceinline__ float gn_sigmoid(float z) { return 1.0f / (1.0
 // y = GroupNorm(x) (silu == 0) or SiLU(GroupNorm(x)); mean_out / rstd_out [N*G] keep the statistics for the
 // backward. Two passes over the group for the statistics (mean, then the centred sum of squares: no cancellation),
 // a third to write y; the group (at most a few tens of KB) stays in L1/L2 between them.
-extern "C" __global__ void __launch_bounds__(GN_THREADS)
-    group_norm_forward_f32(const float* __restrict__ x, const float* __restrict__ gamma,
-                           const float* __restrict__ beta, float* __restrict__ y, float* __restrict__ mean_out,
-                           float* __restrict__ rstd_out, int C, int G, int S, float eps, int silu) {
+template <typename T>
+static __device__ __forceinline__ void group_norm_fwd(const T* __restrict__ x, const float* __restrict__ gamma,
+                                                      const float* __restrict__ beta, T* __restrict__ y,
+                                                      float* __restrict__ mean_out, float* __restrict__ rstd_out,
+                                                      int C, int G, int S, float eps, int silu) {
     const int ng = blockIdx.x, g = ng % G, cpg = C / G, M = cpg * S;
-    const float* xg = x + (size_t)ng * M;
-    float* yg = y + (size_t)ng * M;
+    const T* xg = x + (size_t)ng * M;
+    T* yg = y + (size_t)ng * M;
 
     float s = 0.0f;
-    for (int i = threadIdx.x; i < M; i += blockDim.x) s += xg[i];
+    for (int i = threadIdx.x; i < M; i += blockDim.x) s += dt_f32(xg[i]);
     const float mean = gn_block_sum2(s, 0.0f).x / (float)M;
     float q = 0.0f;
     for (int i = threadIdx.x; i < M; i += blockDim.x) {
-        float d = xg[i] - mean;
+        float d = dt_f32(xg[i]) - mean;
         q += d * d;
     }
     const float rstd = rsqrtf(gn_block_sum2(q, 0.0f).x / (float)M + eps);
@@ -60,26 +63,41 @@ extern "C" __global__ void __launch_bounds__(GN_THREADS)
         // z = x*a + b with the affine folded in, as the CPU reference.
         float a = rstd * __ldg(gamma + c);
         float b = __ldg(beta + c) - mean * a;
-        float z = xg[i] * a + b;
-        yg[i] = silu ? z * gn_sigmoid(z) : z;
+        float z = dt_f32(xg[i]) * a + b;
+        yg[i] = dt_as<T>(silu ? z * gn_sigmoid(z) : z);
     }
+}
+
+extern "C" __global__ void __launch_bounds__(GN_THREADS)
+    group_norm_forward_f32(const float* __restrict__ x, const float* __restrict__ gamma,
+                           const float* __restrict__ beta, float* __restrict__ y, float* __restrict__ mean_out,
+                           float* __restrict__ rstd_out, int C, int G, int S, float eps, int silu) {
+    group_norm_fwd<float>(x, gamma, beta, y, mean_out, rstd_out, C, G, S, eps, silu);
+}
+
+extern "C" __global__ void __launch_bounds__(GN_THREADS)
+    group_norm_forward_bf16(const bf16* __restrict__ x, const float* __restrict__ gamma,
+                            const float* __restrict__ beta, bf16* __restrict__ y, float* __restrict__ mean_out,
+                            float* __restrict__ rstd_out, int C, int G, int S, float eps, int silu) {
+    group_norm_fwd<bf16>(x, gamma, beta, y, mean_out, rstd_out, C, G, S, eps, silu);
 }
 
 // Backward of one (n, g) group. For each channel c of the group: (sum dz, sum dz*xhat) over its S values go to
 // partial[(n*C + c)*2 + {0, 1}] (group_norm_param_grads_f32 adds them over n into dbeta, dgamma). With need_dx,
 // dx = rstd * (dz*gamma - mean(dz*gamma) - xhat * mean(dz*gamma*xhat)) over the group. With silu, dz is the
 // incoming gradient taken back through SiLU at the recomputed z = xhat*gamma + beta.
-extern "C" __global__ void __launch_bounds__(GN_THREADS)
-    group_norm_backward_f32(const float* __restrict__ x, const float* __restrict__ gamma,
-                            const float* __restrict__ beta, const float* __restrict__ mean,
-                            const float* __restrict__ rstd, const float* __restrict__ gy, float* __restrict__ dx,
-                            int need_dx, float* __restrict__ partial, int C, int G, int S, int silu) {
+template <typename T>
+static __device__ __forceinline__ void group_norm_bwd(const T* __restrict__ x, const float* __restrict__ gamma,
+                                                      const float* __restrict__ beta, const float* __restrict__ mean,
+                                                      const float* __restrict__ rstd, const T* __restrict__ gy,
+                                                      T* __restrict__ dx, int need_dx, float* __restrict__ partial,
+                                                      int C, int G, int S, int silu) {
     const int ng = blockIdx.x, g = ng % G, cpg = C / G, M = cpg * S;
     const size_t base = (size_t)ng * M;
     const float mu = mean[ng], rs = rstd[ng];
 
     auto dz_at = [&](int i, float gc, float bc, float xhat) {
-        float d = gy[base + i];
+        float d = dt_f32(gy[base + i]);
         if (silu) {
             float z = xhat * gc + bc;
             float sg = gn_sigmoid(z);
@@ -95,7 +113,7 @@ extern "C" __global__ void __launch_bounds__(GN_THREADS)
         float a = 0.0f, b = 0.0f;
         for (int i = threadIdx.x; i < S; i += blockDim.x) {
             int idx = k * S + i;
-            float xhat = (x[base + idx] - mu) * rs;
+            float xhat = (dt_f32(x[base + idx]) - mu) * rs;
             float dz = dz_at(idx, gc, bc, xhat);
             a += dz;
             b += dz * xhat;
@@ -114,10 +132,26 @@ extern "C" __global__ void __launch_bounds__(GN_THREADS)
     for (int i = threadIdx.x; i < M; i += blockDim.x) {
         int c = g * cpg + i / S;
         float gc = __ldg(gamma + c), bc = __ldg(beta + c);
-        float xhat = (x[base + i] - mu) * rs;
+        float xhat = (dt_f32(x[base + i]) - mu) * rs;
         float dz = dz_at(i, gc, bc, xhat);
-        dx[base + i] = rs * (dz * gc - mean_dh - xhat * mean_dh_xhat);
+        dx[base + i] = dt_as<T>(rs * (dz * gc - mean_dh - xhat * mean_dh_xhat));
     }
+}
+
+extern "C" __global__ void __launch_bounds__(GN_THREADS)
+    group_norm_backward_f32(const float* __restrict__ x, const float* __restrict__ gamma,
+                            const float* __restrict__ beta, const float* __restrict__ mean,
+                            const float* __restrict__ rstd, const float* __restrict__ gy, float* __restrict__ dx,
+                            int need_dx, float* __restrict__ partial, int C, int G, int S, int silu) {
+    group_norm_bwd<float>(x, gamma, beta, mean, rstd, gy, dx, need_dx, partial, C, G, S, silu);
+}
+
+extern "C" __global__ void __launch_bounds__(GN_THREADS)
+    group_norm_backward_bf16(const bf16* __restrict__ x, const float* __restrict__ gamma,
+                             const float* __restrict__ beta, const float* __restrict__ mean,
+                             const float* __restrict__ rstd, const bf16* __restrict__ gy, bf16* __restrict__ dx,
+                             int need_dx, float* __restrict__ partial, int C, int G, int S, int silu) {
+    group_norm_bwd<bf16>(x, gamma, beta, mean, rstd, gy, dx, need_dx, partial, C, G, S, silu);
 }
 
 // dbeta[c] = sum_n partial[(n*C + c)*2], dgamma[c] = sum_n partial[(n*C + c)*2 + 1]; one thread per channel.

@@ -27,8 +27,8 @@
 #   ONLY="selftest kernels"   run only these phases;  SKIP="mnist compile"   leave these out
 #   BIN                   the ddpm-cuda binary (default .device-bin/ddpm-cuda; else cargo builds it)
 #   PYTHON=python3        the Python with torch; diffusers comes from .whl/ if it is not importable
-#   PRECISIONS="f32"      precisions for `bench train` (f32 is the binary's default; others get
-#                         "$PRECISION_FLAG <p>", PRECISION_FLAG="--precision")
+#   PRECISIONS="f32 bf16" precisions for `bench train`, each passed as "$PRECISION_FLAG <p>"
+#                         (PRECISION_FLAG="--precision"; the binary's default on CUDA is bf16)
 #   TORCH_MODES="f32 bf16"   COMPILE_MODES="bf16-compile"
 #   TRAIN_WARMUP=3 TRAIN_STEPS=15      ours and PyTorch's training steps (compile: COMPILE_WARMUP=3)
 #   SAMPLE_BATCHES="256 1024" SAMPLE_LO=5 SAMPLE_HI=25 SAMPLE_TORCH_MODES="bf16"
@@ -66,7 +66,7 @@ DEVICE=${DEVICE:-cuda}
 TRAIN_PRESET=${TRAIN_PRESET:-cifar10}
 TRAIN_BATCH=${TRAIN_BATCH:-128}
 SAMPLE_PRESET=${SAMPLE_PRESET:-cifar10}
-PRECISIONS=${PRECISIONS:-f32}
+PRECISIONS=${PRECISIONS:-f32 bf16}
 PRECISION_FLAG=${PRECISION_FLAG:---precision}
 TORCH_MODES=${TORCH_MODES:-f32 bf16}
 COMPILE_MODES=${COMPILE_MODES:-bf16-compile}
@@ -258,8 +258,7 @@ p_kernels() {
 p_train() {
   local p rc=0 flag
   for p in $PRECISIONS; do
-    flag=()
-    [ "$p" != f32 ] && flag=("$PRECISION_FLAG" "$p")
+    flag=("$PRECISION_FLAG" "$p")
     echo "-- precision $p"
     run_json ours_train precision="$p" preset="$TRAIN_PRESET" -- "$BIN" bench train --preset "$TRAIN_PRESET" --batch-size "$TRAIN_BATCH" --device "$DEVICE" \
       --warmup "$TRAIN_WARMUP" --steps "$TRAIN_STEPS" "${flag[@]}" || rc=1

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::{ensure_shape, Device, Error, Result, Tensor};
+use crate::{ensure_shape, DType, Device, Error, Result, Tensor};
 
 /// Given the gradient of the op's output and which inputs need a gradient, return one gradient per input
 /// (`None` for inputs that need none).
@@ -206,4 +206,14 @@ pub fn reshape(var: &Var, shape: &[usize]) -> Result<Var> {
     let old = var.shape().to_vec();
     let y = var.value().reshape(shape)?;
     Ok(record(y, &[var], move |g, _| Ok(vec![Some(g.reshape(&old)?)])))
+}
+
+/// `var` stored as `dtype` (mixed precision's casts); the gradient goes back in `var`'s own dtype.
+pub fn to_dtype(var: &Var, dtype: DType) -> Result<Var> {
+    let from = var.value().dtype();
+    if from == dtype {
+        return Ok(var.clone());
+    }
+    let y = var.value().to_dtype(dtype)?;
+    Ok(record(y, &[var], move |g, _| Ok(vec![Some(g.to_dtype(from)?)])))
 }

@@ -5,9 +5,34 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::DType;
 use crate::diffusion::schedule::{BetaSchedule, Variance};
 use crate::nn::unet::UNetConfig;
-use crate::{Error, Result};
+use crate::{Device, Error, Result};
+
+/// The dtype activations are computed in (`--precision`, `train.precision`). `auto`: bf16 mixed precision on a
+/// CUDA device, f32 on the CPU. Master weights, Adam moments, EMA and checkpoints are f32 in every case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype on `device`: `auto` picks bf16 on CUDA and f32 on the CPU; bf16 on the CPU is an error.
+    pub fn resolve(self, device: &Device) -> Result<DType> {
+        match (self, device) {
+            (Precision::F32, _) | (Precision::Auto, Device::Cpu) => Ok(DType::F32),
+            (Precision::Bf16 | Precision::Auto, Device::Cuda(_)) => Ok(DType::Bf16),
+            (Precision::Bf16, Device::Cpu) => Err(Error::msg(
+                "--precision bf16 needs a CUDA device: the CPU computes in f32 (use --precision f32 or auto)",
+            )),
+        }
+    }
+}
 
 pub const PRESETS: &[(&str, &str)] = &[
     ("tiny", include_str!("../configs/tiny.toml")),
@@ -34,6 +59,10 @@ pub struct TrainConfig {
     pub grad_clip: f32,
     pub ema_decay: f32,
     pub steps: u64,
+    /// Activation dtype, as asked (`--precision`; a resume keeps it, and `auto` resolves on the device the run
+    /// continues on). Configs without the key mean `auto`.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,5 +144,28 @@ impl Config {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_resolves_per_device_and_bf16_needs_cuda() {
+        assert_eq!(Precision::Auto.resolve(&Device::Cpu).unwrap(), DType::F32);
+        assert_eq!(Precision::F32.resolve(&Device::Cpu).unwrap(), DType::F32);
+        let e = Precision::Bf16.resolve(&Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("needs a CUDA device"), "{e}");
+    }
+
+    #[test]
+    fn precision_is_stored_in_the_config_and_defaults_to_auto() {
+        let mut c = Config::preset("tiny").unwrap();
+        assert_eq!(c.train.precision, Precision::Auto);
+        c = c.with_overrides(&["train.precision=bf16".into()]).unwrap();
+        assert_eq!(c.train.precision, Precision::Bf16);
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.train.precision, Precision::Bf16);
     }
 }

@@ -4,7 +4,7 @@ use crate::diffusion::{Diffusion, EpsModel, Sampler, Step};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
 use crate::rng::Philox;
-use crate::{Device, Error, Result, Tensor, Var};
+use crate::{DType, Device, Error, Result, Tensor, Var};
 
 /// How many images to generate and how: the options every sampling driver shares.
 #[derive(Clone)]
@@ -29,8 +29,21 @@ pub fn generate(
     opts: &SampleOptions,
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
+    generate_as(unet, params, diffusion, opts, DType::F32, observe)
+}
+
+/// `generate` with the U-Net computing in `dtype` (bf16: mixed precision; x_t and the reverse step stay f32
+/// between steps, only the model runs in bf16).
+pub fn generate_as(
+    unet: &UNet,
+    params: &ParamStore,
+    diffusion: &Diffusion,
+    opts: &SampleOptions,
+    dtype: DType,
+    observe: &mut dyn FnMut(usize, &Step),
+) -> Result<Tensor> {
     let cfg = &unet.config;
-    let cx = Ctx::no_grad(params);
+    let cx = Ctx::no_grad(params).with_dtype(dtype);
     let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
     let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
     generate_with(&mut model, image, diffusion, opts, observe)
@@ -65,10 +78,15 @@ pub fn generate_with(
 /// ε̂ = model(x_t, t) for one batch under no-grad: x_t [N, C, H, W] on the parameters' device, one integer
 /// timestep per sample (0-based, as diffusers' timesteps).
 pub fn eps(unet: &UNet, params: &ParamStore, x_t: &Tensor, t: &[i64]) -> Result<Tensor> {
+    eps_as(unet, params, x_t, t, DType::F32)
+}
+
+/// `eps` with the U-Net computing in `dtype` (the result is f32 either way).
+pub fn eps_as(unet: &UNet, params: &ParamStore, x_t: &Tensor, t: &[i64], dtype: DType) -> Result<Tensor> {
     if let Some(&bad) = t.iter().find(|&&t| t < 0) {
         return Err(Error::msg(format!("eps: timestep {bad} is negative")));
     }
     let t: Vec<f32> = t.iter().map(|&t| t as f32).collect();
-    let cx = Ctx::no_grad(params);
+    let cx = Ctx::no_grad(params).with_dtype(dtype);
     Ok(unet.forward(&cx, &Var::constant(x_t.clone()), &t)?.into_value())
 }

@@ -11,7 +11,7 @@
 mod model;
 mod ops;
 
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// Which shapes the cases use. `Full` is the cifar10 U-Net's own shapes (batch 2) for a real GPU; `Reduced` keeps
 /// every conv family (3×3 same, 3×3 stride-2 TF-same, 1×1 skip, 3-channel in/out), every edge-tile and split path
@@ -43,17 +43,26 @@ pub(crate) struct Case {
     tol: f32,
     /// Outputs from this index on are one model's parameter gradients, judged with `ZERO_FLOOR` (see `judge`).
     grads_from: Option<usize>,
+    /// Judge each output by its relative L2 error (`judge_norm`) instead of elementwise.
+    norm_wise: bool,
     run: CaseFn,
 }
 
 pub(crate) fn case(op: impl Into<String>, shape: impl Into<String>, tol: f32, run: CaseFn) -> Case {
-    Case { op: op.into(), shape: shape.into(), tol, grads_from: None, run }
+    Case { op: op.into(), shape: shape.into(), tol, grads_from: None, norm_wise: false, run }
 }
 
 impl Case {
     /// Outputs `first..` are a model's parameter gradients (see `judge`).
     pub(crate) fn grads_from(mut self, first: usize) -> Case {
         self.grads_from = Some(first);
+        self
+    }
+
+    /// Judge the outputs norm-wise (see `judge_norm`): for whole-model mixed-precision cases, where every
+    /// activation is rounded on the way and single entries carry the rounding of a long chain.
+    pub(crate) fn norm_wise(mut self) -> Case {
+        self.norm_wise = true;
         self
     }
 }
@@ -108,6 +117,9 @@ fn judge<D: PartialEq + std::fmt::Display>(
         let m = max_abs(wv);
         let scale_floor = if is_grad && m < SMALL_BELOW * largest { ZERO_FLOOR * largest } else { 0.0 };
         let (a, r) = compare_floor(wv, &g.to_vec()?, scale_floor);
+        if std::env::var_os("DDPM_SELFTEST_VERBOSE").is_some() {
+            println!("    output {i}: max abs {a:.3e}, max rel {r:.3e}, max |ref| {m:.2e}");
+        }
         abs = abs.max(a);
         if r > rel {
             worst = (i, m);
@@ -118,6 +130,56 @@ fn judge<D: PartialEq + std::fmt::Display>(
         // Point at the tensor to look at (a model case's parameter index is the output index minus grads_from).
         note = format!(" (worst: output {}, max |ref| {:.1e})", worst.0, worst.1);
     }
+    Ok((abs, rel, note))
+}
+
+/// `judge` with a norm-wise metric: per output, ‖dev − ref‖₂ / ‖ref‖₂. A model's gradient tensor whose entries are
+/// all below `SMALL_BELOW`·L (L: the largest gradient entry, as in `judge`) is measured against ‖`ZERO_FLOOR`·L‖₂
+/// over its length instead. A gradient computed as zero scores 1, one of the wrong sign 2.
+fn judge_norm<D: PartialEq + std::fmt::Display>(
+    want: &[Tensor],
+    got: &[Tensor],
+    devices: &[D],
+    device: &D,
+    grads_from: Option<usize>,
+    tol: f32,
+) -> Result<(f32, f32, String)> {
+    if want.len() != got.len() {
+        return Ok((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
+    }
+    let away = misplaced(devices, device);
+    if !away.is_empty() {
+        let note = format!(" (output(s) {away:?} on {}, not {device}: the device path fell back)", devices[away[0]]);
+        return Ok((f32::NAN, f32::INFINITY, note));
+    }
+    let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
+    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let largest = grads_from.map_or(0.0, |g| want_v.iter().skip(g).map(|v| max_abs(v)).fold(0.0, f32::max));
+    let (mut abs, mut rel, mut worst) = (0.0f32, 0.0f32, 0usize);
+    for (i, ((w, wv), g)) in want.iter().zip(&want_v).zip(got).enumerate() {
+        if w.shape() != g.shape() {
+            return Ok((f32::NAN, f32::INFINITY, format!(" (shape {:?} vs {:?})", w.shape(), g.shape())));
+        }
+        let gv = g.to_vec()?;
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        let err = norm(&mut wv.iter().zip(&gv).map(|(a, b)| (*a - *b) as f64));
+        let is_grad = grads_from.is_some_and(|first| i >= first);
+        let floor = if is_grad && max_abs(wv) < SMALL_BELOW * largest {
+            (ZERO_FLOOR * largest) as f64 * (wv.len() as f64).sqrt()
+        } else {
+            0.0
+        };
+        let scale = norm(&mut wv.iter().map(|&a| a as f64)).max(floor).max(1e-30);
+        let r = if err.is_nan() { f32::INFINITY } else { (err / scale) as f32 };
+        if std::env::var_os("DDPM_SELFTEST_VERBOSE").is_some() {
+            println!("    output {i}: relative L2 error {r:.3e}, max |ref| {:.2e}", max_abs(wv));
+        }
+        abs = abs.max(wv.iter().zip(&gv).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
+        if r > rel {
+            (rel, worst) = (r, i);
+        }
+    }
+    let note = if rel > tol { format!(" (worst: output {worst}, relative L2 error)") } else { String::new() };
     Ok((abs, rel, note))
 }
 
@@ -132,6 +194,51 @@ pub(crate) fn input(shape: &[usize], seed: u32, device: &Device) -> Result<Tenso
     let step = 0.618_034_f64 + seed as f64 * 0.001_23;
     let v = (0..n).map(|i| ((i as f64 * step + seed as f64 * 0.414_213).fract() * 2.0 - 1.0) as f32).collect();
     Tensor::from_vec(v, shape)?.to_device(device)
+}
+
+/// bf16's unit roundoff: rounding to nearest with 8 significant bits (7 stored) moves a value by at most half an
+/// ulp, 2⁻⁸ of itself at the bottom of a binade (2⁻⁹ at the top: the contract's "2⁻⁹" is the best case; the
+/// simulator measured 2.5e-3 > 2⁻⁹ on plain bf16 adds).
+/// Under `compare`'s metric (|ref − dev| / (|ref| + rms)) one final rounding of an otherwise f32-exact output costs
+/// at most this, so a bf16 case's tolerance is `BF16_ROUND` + the f32 case's own tolerance for its maths (written
+/// at each case). The CPU reference runs on the same bf16-rounded inputs (`input_bf16`, `param_bf16`), so only the
+/// kernel's own rounding is measured.
+pub(crate) const BF16_ROUND: f32 = 1.0 / 256.0;
+
+/// `input` rounded to bf16 values: bf16 storage on a CUDA device, the same values as f32 on the CPU.
+pub(crate) fn input_bf16(shape: &[usize], seed: u32, device: &Device) -> Result<Tensor> {
+    let t = round_bf16(&input(shape, seed, &Device::Cpu)?)?.to_device(device)?;
+    if device.is_cpu() {
+        Ok(t)
+    } else {
+        t.to_dtype(DType::Bf16)
+    }
+}
+
+/// An f32 parameter the bf16 arms round to bf16 at use (conv/linear weights): the device gets the f32 values (its
+/// op rounds them), the CPU reference the rounded ones.
+pub(crate) fn param_bf16(t: &Tensor, device: &Device) -> Result<Tensor> {
+    if device.is_cpu() {
+        round_bf16(t)
+    } else {
+        t.to_device(device)
+    }
+}
+
+/// A CPU tensor's values rounded to the nearest bf16 (ties to even), kept as f32.
+pub(crate) fn round_bf16(t: &Tensor) -> Result<Tensor> {
+    let v = t.to_vec()?.into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect();
+    Tensor::from_vec(v, t.shape())
+}
+
+/// `t` unchanged if it has `dtype` on a device (any dtype on the CPU), else an error: a bf16 case whose device
+/// output came back f32 took another path.
+pub(crate) fn expect_dtype(t: Tensor, dtype: DType) -> Result<Tensor> {
+    if t.device().is_cpu() || t.dtype() == dtype {
+        Ok(t)
+    } else {
+        Err(Error::msg(format!("expected a {dtype} output, got {} (the bf16 path was not taken)", t.dtype())))
+    }
 }
 
 /// (max abs error, worst scaled error) of one output.
@@ -181,6 +288,7 @@ pub fn run(device: &Device, filter: Option<&str>, shapes: Option<Shapes>) -> Res
         let outcome = (case.run)(&Device::Cpu).and_then(|want| {
             let got = (case.run)(device)?;
             let devices: Vec<Device> = got.iter().map(Tensor::device).collect();
+            let judge = if case.norm_wise { judge_norm::<Device> } else { judge::<Device> };
             judge(&want, &got, &devices, device, case.grads_from, case.tol)
         });
         let (abs, rel, ok, note) = match outcome {
@@ -316,6 +424,37 @@ mod tests {
         let zeroed = vec![want[0].clone(), want[1].clone(), t(vec![0.0, 0.0])];
         let (_, rel, _) = judge(&want, &zeroed, &devices, &Device::Cpu, Some(1), 2e-3).unwrap();
         assert!(rel > 2e-3, "{rel}");
+    }
+
+    #[test]
+    fn the_norm_wise_judge_passes_rounding_noise_and_fails_a_lost_gradient() {
+        let t = |v: Vec<f32>| Tensor::from_vec(v.clone(), &[v.len()]).unwrap();
+        let want = vec![t(vec![0.5]), t(vec![1.0, -0.5, 0.25]), t(vec![0.1, 0.2, -0.3])];
+        let devices = vec![Device::Cpu; 3];
+        let noisy: Vec<Tensor> =
+            want.iter().map(|w| t(w.to_vec().unwrap().iter().map(|x| x * (1.0 + BF16_ROUND)).collect())).collect();
+        let (_, rel, note) = judge_norm(&want, &noisy, &devices, &Device::Cpu, Some(1), 0.5).unwrap();
+        assert!(rel <= BF16_ROUND * 1.0001 && note.is_empty(), "{rel} {note}");
+        // A gradient computed as zero scores 1, one of the wrong sign 2: both fail the whole-model tolerance.
+        let mut zeroed = want.clone();
+        zeroed[2] = t(vec![0.0; 3]);
+        assert!((judge_norm(&want, &zeroed, &devices, &Device::Cpu, Some(1), 0.5).unwrap().1 - 1.0).abs() < 1e-6);
+        let mut flipped = want.clone();
+        flipped[1] = want[1].scale(-1.0).unwrap();
+        assert!((judge_norm(&want, &flipped, &devices, &Device::Cpu, Some(1), 0.5).unwrap().1 - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bf16_inputs_are_rounded_to_nearest_even_on_the_cpu() {
+        let x = round_bf16(&Tensor::from_vec(vec![1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, 0.1], &[3]).unwrap()).unwrap();
+        let v = x.to_vec().unwrap();
+        // Ties go to the even neighbour; 0.1 is within 2⁻⁸ of itself.
+        assert_eq!(&v[..2], &[1.0, 1.0 + 4.0 / 256.0]);
+        assert!(((v[2] - 0.1) / 0.1).abs() <= BF16_ROUND);
+        assert_eq!(input_bf16(&[2, 3], 1, &Device::Cpu).unwrap().dtype(), DType::F32);
+        // bf16 storage exists only on CUDA devices.
+        assert!(x.to_dtype(DType::Bf16).is_err());
+        assert!(expect_dtype(x.clone(), DType::Bf16).is_ok(), "CPU outputs are f32 by design");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `Tensor`: an f32 array in contiguous row-major (NCHW) order on one device. Cloning a tensor is cheap (the
+//! `Tensor`: an f32 (or, on CUDA devices, bf16) array in contiguous row-major (NCHW) order on one device. Cloning a tensor is cheap (the
 //! storage is shared); writes go through `storage_mut`, which copies only when the storage is shared.
 //!
 //! This layer sits on the backend only (no `ops`): the two maps it offers without a tape, `add` and `scale`,
@@ -7,8 +7,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::backend::kernels::{add_f32, elementwise_scale_f32, grid_1d, int};
-use crate::backend::{cpu, Device, Storage};
+use crate::backend::kernels::{add_bf16, add_f32, elementwise_scale_bf16, elementwise_scale_f32, grid_1d, int};
+use crate::backend::{cpu, DType, Device, Storage};
 use crate::{ensure_shape, Error, Result};
 
 #[derive(Clone)]
@@ -69,6 +69,25 @@ impl Tensor {
 
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The element type of the storage (always `F32` on the CPU).
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    /// The same values stored as `dtype` (shares the storage when it already is). f32 → bf16 rounds to nearest
+    /// even; bf16 → f32 is exact. bf16 storage exists on CUDA devices only: asking for it on the CPU is an error.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if self.dtype() == dtype {
+            return Ok(self.clone());
+        }
+        let Storage::Cuda(c) = &*self.storage else {
+            return Err(Error::msg(format!(
+                "to_dtype: {dtype} tensors live on CUDA devices only (the CPU computes in f32)"
+            )));
+        };
+        Tensor::from_storage(Storage::Cuda(c.cast(dtype)?), &self.shape)
     }
 
     /// Mutable access to the storage, copying it first if another tensor shares it (a device error if that copy
@@ -157,7 +176,13 @@ impl Tensor {
             Device::Cpu => Storage::Cpu(self.to_vec()?),
             Device::Cuda(b) => Storage::Cuda(b.upload(&self.to_vec()?)?),
         };
-        Tensor::from_storage(storage, &self.shape)
+        // A bf16 tensor moved to another GPU stays bf16 (the CPU only holds f32).
+        let moved = Tensor::from_storage(storage, &self.shape)?;
+        if device.is_cpu() {
+            Ok(moved)
+        } else {
+            moved.to_dtype(self.dtype())
+        }
     }
 
     /// Elementwise sum of two same-shaped tensors (no tape; used to accumulate gradients).
@@ -165,11 +190,19 @@ impl Tensor {
         ensure_shape!(self.shape == other.shape, "add", "shapes {:?} and {:?} differ", self.shape, other.shape);
         let storage = match (&*self.storage, &*other.storage) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::zip_map(a, b, |x, y| x + y)),
+            (Storage::Cuda(a), Storage::Cuda(b)) if a.dtype() != b.dtype() => {
+                return Err(Error::msg(format!("add: operands of dtypes {} and {}", a.dtype(), b.dtype())));
+            }
             (Storage::Cuda(a), Storage::Cuda(b)) => {
                 let (be, n) = (a.backend(), a.len());
-                let mut z = be.empty(n)?;
-                // Reads n floats of a and b, writes n of z.
-                add_f32(be, grid_1d(n), a, b, &mut z, int("add", n)?)?;
+                let mut z = be.empty_as(a.dtype(), n)?;
+                // Reads n elements of a and b, writes n of z.
+                match a.dtype() {
+                    DType::F32 => add_f32(be, grid_1d(n), a, b, &mut z, int("add", n)?)?,
+                    DType::Bf16 => {
+                        add_bf16(be, grid_1d(n), a.bf16("add")?, b.bf16("add")?, z.bf16_mut("add")?, int("add", n)?)?
+                    }
+                }
                 Storage::Cuda(z)
             }
             _ => return Err(Tensor::device_mismatch("add", &[self, other])),
@@ -183,9 +216,19 @@ impl Tensor {
             Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * s)),
             Storage::Cuda(c) => {
                 let (be, n) = (c.backend(), c.len());
-                let mut y = be.zeros(n)?;
-                // Reads and writes n floats.
-                elementwise_scale_f32(be, grid_1d(n), c, &mut y, s, int("scale", n)?)?;
+                let mut y = be.zeros_as(c.dtype(), n)?;
+                // Reads and writes n elements.
+                match c.dtype() {
+                    DType::F32 => elementwise_scale_f32(be, grid_1d(n), c, &mut y, s, int("scale", n)?)?,
+                    DType::Bf16 => elementwise_scale_bf16(
+                        be,
+                        grid_1d(n),
+                        c.bf16("scale")?,
+                        y.bf16_mut("scale")?,
+                        s,
+                        int("scale", n)?,
+                    )?,
+                }
                 Storage::Cuda(y)
             }
         };

@@ -52,8 +52,11 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh model initialised from `seed`.
+    /// A fresh model initialised from `seed`. `config.train.precision` must be possible on `device` (bf16 needs
+    /// CUDA); it is stored as asked (`auto` stays `auto`), so a run resumed on another device picks that device's
+    /// default.
     pub fn new(config: Config, seed: u64, device: Device) -> Result<Trainer> {
+        config.train.precision.resolve(&device)?;
         let mut params = ParamStore::new();
         let unet = UNet::new(&config.model, &mut params, &mut Philox::new(stream_seed(seed, INIT_STREAM)))?;
         let tensors = params.tensors().iter().map(|t| t.to_device(&device)).collect::<Result<Vec<_>>>()?;
@@ -113,7 +116,8 @@ impl Trainer {
     pub fn loss_and_grads(&mut self, x0: &Tensor) -> Result<(f32, Vec<Tensor>)> {
         let batch = self.diffusion.training_batch(x0, &mut self.noise_rng)?;
         let tape = Tape::new();
-        let cx = Ctx::with_grad(&tape, &self.params, true, self.dropout_rng);
+        let dtype = self.config.train.precision.resolve(&self.device)?;
+        let cx = Ctx::with_grad(&tape, &self.params, true, self.dropout_rng).with_dtype(dtype);
         let eps = self.unet.forward(&cx, &Var::constant(batch.x_t), &batch.t)?;
         let loss = mse(&eps, &Var::constant(batch.noise))?;
         let mut grads = tape.backward(&loss)?;

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
+use half::bf16;
 
+use super::DType;
 use crate::{Error, Result};
 
 /// The fatbin build.rs made from `kernels/*.cu` (empty when the build had no nvcc).
@@ -138,19 +140,63 @@ impl CudaBackend {
 
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
         let buf = self.stream.clone_htod(data)?;
-        Ok(CudaStorage { buf, backend: self.clone() })
+        Ok(CudaStorage::from_slice(buf, self))
     }
 
-    /// An uninitialised buffer, for kernels that write every element (saves the memset of `zeros`).
+    /// An uninitialised f32 buffer, for kernels that write every element (saves the memset of `zeros`).
     pub fn empty(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
         // SAFETY: callers hand the buffer to a kernel that writes all n elements before anything reads them.
         let buf = unsafe { self.stream.alloc::<f32>(n) }?;
-        Ok(CudaStorage { buf, backend: self.clone() })
+        Ok(CudaStorage::from_slice(buf, self))
     }
 
     pub fn zeros(self: &Arc<Self>, n: usize) -> Result<CudaStorage> {
         let buf = self.stream.alloc_zeros::<f32>(n)?;
-        Ok(CudaStorage { buf, backend: self.clone() })
+        Ok(CudaStorage::from_slice(buf, self))
+    }
+
+    /// An uninitialised buffer of `dtype` (see `empty`).
+    pub fn empty_as(self: &Arc<Self>, dtype: DType, n: usize) -> Result<CudaStorage> {
+        match dtype {
+            DType::F32 => self.empty(n),
+            // SAFETY: as `empty`: the caller's kernel writes all n elements before anything reads them.
+            DType::Bf16 => Ok(CudaStorage::from_bf16(unsafe { self.stream.alloc::<bf16>(n) }?, self)),
+        }
+    }
+
+    /// A zeroed buffer of `dtype`.
+    pub fn zeros_as(self: &Arc<Self>, dtype: DType, n: usize) -> Result<CudaStorage> {
+        match dtype {
+            DType::F32 => self.zeros(n),
+            DType::Bf16 => Ok(CudaStorage::from_bf16(self.stream.alloc_zeros::<bf16>(n)?, self)),
+        }
+    }
+
+    /// A copy of an f32 slice as f32 storage (slice-level code that calls storage-level functions).
+    pub fn storage_f32(self: &Arc<Self>, s: &CudaSlice<f32>) -> Result<CudaStorage> {
+        Ok(CudaStorage::from_slice(self.stream.clone_dtod(s)?, self))
+    }
+
+    /// A bf16 slice widened to f32 storage (exact; one cast kernel).
+    pub fn widen_bf16(self: &Arc<Self>, s: &CudaSlice<bf16>) -> Result<CudaStorage> {
+        use super::kernels::{cast_bf16_to_f32, grid_1d, int};
+        let mut y = self.empty(s.len())?;
+        if !s.is_empty() {
+            // Reads and writes s.len() elements.
+            cast_bf16_to_f32(self, grid_1d(s.len()), s, y.f32_mut("widen")?, int("widen", s.len())?)?;
+        }
+        Ok(y)
+    }
+
+    /// An f32 slice rounded to bf16 (nearest even; one cast kernel).
+    pub fn round_bf16(self: &Arc<Self>, s: &CudaSlice<f32>) -> Result<CudaSlice<bf16>> {
+        use super::kernels::{cast_f32_to_bf16, grid_1d, int};
+        // SAFETY: the cast kernel writes all s.len() elements.
+        let mut y = unsafe { self.stream.alloc::<bf16>(s.len()) }?;
+        if !s.is_empty() {
+            cast_f32_to_bf16(self, grid_1d(s.len()), s, &mut y, int("round_bf16", s.len())?)?;
+        }
+        Ok(y)
     }
 
     pub fn synchronize(&self) -> Result<()> {
@@ -179,37 +225,141 @@ fn keep_pool_memory(ctx: &CudaContext) {
     }
 }
 
-/// A device buffer of f32 and the backend it belongs to.
+/// The typed buffer behind a CUDA tensor.
+pub enum CudaBuf {
+    F32(CudaSlice<f32>),
+    Bf16(CudaSlice<bf16>),
+}
+
+/// A device buffer (f32 or bf16) and the backend it belongs to. Kernels take the typed slice through the
+/// accessors (`f32`, `bf16`, ...), which name the op when the buffer has the other dtype.
 pub struct CudaStorage {
-    pub buf: CudaSlice<f32>,
+    buf: CudaBuf,
     backend: Arc<CudaBackend>,
 }
 
 impl CudaStorage {
-    /// Wrap a buffer allocated on `backend`'s stream.
+    /// Wrap an f32 buffer allocated on `backend`'s stream.
     pub fn from_slice(buf: CudaSlice<f32>, backend: &Arc<CudaBackend>) -> CudaStorage {
-        CudaStorage { buf, backend: backend.clone() }
+        CudaStorage { buf: CudaBuf::F32(buf), backend: backend.clone() }
+    }
+
+    /// Wrap a bf16 buffer allocated on `backend`'s stream.
+    pub fn from_bf16(buf: CudaSlice<bf16>, backend: &Arc<CudaBackend>) -> CudaStorage {
+        CudaStorage { buf: CudaBuf::Bf16(buf), backend: backend.clone() }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self.buf {
+            CudaBuf::F32(_) => DType::F32,
+            CudaBuf::Bf16(_) => DType::Bf16,
+        }
+    }
+
+    fn wrong(&self, op: &str, want: DType) -> Error {
+        Error::msg(format!("{op}: expected a {want:?} CUDA buffer, got {:?}", self.dtype()))
+    }
+
+    /// The f32 buffer, or an error naming `op` if this one holds bf16.
+    pub fn f32(&self, op: &str) -> Result<&CudaSlice<f32>> {
+        match &self.buf {
+            CudaBuf::F32(b) => Ok(b),
+            CudaBuf::Bf16(_) => Err(self.wrong(op, DType::F32)),
+        }
+    }
+
+    pub fn f32_mut(&mut self, op: &str) -> Result<&mut CudaSlice<f32>> {
+        match &mut self.buf {
+            CudaBuf::F32(b) => Ok(b),
+            CudaBuf::Bf16(_) => Err(Error::msg(format!("{op}: expected a F32 CUDA buffer, got Bf16"))),
+        }
+    }
+
+    /// The bf16 buffer, or an error naming `op` if this one holds f32.
+    pub fn bf16(&self, op: &str) -> Result<&CudaSlice<bf16>> {
+        match &self.buf {
+            CudaBuf::Bf16(b) => Ok(b),
+            CudaBuf::F32(_) => Err(self.wrong(op, DType::Bf16)),
+        }
+    }
+
+    pub fn bf16_mut(&mut self, op: &str) -> Result<&mut CudaSlice<bf16>> {
+        match &mut self.buf {
+            CudaBuf::Bf16(b) => Ok(b),
+            CudaBuf::F32(_) => Err(Error::msg(format!("{op}: expected a Bf16 CUDA buffer, got F32"))),
+        }
+    }
+
+    /// The f32 buffer itself, or an error naming `op`.
+    pub fn into_f32(self, op: &str) -> Result<CudaSlice<f32>> {
+        match self.buf {
+            CudaBuf::F32(b) => Ok(b),
+            CudaBuf::Bf16(_) => Err(Error::msg(format!("{op}: expected a F32 CUDA buffer, got Bf16"))),
+        }
+    }
+
+    /// The bf16 buffer itself, or an error naming `op`.
+    pub fn into_bf16(self, op: &str) -> Result<CudaSlice<bf16>> {
+        match self.buf {
+            CudaBuf::Bf16(b) => Ok(b),
+            CudaBuf::F32(_) => Err(Error::msg(format!("{op}: expected a Bf16 CUDA buffer, got F32"))),
+        }
+    }
+
+    pub fn buf(&self) -> &CudaBuf {
+        &self.buf
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len()
+        match &self.buf {
+            CudaBuf::F32(b) => b.len(),
+            CudaBuf::Bf16(b) => b.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.len() == 0
+        self.len() == 0
     }
 
     pub fn backend(&self) -> &Arc<CudaBackend> {
         &self.backend
     }
 
+    /// The values as f32 on the host (bf16 values widen exactly).
     pub fn download(&self) -> Result<Vec<f32>> {
-        Ok(self.backend.stream.clone_dtoh(&self.buf)?)
+        Ok(match &self.buf {
+            CudaBuf::F32(b) => self.backend.stream.clone_dtoh(b)?,
+            CudaBuf::Bf16(b) => self.backend.stream.clone_dtoh(b)?.into_iter().map(bf16::to_f32).collect(),
+        })
+    }
+
+    /// The values converted to `dtype` in a new buffer (one cast kernel; a copy when the dtype already matches).
+    /// f32 → bf16 rounds to nearest even, bf16 → f32 is exact.
+    pub fn cast(&self, dtype: DType) -> Result<CudaStorage> {
+        use super::kernels::{cast_bf16_to_f32, cast_f32_to_bf16, grid_1d, int};
+        if dtype == self.dtype() {
+            return self.try_clone();
+        }
+        let (be, n) = (&self.backend, self.len());
+        let mut y = be.empty_as(dtype, n)?;
+        if n == 0 {
+            return Ok(y);
+        }
+        let n_i = int("to_dtype", n)?;
+        // Reads n elements of self, writes n of y.
+        match dtype {
+            DType::Bf16 => cast_f32_to_bf16(be, grid_1d(n), self.f32("to_dtype")?, y.bf16_mut("to_dtype")?, n_i)?,
+            DType::F32 => cast_bf16_to_f32(be, grid_1d(n), self.bf16("to_dtype")?, y.f32_mut("to_dtype")?, n_i)?,
+        }
+        Ok(y)
     }
 
     /// A deep copy on the device (a driver error if the copy fails).
     pub fn try_clone(&self) -> Result<CudaStorage> {
-        let buf = self.backend.stream.clone_dtod(&self.buf)?;
+        let buf = match &self.buf {
+            CudaBuf::F32(b) => CudaBuf::F32(self.backend.stream.clone_dtod(b)?),
+            CudaBuf::Bf16(b) => CudaBuf::Bf16(self.backend.stream.clone_dtod(b)?),
+        };
         Ok(CudaStorage { buf, backend: self.backend.clone() })
     }
 }

@@ -21,6 +21,7 @@
 //! `crate::declared_kernels` collects the tables for the test.
 
 use cudarc::driver::{CudaSlice, CudaViewMut, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
+use half::bf16;
 
 use super::cuda::{CudaBackend, CudaStorage};
 use crate::{Error, Result};
@@ -51,11 +52,12 @@ fn check(be: &CudaBackend, ordinal: usize, kernel: &'static str) -> Result<()> {
     }
 }
 
+/// A `&CudaStorage` argument is an f32 buffer: a bf16 one is an error naming the kernel.
 impl KernelArg for &CudaStorage {
     const SIZE: usize = 8;
     fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
         check(be, self.backend().ordinal(), kernel)?;
-        b.arg(&self.buf);
+        b.arg(self.f32(kernel)?);
         Ok(())
     }
 }
@@ -64,7 +66,7 @@ impl KernelArg for &mut CudaStorage {
     const SIZE: usize = 8;
     fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
         check(be, self.backend().ordinal(), kernel)?;
-        b.arg(&mut self.buf);
+        b.arg(self.f32_mut(kernel)?);
         Ok(())
     }
 }
@@ -219,6 +221,14 @@ kernels! {
     );
     /// Per-block f64 partial sums of x (mode: Σx, Σ(x−y)², Σx²).
     fn reduce_partial_f32(x: &CudaStorage, y: &CudaStorage, n: i32, mode: i32, partial: &mut CudaViewMut<'_, f64>);
+    /// y = bf16(x) (round to nearest even), n elements.
+    fn cast_f32_to_bf16(x: &CudaSlice<f32>, y: &mut CudaSlice<bf16>, n: i32);
+    /// y = f32(x) (exact), n elements.
+    fn cast_bf16_to_f32(x: &CudaSlice<bf16>, y: &mut CudaSlice<f32>, n: i32);
+    /// z = a + b in f32, rounded to bf16; n elements.
+    fn add_bf16(a: &CudaSlice<bf16>, b: &CudaSlice<bf16>, z: &mut CudaSlice<bf16>, n: i32);
+    /// y = s · x in f32, rounded to bf16; n elements.
+    fn elementwise_scale_bf16(x: &CudaSlice<bf16>, y: &mut CudaSlice<bf16>, s: f32, n: i32);
     /// One block: out[0] = scale · Σ partial, total[0] = Σ partial.
     fn reduce_finish_f64(partial: &CudaSlice<f64>, parts: i32, scale: f64, out: &mut CudaStorage,
         total: &mut CudaSlice<f64>);

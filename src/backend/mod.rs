@@ -79,6 +79,29 @@ impl fmt::Display for Device {
     }
 }
 
+/// The element type of a tensor's storage. CPU storage is always f32; CUDA storage is f32 or bf16 (activations
+/// and their gradients under mixed precision, see docs/CUDA.md "Mixed precision").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    Bf16,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The bytes behind a tensor.
 pub enum Storage {
     Cpu(Vec<f32>),
@@ -95,6 +118,13 @@ impl Storage {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(_) => DType::F32,
+            Storage::Cuda(c) => c.dtype(),
+        }
     }
 
     pub fn device(&self) -> Device {

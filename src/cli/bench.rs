@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use ddpm_cuda::bench::kernels;
+use ddpm_cuda::config::Precision;
 use ddpm_cuda::{Device, Result};
 
 use super::{group_thousands, positive_usize, ModelArgs, DEVICE_HELP};
@@ -29,10 +30,13 @@ pub struct BenchArgs {
     pub filter: Option<String>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
+    /// Activation dtype: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: Precision,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let BenchArgs { what, model, batch_size, warmup, steps, filter, device } = args;
+    let BenchArgs { what, model, batch_size, warmup, steps, filter, device, precision } = args;
     if what == "kernels" {
         let device = Device::parse(&device)?;
         let opts = kernels::Options { batch: batch_size.unwrap_or(128), warmup, runs: steps, filter };
@@ -43,10 +47,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     let mut cfg = model.load()?;
     cfg.train.batch_size = batch_size.unwrap_or(cfg.train.batch_size);
+    cfg.train.precision = precision;
     let device = Device::parse(&device)?;
+    let dtype = precision.resolve(&device)?;
     let r = ddpm_cuda::bench::train(cfg, &device, warmup, steps)?;
     println!(
-        "bench train: {} params, batch {}, {} steps in {:.2} s on {device}: {:.2} img/s, {:.3} steps/s",
+        "bench train: {} params, batch {}, {dtype}, {} steps in {:.2} s on {device}: {:.2} img/s, {:.3} steps/s",
         group_thousands(r.params),
         r.batch_size,
         r.steps,

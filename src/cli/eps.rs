@@ -29,12 +29,16 @@ pub struct EpsArgs {
     pub ema: bool,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
+    /// Activation dtype of the U-Net: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: ddpm_cuda::config::Precision,
 }
 
 pub fn run(args: EpsArgs) -> Result<ExitCode> {
-    let EpsArgs { checkpoint, config, x, t, out, ema, device } = args;
+    let EpsArgs { checkpoint, config, x, t, out, ema, device, precision } = args;
     report::check_output_path("--out", &out)?;
     let device = Device::parse(&device)?;
+    let dtype = precision.resolve(&device)?;
     let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
     let (xs, shape) = npy::read_f32(&x)?;
     let ts = npy::read_timesteps(&t)?;
@@ -48,7 +52,7 @@ pub fn run(args: EpsArgs) -> Result<ExitCode> {
     }
     let (unet, params) = build(&loaded, &device)?;
     let x_t = Tensor::from_vec(xs, &shape).map_err(|e| Error::bad_file(&x, e.to_string()))?;
-    let eps = sample::eps(&unet, &params, &x_t.to_device(&device)?, &ts)?;
+    let eps = sample::eps_as(&unet, &params, &x_t.to_device(&device)?, &ts, dtype)?;
     npy::write_f32(&out, &eps.to_vec()?, eps.shape())?;
     eprintln!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)

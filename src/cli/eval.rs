@@ -174,6 +174,9 @@ pub struct NllArgs {
     /// auto (CUDA device 0 if present, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Activation dtype of the U-Net: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: ddpm_cuda::config::Precision,
     /// Image side for --dataset folder.
     #[arg(long, default_value_t = 64)]
     pub image_size: usize,
@@ -211,7 +214,7 @@ pub fn run_nll(args: &NllArgs) -> Result<()> {
     if n == 0 || args.batch_size == 0 {
         return Err(Error::msg("nll: --num and --batch-size must be positive"));
     }
-    let cx = Ctx::no_grad(&params);
+    let cx = Ctx::no_grad(&params).with_dtype(args.precision.resolve(&device)?);
     let mut model =
         |x: &ddpm_cuda::Tensor, t: &[f32]| Ok(unet.forward(&cx, &ddpm_cuda::Var::constant(x.clone()), t)?.into_value());
     let bar = indicatif::ProgressBar::new(n as u64);

@@ -106,6 +106,9 @@ pub struct SampleArgs {
     pub progressive: Option<PathBuf>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
+    /// Activation dtype of the U-Net: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: ddpm_cuda::config::Precision,
 }
 
 pub fn run(args: SampleArgs) -> Result<ExitCode> {
@@ -124,6 +127,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         npz,
         progressive,
         device,
+        precision,
     } = args;
     if grid.is_none() && npz.is_none() && progressive.is_none() {
         return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
@@ -175,7 +179,8 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
             eprintln!("{}: {}", checkpoint.display(), loaded.kind);
             let (unet, params) = build(&loaded, device)?;
             let diffusion = Diffusion::new(&loaded.diffusion)?;
-            let x = sample::generate(&unet, &params, &diffusion, &opts, &mut observe)?;
+            let dtype = precision.resolve(device)?;
+            let x = sample::generate_as(&unet, &params, &diffusion, &opts, dtype, &mut observe)?;
             let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
             (x, [c, s, s])
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ddpm_cuda::config::Config;
+use ddpm_cuda::config::{Config, Precision};
 use ddpm_cuda::data::DatasetKind;
 use ddpm_cuda::diffusion::Sampler;
 use ddpm_cuda::{train, Device, Error, Result};
@@ -43,6 +43,10 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
+    /// Activation dtype: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only; weights,
+    /// Adam, EMA and checkpoints stay f32). Stored in the run's config; with --resume it replaces the stored one.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Seed of the initial weights, noise, dropout and data order [default: 0] (with --resume: the checkpoint's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -79,9 +83,11 @@ fn fit_to_dataset(mut cfg: Config, kind: DatasetKind, folder_size: usize) -> Res
 /// top. A resumed run: the checkpoint's config; a flag that asks for something else is an error naming it, and
 /// --steps may move the target (printed).
 fn train_config(args: &TrainArgs) -> Result<Config> {
-    let TrainArgs { ref model, dataset, image_size, steps, batch_size, lr, seed, resume, ref out, .. } = *args;
+    let TrainArgs { ref model, dataset, image_size, steps, batch_size, lr, seed, resume, ref out, precision, .. } =
+        *args;
     if !resume {
         let mut config = fit_to_dataset(model.load()?, dataset, image_size)?;
+        config.train.precision = precision.unwrap_or(config.train.precision);
         config.train.steps = steps.unwrap_or(config.train.steps);
         config.train.batch_size = batch_size.unwrap_or(config.train.batch_size);
         config.train.lr = lr.unwrap_or(config.train.lr);
@@ -100,6 +106,8 @@ fn train_config(args: &TrainArgs) -> Result<Config> {
     if !model.given().is_empty() {
         let mut asked = fit_to_dataset(model.load()?, dataset, image_size)?;
         asked.train.steps = config.train.steps;
+        // --precision is judged on its own below.
+        asked.train.precision = config.train.precision;
         // --lr and --batch-size are judged on their own below.
         asked.train.lr = lr.unwrap_or(asked.train.lr);
         asked.train.batch_size = batch_size.unwrap_or(asked.train.batch_size);
@@ -121,6 +129,11 @@ fn train_config(args: &TrainArgs) -> Result<Config> {
             out.display(),
             conflicts.join("; ")
         )));
+    }
+    // The precision may change at a resume (checkpoints are f32 whatever the run computes in).
+    if let Some(p) = precision.filter(|&p| p != config.train.precision) {
+        eprintln!("--precision {p:?}: the run's train.precision changes from {:?}", config.train.precision);
+        config.train.precision = p;
     }
     if let Some(s) = steps.filter(|&s| s != config.train.steps) {
         if s < at {

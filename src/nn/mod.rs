@@ -8,7 +8,7 @@ pub mod unet;
 use std::cell::RefCell;
 
 use crate::rng::Philox;
-use crate::{Error, Result, Tape, Tensor, Var};
+use crate::{DType, Error, Result, Tape, Tensor, Var};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamId(usize);
@@ -104,24 +104,38 @@ impl ParamStore {
     }
 }
 
-/// The context of one forward pass: parameters bound as vars, train/eval mode, and the dropout RNG.
+/// The context of one forward pass: parameters bound as vars, train/eval mode, the dropout RNG, and the dtype
+/// activations are computed in (`F32`, or `Bf16` for mixed precision on CUDA: parameters stay f32 masters and are
+/// rounded to bf16 by the ops that use them, see docs/CUDA.md "Mixed precision").
 pub struct Ctx {
     vars: Vec<Var>,
     pub train: bool,
     rng: RefCell<Philox>,
+    dtype: DType,
 }
 
 impl Ctx {
     /// Parameters as leaves of `tape`: gradients flow to them.
     pub fn with_grad(tape: &Tape, store: &ParamStore, train: bool, rng: Philox) -> Ctx {
         let vars = store.tensors.iter().map(|t| tape.leaf(t.clone())).collect();
-        Ctx { vars, train, rng: RefCell::new(rng) }
+        Ctx { vars, train, rng: RefCell::new(rng), dtype: DType::F32 }
     }
 
     /// Parameters as constants: nothing is recorded (sampling, evaluation).
     pub fn no_grad(store: &ParamStore) -> Ctx {
         let vars = store.tensors.iter().cloned().map(Var::constant).collect();
-        Ctx { vars, train: false, rng: RefCell::new(Philox::new(0)) }
+        Ctx { vars, train: false, rng: RefCell::new(Philox::new(0)), dtype: DType::F32 }
+    }
+
+    /// The same context computing activations in `dtype`.
+    pub fn with_dtype(mut self, dtype: DType) -> Ctx {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The dtype activations are computed in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     pub fn p(&self, id: ParamId) -> &Var {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layers::{Conv2d, GroupNorm, Linear};
 use super::{Ctx, ParamStore};
-use crate::autograd::reshape;
+use crate::autograd::{reshape, to_dtype};
 use crate::ops::attention::attention;
 use crate::ops::concat::concat_channels;
 use crate::ops::conv2d::{Conv2dParams, Padding};
@@ -16,7 +16,7 @@ use crate::ops::embedding::timestep_embedding;
 use crate::ops::silu::silu;
 use crate::ops::upsample::upsample_nearest2x;
 use crate::rng::Philox;
-use crate::{Error, Result, Var};
+use crate::{DType, Error, Result, Var};
 
 /// The official code's "zero" init for the last layer of each residual branch.
 const ZERO_INIT: f64 = 1e-10;
@@ -258,7 +258,10 @@ impl UNet {
         Ok(UNet { config: cfg.clone(), conv_in, linear_1, linear_2, down, mid, up, conv_norm_out, conv_out })
     }
 
-    /// ε̂(x_t, t): x [N, C, H, W], one timestep per sample (0-based, as the official code).
+    /// ε̂(x_t, t): x [N, C, H, W], one timestep per sample (0-based, as the official code). Under a bf16 `Ctx`
+    /// (mixed precision) the time-embedding MLP stays f32 ([N, 4ch]: negligible work, and its per-channel biases
+    /// are added in f32), x is rounded to bf16 at the input, every activation and its gradient is bf16, and ε̂ comes
+    /// back as f32: the model's interface is f32 either way.
     pub fn forward(&self, cx: &Ctx, x: &Var, t: &[f32]) -> Result<Var> {
         let (n, c, h, w) = x.value().dims4("unet")?;
         let cfg = &self.config;
@@ -279,6 +282,7 @@ impl UNet {
         let temb = self.linear_2.forward(cx, &silu(&self.linear_1.forward(cx, &emb)?)?)?;
         let temb = silu(&temb)?;
 
+        let x = &to_dtype(x, cx.dtype())?;
         let mut hs = vec![self.conv_in.forward(cx, x)?];
         for level in &self.down {
             for (j, block) in level.resnets.iter().enumerate() {
@@ -311,6 +315,7 @@ impl UNet {
                 h = conv.forward(cx, &upsample_nearest2x(&h)?)?;
             }
         }
-        self.conv_out.forward(cx, &self.conv_norm_out.forward_silu(cx, &h)?)
+        let out = self.conv_out.forward(cx, &self.conv_norm_out.forward_silu(cx, &h)?)?;
+        to_dtype(&out, DType::F32)
     }
 }

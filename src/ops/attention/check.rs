@@ -2,8 +2,8 @@
 
 use crate::ops::attention;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::{Device, Result, Tensor};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::{DType, Device, Result, Tensor};
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): the 16×16 level's attention, 256 channels × 256 tokens.
 pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
@@ -44,6 +44,42 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
                 let g = input(&s, 4, d)?;
                 let (dq, dk, dv) = attention::backward(&q, &k, &v, &p, &g, [true; 3])?;
                 Ok(vec![o, p, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")])
+            }),
+        ));
+    }
+    // bf16 q, k, v, dO (the CPU reference on the same rounded values): the f32 maths of the f32 case (1e-4),
+    // each output rounded once to bf16 (2⁻⁹). The fused path keeps no P: the outputs are O, dQ, dK, dV.
+    let bf16: &[(usize, usize, usize)] = match shapes {
+        Shapes::Full => &[(B, 256, 256), (3, 8, 10)],
+        Shapes::Reduced => &[(B, 64, 256), (3, 8, 10)],
+    };
+    for &(b, c, t) in bf16 {
+        cases.push(case(
+            "attention fwd+bwd bf16",
+            format!("[{b}, {c}, {t}]"),
+            BF16_ROUND + 1e-4,
+            Box::new(move |d| {
+                let s = [b, c, t];
+                // ×3 is rounded to bf16 on the device: the CPU rounds the same product.
+                let scaled = |seed| -> crate::Result<crate::Tensor> {
+                    let t = input_bf16(&s, seed, d)?.scale(3.0)?;
+                    if d.is_cpu() {
+                        crate::selftest::round_bf16(&t)
+                    } else {
+                        Ok(t)
+                    }
+                };
+                let (q, k, v) = (scaled(1)?, scaled(2)?, input_bf16(&s, 3, d)?);
+                let g = input_bf16(&s, 4, d)?;
+                if d.is_cpu() {
+                    let (o, p) = attention::forward(&q, &k, &v)?;
+                    let (dq, dk, dv) = attention::backward(&q, &k, &v, &p, &g, [true; 3])?;
+                    return Ok(vec![o, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")]);
+                }
+                let (o, lse) = attention::forward_bf16(&q, &k, &v)?;
+                let (dq, dk, dv) = attention::backward_bf16(&q, &k, &v, &o, &lse, &g)?;
+                let bf = |t| expect_dtype(t, DType::Bf16);
+                Ok(vec![bf(o)?, bf(dq)?, bf(dk)?, bf(dv)?])
             }),
         ));
     }

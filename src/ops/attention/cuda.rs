@@ -48,13 +48,13 @@ pub(super) fn forward(
         return Ok((out, probs));
     }
     // S = Qᵀ K (unscaled; the softmax applies 1/√C after subtracting the row max, as the CPU reference).
-    gemm(be, &Gemm::new(t, t, c, true, false).batched(b), &q.buf, &k.buf, &mut probs.buf, GemmImpl::Auto)?;
+    gemm(be, &Gemm::new(t, t, c, true, false).batched(b), q.f32("attention")?, k.f32("attention")?, probs.f32_mut("attention")?, GemmImpl::Auto)?;
     let (rows, t_i) = ints(b, t)?;
     let scale = 1.0 / (c as f32).sqrt();
     // In place on the B·T rows of T floats of probs.
     attention_softmax_f32(be, rows_cfg(b * t), &mut probs, rows, t_i, scale)?;
     // O = V Pᵀ.
-    gemm(be, &Gemm::new(c, t, t, false, true).batched(b), &v.buf, &probs.buf, &mut out.buf, GemmImpl::Auto)?;
+    gemm(be, &Gemm::new(c, t, t, false, true).batched(b), v.f32("attention")?, probs.f32("attention")?, out.f32_mut("attention")?, GemmImpl::Auto)?;
     Ok((out, probs))
 }
 
@@ -76,7 +76,7 @@ pub(super) fn backward(
     let mut dv = None;
     if needs[2] {
         let mut d = fresh()?;
-        gemm(be, &Gemm::new(c, t, t, false, false).batched(b), &g.buf, &probs.buf, &mut d.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(c, t, t, false, false).batched(b), g.f32("attention")?, probs.f32("attention")?, d.f32_mut("attention")?, GemmImpl::Auto)?;
         dv = Some(d);
     }
     if !(needs[0] || needs[1]) {
@@ -85,7 +85,7 @@ pub(super) fn backward(
     // dP = dOᵀ V, then dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √C in place.
     let mut ds = be.empty(b * t * t)?;
     if b > 0 && t > 0 {
-        gemm(be, &Gemm::new(t, t, c, true, false).batched(b), &g.buf, &v.buf, &mut ds.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(t, t, c, true, false).batched(b), g.f32("attention")?, v.f32("attention")?, ds.f32_mut("attention")?, GemmImpl::Auto)?;
         let (rows, t_i) = ints(b, t)?;
         let scale = 1.0 / (c as f32).sqrt();
         // Reads probs and updates ds in place, B·T rows of T floats each.
@@ -95,14 +95,14 @@ pub(super) fn backward(
     if needs[0] {
         // dQ = K dSᵀ.
         let mut d = fresh()?;
-        gemm(be, &Gemm::new(c, t, t, false, true).batched(b), &k.buf, &ds.buf, &mut d.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(c, t, t, false, true).batched(b), k.f32("attention")?, ds.f32("attention")?, d.f32_mut("attention")?, GemmImpl::Auto)?;
         dq = Some(d);
     }
     let mut dk = None;
     if needs[1] {
         // dK = Q dS.
         let mut d = fresh()?;
-        gemm(be, &Gemm::new(c, t, t, false, false).batched(b), &q.buf, &ds.buf, &mut d.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(c, t, t, false, false).batched(b), q.f32("attention")?, ds.f32("attention")?, d.f32_mut("attention")?, GemmImpl::Auto)?;
         dk = Some(d);
     }
     Ok([dq, dk, dv])

@@ -10,13 +10,28 @@ use rayon::prelude::*;
 
 use crate::autograd::{record, Var};
 use crate::backend::cpu::{self, Mat, Threads};
-use crate::backend::Storage;
+use crate::backend::cuda::CudaStorage;
+use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Error, Result, Tensor};
 
+mod bf16_fallback;
 pub mod check;
 pub(crate) mod cuda;
 
+// The bf16 arm: the stand-in until flash-attn's `flash` module is merged (then `use flash as flash_bf16`).
+use bf16_fallback as flash_bf16;
+/// The stand-in's kernel declarations (checked against the PTX with the others; goes with the stand-in).
+pub(crate) use bf16_fallback::KERNELS as BF16_FALLBACK_KERNELS;
+
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
+    if q.value().dtype() == DType::Bf16 {
+        let (out, lse) = forward_bf16(q.value(), k.value(), v.value())?;
+        let (qv, kv, vv, ov) = (q.value().clone(), k.value().clone(), v.value().clone(), out.clone());
+        return Ok(record(out, &[q, k, v], move |g, _| {
+            let (dq, dk, dv) = backward_bf16(&qv, &kv, &vv, &ov, &lse, g)?;
+            Ok(vec![Some(dq), Some(dk), Some(dv)])
+        }));
+    }
     let (out, probs) = forward(q.value(), k.value(), v.value())?;
     let (qv, kv, vv) = (q.value().clone(), k.value().clone(), v.value().clone());
     Ok(record(out, &[q, k, v], move |g, needs| {
@@ -95,6 +110,63 @@ pub fn forward(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         });
     }
     Ok((Tensor::from_vec(out, &[b, c, t])?, Tensor::from_vec(probs, &[b, t, t])?))
+}
+
+/// The three bf16 CUDA buffers of q, k, v (or an error naming `op`).
+fn bf16_operands<'a>(op: &str, ts: [&'a Tensor; 3]) -> Result<[&'a CudaStorage; 3]> {
+    let one = |t: &'a Tensor| match t.storage() {
+        Storage::Cuda(c) if c.dtype() == DType::Bf16 => Ok(c),
+        _ => Err(Error::msg(format!("{op}: q, k, v must all be bf16 CUDA tensors"))),
+    };
+    Ok([one(ts[0])?, one(ts[1])?, one(ts[2])?])
+}
+
+/// bf16 attention (CUDA only): the output [B, C, T] bf16 and the row log-sum-exp [B, T] f32 that the backward
+/// recomputes P from (scores and P never stored).
+pub fn forward_bf16(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (b, c, t) = dims(q, k, v)?;
+    let [qs, ks, vs] = bf16_operands("attention", [q, k, v])?;
+    let be = qs.backend();
+    let (out, lse) = flash_bf16::flash_forward_bf16(be, qs.bf16("attention")?, ks.bf16("attention")?,
+        vs.bf16("attention")?, b, c, t)?;
+    Ok((
+        Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(out, be)), &[b, c, t])?,
+        Tensor::from_storage(Storage::Cuda(CudaStorage::from_slice(lse, be)), &[b, t])?,
+    ))
+}
+
+/// (dq, dk, dv) bf16 of `forward_bf16` given dO `g` (bf16).
+pub fn backward_bf16(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "attention backward";
+    let (b, c, t) = dims(q, k, v)?;
+    ensure_shape!(g.shape() == q.shape(), OP, "dO {:?} for output {:?}", g.shape(), q.shape());
+    let [qs, ks, vs] = bf16_operands(OP, [q, k, v])?;
+    let [os, gs, _] = bf16_operands(OP, [out, g, g])?;
+    let Storage::Cuda(ls) = lse.storage() else {
+        return Err(Tensor::device_mismatch(OP, &[q, lse]));
+    };
+    let be = qs.backend();
+    let (dq, dk, dv) = flash_bf16::flash_backward_bf16(
+        be,
+        qs.bf16(OP)?,
+        ks.bf16(OP)?,
+        vs.bf16(OP)?,
+        os.bf16(OP)?,
+        ls.f32(OP)?,
+        gs.bf16(OP)?,
+        b,
+        c,
+        t,
+    )?;
+    let wrap = |d| Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(d, be)), &[b, c, t]);
+    Ok((wrap(dq)?, wrap(dk)?, wrap(dv)?))
 }
 
 /// One optional gradient buffer split into per-batch slices (`None` for each item when not needed).

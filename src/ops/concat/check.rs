@@ -2,7 +2,8 @@
 
 use crate::ops::concat;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B};
+use crate::DType;
 
 /// The benchmark row (`ddpm-cuda bench kernels`): a skip concatenation of two [B, 256, 16, 16] tensors.
 pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
@@ -26,6 +27,23 @@ pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
             let parts = concat::split(&g, &[a.shape().to_vec(), b.shape().to_vec()], &[true, true])?;
             let mut out = vec![y];
             out.extend(parts.into_iter().map(|p| p.expect("part")));
+            Ok(out)
+        }),
+    ));
+    // bf16: copies, so exact.
+    cases.push(case(
+        "concat fwd + split bwd bf16",
+        "[2, 64, 8, 8]|[2, 32, 8, 8]",
+        0.0,
+        Box::new(|d| {
+            let (a, b) = (input_bf16(&[B, 64, 8, 8], 1, d)?, input_bf16(&[B, 32, 8, 8], 2, d)?);
+            let y = expect_dtype(concat::forward(&[a.clone(), b.clone()])?, DType::Bf16)?;
+            let g = input_bf16(y.shape(), 3, d)?;
+            let parts = concat::split(&g, &[a.shape().to_vec(), b.shape().to_vec()], &[true, true])?;
+            let mut out = vec![y];
+            for p in parts {
+                out.push(expect_dtype(p.expect("part"), DType::Bf16)?);
+            }
             Ok(out)
         }),
     ));

@@ -2,8 +2,12 @@
 //! out of) their slot in the whole.
 
 use super::OP;
+use cudarc::driver::CudaSlice;
+use half::bf16;
+
 use crate::backend::cuda::CudaStorage;
 use crate::backend::kernels::{grid_1d, kernels};
+use crate::backend::DType;
 use crate::{Error, Result};
 
 kernels! {
@@ -13,6 +17,12 @@ kernels! {
     /// part_dst[i] = whole_src[(i / part) · whole + offset + i % part].
     fn concat_channels_split_out(whole_src: &CudaStorage, part_dst: &mut CudaStorage, n: i32, part: i32, whole: i32,
         offset: i32);
+    /// concat_channels_copy_in on bf16 storage.
+    fn concat_channels_copy_in_bf16(part_src: &CudaSlice<bf16>, whole_dst: &mut CudaSlice<bf16>, n: i32, part: i32,
+        whole: i32, offset: i32);
+    /// concat_channels_split_out on bf16 storage.
+    fn concat_channels_split_out_bf16(whole_src: &CudaSlice<bf16>, part_dst: &mut CudaSlice<bf16>, n: i32,
+        part: i32, whole: i32, offset: i32);
 }
 
 /// Which way `block_copy` copies.
@@ -42,6 +52,13 @@ pub(super) fn block_copy(
     let be = src.backend().clone();
     let to_i32 = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{OP}: {v} is too large for CUDA")));
     let (n_i, part_i, whole_i, offset_i) = (to_i32(n)?, to_i32(part)?, to_i32(whole)?, to_i32(offset)?);
+    if src.dtype() == DType::Bf16 {
+        let kernel = match dir {
+            Direction::In => concat_channels_copy_in_bf16,
+            Direction::Out => concat_channels_split_out_bf16,
+        };
+        return kernel(&be, grid_1d(n), src.bf16(OP)?, dst.bf16_mut(OP)?, n_i, part_i, whole_i, offset_i);
+    }
     let kernel = match dir {
         Direction::In => concat_channels_copy_in,
         Direction::Out => concat_channels_split_out,

@@ -3,8 +3,8 @@
 use super::{Conv2dParams, Padding};
 use crate::ops::conv2d;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
-use crate::{Device, Result, Tensor};
+use crate::selftest::{case, expect_dtype, input, input_bf16, param_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::{DType, Device, Result, Tensor};
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): forward, data and weight gradient at a sample of the cifar10
 /// U-Net's convs, (cin, cout, H = W, k, params).
@@ -108,6 +108,48 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], down);
     let odd = Conv2dParams { stride: 3, padding: Padding { top: 2, bottom: 1, left: 0, right: 3 } };
     push_conv(cases, [3, 6, 11, 9], [70, 6, 5, 4], odd);
+    // bf16 arm, one shape per conv family of the U-Net (3-channel in and out, 3×3 same, stride-2, 1×1 skip).
+    let bf16: Vec<([usize; 4], [usize; 4], Conv2dParams)> = match shapes {
+        Shapes::Full => vec![
+            ([B, 3, 32, 32], [128, 3, 3, 3], same(3)),
+            ([B, 128, 32, 32], [128, 128, 3, 3], same(3)),
+            ([B, 128, 32, 32], [128, 128, 3, 3], down),
+            ([B, 384, 16, 16], [256, 384, 1, 1], same(1)),
+            ([B, 128, 32, 32], [3, 128, 3, 3], same(3)),
+        ],
+        Shapes::Reduced => vec![
+            ([B, 3, 16, 16], [32, 3, 3, 3], same(3)),
+            ([B, 32, 16, 16], [32, 32, 3, 3], same(3)),
+            ([B, 80, 8, 8], [80, 80, 3, 3], down),
+            ([B, 96, 16, 16], [32, 96, 1, 1], same(1)),
+            ([B, 32, 16, 16], [3, 32, 3, 3], same(3)),
+        ],
+    };
+    for (xs, ws, p) in bf16 {
+        push_conv_bf16(cases, xs, ws, p);
+    }
+}
+
+/// bf16 x and dy, the f32 weight rounded to bf16 by the op (the CPU reference gets the rounded weight): the f32
+/// cases' accumulation (1e-4) plus one rounding of y and dx (2⁻⁹); dW and db are f32.
+fn push_conv_bf16(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams) {
+    let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
+    cases.push(case(
+        "conv2d fwd+bwd bf16",
+        format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride),
+        BF16_ROUND + 1e-4,
+        Box::new(move |d| {
+            let x = input_bf16(&xs, 1, d)?;
+            let w = param_bf16(&input(&ws, 2, &Device::Cpu)?, d)?;
+            let b = input(&[ws[0]], 3, d)?;
+            let y = expect_dtype(conv2d::forward(&x, &w, Some(&b), p)?, DType::Bf16)?;
+            let gy = input_bf16(y.shape(), 4, d)?;
+            let g = conv2d::backward(&x, &w, &gy, p, [true; 3])?;
+            let dx = expect_dtype(g.dx.expect("dx"), DType::Bf16)?;
+            let dw = expect_dtype(g.dw.expect("dw"), DType::F32)?;
+            Ok(vec![y, dx, dw, expect_dtype(g.db.expect("db"), DType::F32)?])
+        }),
+    ));
 }
 
 fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams) {

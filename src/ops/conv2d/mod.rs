@@ -10,16 +10,25 @@
 //! `Cin·kh·kw / Cin` times the activation memory): dW = Σ_n gy[n]·col[n]ᵀ, db = Σ_{n,p} gy, dx[n] = col2im(Wᵀ·gy[n]).
 
 use std::cell::Cell;
+use std::sync::Arc;
+
+use cudarc::driver::CudaSlice;
+use half::bf16;
 
 use rayon::prelude::*;
 
 use crate::autograd::{record, Var};
 use crate::backend::cpu::{self, Mat, Threads};
-use crate::backend::Storage;
+use crate::backend::cuda::{CudaBackend, CudaStorage};
+use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Error, Result, Tensor};
 
+mod bf16_fallback;
 pub mod check;
 pub mod cuda;
+
+// The bf16 arm's kernels: the stand-in until tc-conv's tensor-core `tc` module is merged (then `use tc as tc_bf16`).
+use bf16_fallback as tc_bf16;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Padding {
@@ -364,6 +373,10 @@ pub fn forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Conv2dParams) -> R
                 Some(Storage::Cuda(c)) => Some(c),
                 Some(Storage::Cpu(_)) => return Err(mixed()),
             };
+            if xc.dtype() == DType::Bf16 {
+                let packed = tc_bf16::pack_weight_bf16(xc.backend(), wc.f32("conv2d")?, &g)?;
+                return forward_bf16(&g, xc, &packed, bias);
+            }
             Tensor::from_storage(Storage::Cuda(cuda::forward(&g, xc, wc, bias)?), &g.out_shape())
         }
         _ => Err(mixed()),
@@ -385,6 +398,10 @@ pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bo
     let [need_dx, need_dw, need_db] = needs;
     let (xv, wv, gv) = match (x.storage(), w.storage(), gy.storage()) {
         (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c)) => (a, b, c),
+        (Storage::Cuda(xc), Storage::Cuda(wc), Storage::Cuda(gc)) if xc.dtype() == DType::Bf16 => {
+            let packed = tc_bf16::pack_weight_bf16(xc.backend(), wc.f32("conv2d backward")?, &g)?;
+            return backward_bf16(&g, xc, &packed, gc, needs);
+        }
         (Storage::Cuda(xc), Storage::Cuda(wc), Storage::Cuda(gc)) => {
             let (dx, dw) = cuda::backward(&g, xc, wc, gc, need_dx, need_dw)?;
             let wrap =
@@ -412,8 +429,76 @@ pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bo
     })
 }
 
+/// The bf16 forward (x bf16, the weight already packed, an f32 bias): y bf16.
+fn forward_bf16(g: &Geom, x: &CudaStorage, packed: &CudaSlice<bf16>, b: Option<&CudaStorage>) -> Result<Tensor> {
+    let be = x.backend();
+    let bias = b.map(|b| b.f32("conv2d bias")).transpose()?;
+    let y = tc_bf16::forward_bf16(be, g, x.bf16("conv2d")?, packed, bias, None, None)?;
+    Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(y, be)), &g.out_shape())
+}
+
+/// The bf16 backward: dx bf16 (from the packed weight), dw and db f32 (the master weight's dtype).
+fn backward_bf16(
+    g: &Geom,
+    x: &CudaStorage,
+    packed: &CudaSlice<bf16>,
+    gy: &CudaStorage,
+    [need_dx, need_dw, need_db]: [bool; 3],
+) -> Result<Conv2dGrads> {
+    let be: &Arc<CudaBackend> = x.backend();
+    let dy = gy.bf16("conv2d backward")?;
+    let wrap = |s: CudaStorage, shape: &[usize]| Tensor::from_storage(Storage::Cuda(s), shape);
+    let dx = need_dx
+        .then(|| -> Result<Tensor> {
+            let dx = tc_bf16::backward_data_bf16(be, g, dy, packed)?;
+            wrap(CudaStorage::from_bf16(dx, be), &[g.n, g.cin, g.h, g.w])
+        })
+        .transpose()?;
+    let (mut dw, mut db) = (None, None);
+    if need_dw || need_db {
+        let (w_grad, b_grad) = tc_bf16::backward_weight_bf16(be, g, x.bf16("conv2d backward")?, dy)?;
+        dw = need_dw.then(|| wrap(CudaStorage::from_slice(w_grad, be), &[g.cout, g.cin, g.kh, g.kw])).transpose()?;
+        db = need_db.then(|| wrap(CudaStorage::from_slice(b_grad, be), &[g.cout])).transpose()?;
+    }
+    Ok(Conv2dGrads { dx, dw, db })
+}
+
+/// conv2d with a bf16 input under mixed precision: the f32 master weight is packed to bf16 once per call and kept
+/// for the backward's dx (not packed again); dW and db come back f32.
+fn conv2d_bf16(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
+    let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.value().numel()), p)?;
+    let (Storage::Cuda(xc), Storage::Cuda(wc)) = (x.value().storage(), w.value().storage()) else {
+        return Err(Tensor::device_mismatch("conv2d", &[x.value(), w.value()]));
+    };
+    let bias = match b.map(|b| b.value().storage()) {
+        None => None,
+        Some(Storage::Cuda(c)) => Some(c),
+        Some(Storage::Cpu(_)) => return Err(Tensor::device_mismatch("conv2d", &[x.value(), w.value()])),
+    };
+    let packed = tc_bf16::pack_weight_bf16(xc.backend(), wc.f32("conv2d")?, &g)?;
+    let y = forward_bf16(&g, xc, &packed, bias)?;
+    let xv = x.value().clone();
+    let mut inputs = vec![x, w];
+    inputs.extend(b);
+    Ok(record(y, &inputs, move |gy, needs| {
+        let has_bias = needs.len() == 3;
+        let (Storage::Cuda(xc), Storage::Cuda(gc)) = (xv.storage(), gy.storage()) else {
+            return Err(Tensor::device_mismatch("conv2d backward", &[&xv, gy]));
+        };
+        let grads = backward_bf16(&g, xc, &packed, gc, [needs[0], needs[1], has_bias && needs[2]])?;
+        let mut out = vec![grads.dx, grads.dw];
+        if has_bias {
+            out.push(grads.db);
+        }
+        Ok(out)
+    }))
+}
+
 /// conv2d on vars: records the backward on the inputs' tape.
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
+    if x.value().dtype() == DType::Bf16 {
+        return conv2d_bf16(x, w, b, p);
+    }
     let y = forward(x.value(), w.value(), b.map(|b| b.value()), p)?;
     let (xv, wv) = (x.value().clone(), w.value().clone());
     let mut inputs = vec![x, w];

@@ -3,7 +3,8 @@
 use crate::ops::dropout;
 use crate::rng::Philox;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::DType;
 
 /// The benchmark row (`ddpm-cuda bench kernels`): dropout 0.1 (with its mask drawn in the kernel) at
 /// [B, 256, 16, 16].
@@ -25,6 +26,18 @@ pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
             let draw = Philox::from_state(11, 5);
             let (x, g) = (input(&[B, 256, 16, 16], 1, d)?, input(&[B, 256, 16, 16], 2, d)?);
             Ok(vec![dropout::forward(&x, 0.1, draw)?, dropout::backward(&g, 0.1, draw)?])
+        }),
+    ));
+    // bf16: the same mask; kept values x / (1 − p) in f32, rounded once.
+    cases.push(case(
+        "dropout fwd+bwd bf16",
+        "[2, 64, 16, 16] p0.1",
+        BF16_ROUND + 1e-6,
+        Box::new(|d| {
+            let draw = Philox::from_state(11, 5);
+            let (x, g) = (input_bf16(&[B, 64, 16, 16], 1, d)?, input_bf16(&[B, 64, 16, 16], 2, d)?);
+            let y = expect_dtype(dropout::forward(&x, 0.1, draw)?, DType::Bf16)?;
+            Ok(vec![y, expect_dtype(dropout::backward(&g, 0.1, draw)?, DType::Bf16)?])
         }),
     ));
 }

@@ -1,7 +1,11 @@
 //! CUDA arm of dropout (kernels/dropout.cu): the mask regenerated from the Philox draw, one thread per 4 elements.
 
+use cudarc::driver::CudaSlice;
+use half::bf16;
+
 use crate::backend::cuda::CudaStorage;
 use crate::backend::kernels::{grid_1d, kernels};
+use crate::backend::DType;
 use crate::rng::Philox;
 use crate::{Error, Result};
 
@@ -10,6 +14,11 @@ kernels! {
     fn dropout_forward(x: &CudaStorage, y: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64);
     /// gx = gy · mask / (1 − p), the same mask.
     fn dropout_backward(gy: &CudaStorage, gx: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64);
+    /// dropout_forward on bf16 storage.
+    fn dropout_forward_bf16(x: &CudaSlice<bf16>, y: &mut CudaSlice<bf16>, n: i32, p: f32, seed: u64, offset: u64);
+    /// dropout_backward on bf16 storage.
+    fn dropout_backward_bf16(gy: &CudaSlice<bf16>, gx: &mut CudaSlice<bf16>, n: i32, p: f32, seed: u64,
+        offset: u64);
 }
 
 /// Which kernel `apply_mask` runs.
@@ -26,12 +35,21 @@ pub(super) fn apply_mask(pass: Pass, x: &CudaStorage, p: f32, draw: Philox) -> R
     if n > i32::MAX as usize {
         return Err(Error::shape("dropout", format!("{n} elements do not fit the kernel's int count")));
     }
-    let mut y = be.zeros(n)?;
+    let mut y = be.zeros_as(x.dtype(), n)?;
+    let cfg = grid_1d(n.div_ceil(4));
+    // The kernel reads n elements of x and writes n of y.
+    if x.dtype() == DType::Bf16 {
+        let kernel = match pass {
+            Pass::Forward => dropout_forward_bf16,
+            Pass::Backward => dropout_backward_bf16,
+        };
+        kernel(be, cfg, x.bf16("dropout")?, y.bf16_mut("dropout")?, n as i32, p, draw.seed(), draw.offset())?;
+        return Ok(y);
+    }
     let kernel = match pass {
         Pass::Forward => dropout_forward,
         Pass::Backward => dropout_backward,
     };
-    // The kernel reads n floats of x and writes n floats of y.
-    kernel(be, grid_1d(n.div_ceil(4)), x, &mut y, n as i32, p, draw.seed(), draw.offset())?;
+    kernel(be, cfg, x, &mut y, n as i32, p, draw.seed(), draw.offset())?;
     Ok(y)
 }

@@ -75,6 +75,8 @@ fn binary_var(op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
     let keep = op == BinaryOp::Mul;
     let (a_keep, b_keep) = (keep.then(|| av.clone()), keep.then(|| bv.clone()));
     let (a_shape, b_shape) = (av.shape().to_vec(), bv.shape().to_vec());
+    // Each gradient takes its operand's dtype (a bf16 activation's is bf16, an f32 bias's f32).
+    let (a_dtype, b_dtype) = (av.dtype(), bv.dtype());
     drop((av, bv));
     Ok(record(y, &[a, b], move |g, needs| {
         let ga = if needs[0] {
@@ -82,7 +84,7 @@ fn binary_var(op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
                 Some(b) => forward(BinaryOp::Mul, g, b)?,
                 None => g.clone(),
             };
-            Some(reduce_to_shape(&d, &a_shape)?)
+            Some(reduce_to_shape(&d, &a_shape)?.to_dtype(a_dtype)?)
         } else {
             None
         };
@@ -92,7 +94,7 @@ fn binary_var(op: BinaryOp, a: &Var, b: &Var) -> Result<Var> {
                 (None, BinaryOp::Sub) => scale_tensor(g, -1.0)?,
                 (None, _) => g.clone(),
             };
-            Some(reduce_to_shape(&d, &b_shape)?)
+            Some(reduce_to_shape(&d, &b_shape)?.to_dtype(b_dtype)?)
         } else {
             None
         };
@@ -254,7 +256,8 @@ fn broadcast_cpu(op: BinaryOp, a: &[f32], b: &[f32], plan: &Plan) -> Vec<f32> {
     y
 }
 
-/// Sum `g` over the dims along which an operand of shape `shape` was broadcast to `g`'s shape.
+/// Sum `g` over the dims along which an operand of shape `shape` was broadcast to `g`'s shape (an f32 result for a
+/// bf16 `g` whenever a sum is taken).
 pub fn reduce_to_shape(g: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if g.shape() == shape {
         return Ok(g.clone());

@@ -3,7 +3,8 @@
 use crate::backend::cuda_gemm::GemmImpl;
 use crate::ops::linear;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, param_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::DType;
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): the time-embedding MLP's linears (in, out), through cuBLAS
 /// (when it loads) and through the GEMM kernel.
@@ -42,6 +43,26 @@ pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
                 let (x, w, gy) = (input(&[n, fin], 1, d)?, input(&[fout, fin], 2, d)?, input(&[n, fout], 4, d)?);
                 let (dx, dw, db) = linear::backward(&x, &w, &gy, [true; 3])?;
                 Ok(vec![dx.expect("dx"), dw.expect("dw"), db.expect("db")])
+            }),
+        ));
+    }
+    // bf16 x and dy, the f32 weight rounded to bf16 by the op (the CPU reference gets the rounded weight): f32
+    // accumulation as the f32 case (1e-4), y and dx rounded once (2⁻⁹), dw and db f32.
+    for (n, fin, fout) in [(B, 128, 512), (3, 7, 5)] {
+        cases.push(case(
+            "linear fwd+bwd bf16",
+            format!("[{n}, {fin}]*{fout}"),
+            BF16_ROUND + 1e-4,
+            Box::new(move |d| {
+                let x = input_bf16(&[n, fin], 1, d)?;
+                let w = param_bf16(&input(&[fout, fin], 2, &crate::Device::Cpu)?, d)?;
+                let b = input(&[fout], 3, d)?;
+                let y = expect_dtype(linear::forward(&x, &w, Some(&b))?, DType::Bf16)?;
+                let gy = input_bf16(&[n, fout], 4, d)?;
+                let (dx, dw, db) = linear::backward(&x, &w, &gy, [true; 3])?;
+                let dx = expect_dtype(dx.expect("dx"), DType::Bf16)?;
+                let dw = expect_dtype(dw.expect("dw"), DType::F32)?;
+                Ok(vec![y, dx, dw, expect_dtype(db.expect("db"), DType::F32)?])
             }),
         ));
     }

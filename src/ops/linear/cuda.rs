@@ -30,7 +30,7 @@ pub(super) fn forward(
         linear_bias_rows_f32(be, grid_1d(n * fan_out), b, &mut y, total, fan_out as i32)?;
         g = g.accumulate();
     }
-    gemm(be, &g, &x.buf, &w.buf, &mut y.buf, imp)?;
+    gemm(be, &g, x.f32("linear")?, w.f32("linear")?, y.f32_mut("linear")?, imp)?;
     Ok(y)
 }
 
@@ -47,7 +47,7 @@ pub(super) fn backward(
     let be = x.backend();
     let dx = if needs[0] {
         let mut dx = be.empty(n * fan_in)?;
-        gemm(be, &Gemm::new(n, fan_in, fan_out, false, false), &gy.buf, &w.buf, &mut dx.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(n, fan_in, fan_out, false, false), gy.f32("linear")?, w.f32("linear")?, dx.f32_mut("linear")?, GemmImpl::Auto)?;
         Some(dx)
     } else {
         None
@@ -55,7 +55,7 @@ pub(super) fn backward(
     let dw = if needs[1] {
         // A zero-length reduction (n = 0) must still give zeros.
         let mut dw = if n == 0 { be.zeros(fan_out * fan_in)? } else { be.empty(fan_out * fan_in)? };
-        gemm(be, &Gemm::new(fan_out, fan_in, n, true, false), &gy.buf, &x.buf, &mut dw.buf, GemmImpl::Auto)?;
+        gemm(be, &Gemm::new(fan_out, fan_in, n, true, false), gy.f32("linear")?, x.f32("linear")?, dw.f32_mut("linear")?, GemmImpl::Auto)?;
         Some(dw)
     } else {
         None

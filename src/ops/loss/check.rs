@@ -3,7 +3,8 @@
 use crate::ops::loss;
 use crate::Tensor;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::DType;
 
 /// The benchmark row (`ddpm-cuda bench kernels`): L_simple's mean squared error over a batch of 32×32 RGB images.
 pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
@@ -27,6 +28,20 @@ pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
             let l = loss::forward(&p, &t)?;
             let g = Tensor::full(&[], 0.7, d)?;
             Ok(vec![l, loss::backward(&p, &t, &g)?])
+        }),
+    ));
+    // A bf16 prediction (the f32 target as in training): widened exactly, so the loss is the f32 case's (1e-5);
+    // the gradient is rounded once to the prediction's bf16.
+    let s4 = s.clone();
+    cases.push(case(
+        "mse fwd+bwd bf16 pred",
+        format!("{s:?}"),
+        BF16_ROUND + 1e-5,
+        Box::new(move |d| {
+            let (p, t) = (input_bf16(&s4, 1, d)?, input(&s4, 2, d)?);
+            let l = loss::forward(&p, &t)?;
+            let g = Tensor::full(&[], 0.7, d)?;
+            Ok(vec![l, expect_dtype(loss::backward(&p, &t, &g)?, DType::Bf16)?])
         }),
     ));
 }

@@ -2,7 +2,8 @@
 
 use crate::ops::upsample;
 use crate::bench::kernels::{rand, row, Row, Work};
-use crate::selftest::{case, input, Case, Shapes, B};
+use crate::selftest::{case, expect_dtype, input, input_bf16, Case, Shapes, B, BF16_ROUND};
+use crate::DType;
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): nearest 2× upsampling of [B, 256, 8, 8] and its backward.
 pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
@@ -30,6 +31,18 @@ pub(crate) fn cases(cases: &mut Vec<Case>, _shapes: Shapes) {
             let y = upsample::forward(&x)?;
             let g = input(y.shape(), 2, d)?;
             Ok(vec![y, upsample::backward(&g, x.shape())?])
+        }),
+    ));
+    // bf16: the forward copies (exact); the backward's 4-term f32 sum is rounded once.
+    cases.push(case(
+        "upsample2x fwd+bwd bf16",
+        "[2, 64, 8, 8]",
+        BF16_ROUND + 1e-6,
+        Box::new(|d| {
+            let x = input_bf16(&[B, 64, 8, 8], 1, d)?;
+            let y = expect_dtype(upsample::forward(&x)?, DType::Bf16)?;
+            let g = input_bf16(y.shape(), 2, d)?;
+            Ok(vec![y, expect_dtype(upsample::backward(&g, x.shape())?, DType::Bf16)?])
         }),
     ));
 }
