@@ -6,6 +6,7 @@
 //! Without a usable GPU it prints "skipped: no CUDA device (reason)" and exits 0.
 //! Optional argument: a substring to select ops (`cargo bench --bench kernels_cuda -- conv`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ddpm_cuda::backend::cuda::CudaBackend;
@@ -32,7 +33,7 @@ enum Work {
 }
 
 struct Bench<'a> {
-    be: &'a CudaBackend,
+    be: &'a Arc<CudaBackend>,
     filter: Option<String>,
 }
 
@@ -89,6 +90,12 @@ fn conv_benches(b: &Bench, d: &Device) -> Result<()> {
         b.run("conv2d wgrad", &shape, Work::Flops(flops), || {
             conv2d::backward(&x, &w, &gy, p, [false, true, false]).map(drop)
         })?;
+        // The bf16 tensor-core kernels: each call is what the op's bf16 arm runs (the NCHW → NHWC transposes
+        // included; the weight pack, once per step, not).
+        let tc = conv2d::tc::TcConvBench::new(b.be, [B, cin, hw, hw], [cout, cin, k, k], p)?;
+        b.run("conv2d tc fwd", &shape, Work::Flops(flops), || tc.forward())?;
+        b.run("conv2d tc dgrad", &shape, Work::Flops(flops), || tc.backward_data())?;
+        b.run("conv2d tc wgrad", &shape, Work::Flops(flops), || tc.backward_weight())?;
     }
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! conv2d's selftest cases: every conv of the cifar10 U-Net (or its reduced families), odd sizes, a general padding.
 
-use super::{Conv2dParams, Padding};
+use super::{tc, Conv2dParams, Geom, Padding};
 use crate::ops::conv2d;
+use crate::selftest::bf16::{
+    backend, bf16_result, f32_result, host_input, round_bf16, tol_bf16_out, tol_f32_sum, upload_bf16, upload_f32,
+};
 use crate::selftest::{case, input, Case, Shapes, B};
+use crate::{Device, Tensor};
 
 /// The benchmark shapes (`benches/kernels_cuda.rs`, batch 128): (cin, cout, H = W, k, params), a sample of the
 /// cifar10 U-Net's convs.
@@ -75,13 +79,44 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
         (256, 128, 32, 1, same(1)),
     ];
     let unet = if shapes == Shapes::Full { full } else { reduced };
-    for (cin, cout, hw, k, p) in unet {
+    for &(cin, cout, hw, k, p) in &unet {
         push_conv(cases, [B, cin, hw, hw], [cout, cin, k, k], p);
     }
     push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], same(3));
     push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], down);
     let odd = Conv2dParams { stride: 3, padding: Padding { top: 2, bottom: 1, left: 0, right: 3 } };
     push_conv(cases, [3, 6, 11, 9], [70, 6, 5, 4], odd);
+
+    // The bf16 tensor-core kernels (tc.rs) at the same shapes, the epilogue options taking turns (every option on
+    // every family across the list); the odd shapes take the element-wise load paths (channels not a multiple of
+    // 8) and partial tiles in every dimension.
+    let mut tc_shapes: Vec<([usize; 4], [usize; 4], Conv2dParams)> =
+        unet.iter().map(|&(cin, cout, hw, k, p)| ([B, cin, hw, hw], [cout, cin, k, k], p)).collect();
+    tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], same(3)));
+    tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], down));
+    tc_shapes.push(([3, 6, 11, 9], [70, 6, 5, 4], odd));
+    for (i, &(xs, ws, p)) in tc_shapes.iter().enumerate() {
+        push_conv_tc(cases, xs, ws, p, Epilogue::ALL[i % 4], false);
+    }
+    // Exact cases: one per family (3-channel input, 3×3 stride-2, 1×1, 3-channel output) and the odd shape.
+    let exact: Vec<([usize; 4], [usize; 4], Conv2dParams)> = if shapes == Shapes::Full {
+        vec![
+            ([B, 3, 32, 32], [128, 3, 3, 3], same(3)),
+            ([B, 128, 32, 32], [128, 128, 3, 3], down),
+            ([B, 384, 32, 32], [128, 384, 1, 1], same(1)),
+            ([B, 128, 32, 32], [3, 128, 3, 3], same(3)),
+        ]
+    } else {
+        vec![
+            ([B, 3, 16, 16], [32, 3, 3, 3], same(3)),
+            ([B, 32, 16, 16], [32, 32, 3, 3], down),
+            ([B, 32, 8, 8], [80, 32, 1, 1], same(1)),
+            ([B, 32, 16, 16], [3, 32, 3, 3], same(3)),
+        ]
+    };
+    for (xs, ws, p) in exact.into_iter().chain([([3, 6, 5, 7], [5, 6, 3, 3], down)]) {
+        push_conv_tc(cases, xs, ws, p, Epilogue::ALL[3], true);
+    }
 }
 
 fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams) {
@@ -106,6 +141,129 @@ fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dPar
             let gy = input(&y_shape, 4, d)?;
             let g = conv2d::backward(&x, &w, &gy, p, [true; 3])?;
             Ok(vec![g.dx.expect("dx"), g.dw.expect("dw"), g.db.expect("db")])
+        }),
+    ));
+}
+
+/// Which of the forward's fused epilogue operands a tensor-core case passes.
+#[derive(Clone, Copy, Debug)]
+struct Epilogue {
+    bias: bool,
+    add_nc: bool,
+    residual: bool,
+}
+
+impl Epilogue {
+    const ALL: [Epilogue; 4] = [
+        Epilogue { bias: false, add_nc: false, residual: false },
+        Epilogue { bias: true, add_nc: false, residual: false },
+        Epilogue { bias: true, add_nc: true, residual: false },
+        Epilogue { bias: true, add_nc: true, residual: true },
+    ];
+
+    fn name(&self) -> String {
+        let mut s = String::new();
+        for (on, n) in [(self.bias, "+b"), (self.add_nc, "+t"), (self.residual, "+r")] {
+            if on {
+                s.push_str(n);
+            }
+        }
+        s
+    }
+}
+
+/// The bf16 tensor-core conv against the f32 CPU reference on the bf16-rounded inputs (tolerances derived in
+/// selftest/bf16.rs), or (`exact`) on small-integer inputs, where it must match bit for bit: forward with the
+/// epilogue `ep`, input gradient, weight and bias gradients (split or not, as the device's SM count makes it).
+fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, ep: Epilogue, exact: bool) {
+    let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
+    let shape = format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride);
+    let g = Geom::new(&xs, &ws, None, p).expect("a valid case geometry");
+    let ys = g.out_shape();
+    let (n, cout) = (xs[0], ws[0]);
+    let (k_fwd, k_dgrad, r) = (g.k(), cout * ws[2] * ws[3], g.n * g.p());
+    let kind = if exact { "conv2d tc exact" } else { "conv2d tc" };
+    // Exact: the reference (exact in f32) rounded once to bf16, as the kernel rounds its exact f32 sum.
+    let out_bf16 = move |v: Vec<f32>| if exact { round_bf16(&v) } else { v };
+    let tol = |t: f32| if exact { 0.0 } else { t };
+
+    cases.push(case(
+        format!("{kind} fwd{}", ep.name()),
+        shape.clone(),
+        tol(tol_bf16_out(k_fwd + 3)),
+        Box::new(move |d| {
+            let x = host_input(&xs, 1, exact)?;
+            let w = host_input(&ws, 2, exact)?;
+            let bias = host_input(&[cout], 3, exact)?;
+            let add_nc = host_input(&[n, cout], 5, exact)?;
+            let res = host_input(&ys, 6, exact)?;
+            if d.is_cpu() {
+                let b = ep.bias.then(|| Tensor::from_vec(bias.clone(), &[cout])).transpose()?;
+                let xt = Tensor::from_vec(x, &xs)?;
+                let mut y = conv2d::forward(&xt, &Tensor::from_vec(w, &ws)?, b.as_ref(), p)?.to_vec()?;
+                let plane = g.p();
+                for (i, v) in y.iter_mut().enumerate() {
+                    let nc = i / plane;
+                    if ep.add_nc {
+                        *v += add_nc[nc];
+                    }
+                    if ep.residual {
+                        *v += res[i];
+                    }
+                }
+                return Tensor::from_vec(out_bf16(y), &ys).map(|t| vec![t]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let wp = tc::pack_weight_bf16(&be, &upload_f32(&be, &w)?, &g)?;
+            let (bias, add_nc) = (upload_f32(&be, &bias)?, upload_f32(&be, &add_nc)?);
+            let res = upload_bf16(&be, &res)?;
+            let y = tc::forward_bf16(
+                &be,
+                &g,
+                &upload_bf16(&be, &x)?,
+                &wp,
+                ep.bias.then_some(&bias),
+                ep.add_nc.then_some(&add_nc),
+                ep.residual.then_some(&res),
+            )?;
+            Ok(vec![bf16_result(&be, &y, &ys)?])
+        }),
+    ));
+    cases.push(case(
+        format!("{kind} dgrad"),
+        shape.clone(),
+        tol(tol_bf16_out(k_dgrad)),
+        Box::new(move |d| {
+            let w = host_input(&ws, 2, exact)?;
+            let gy = host_input(&ys, 4, exact)?;
+            if d.is_cpu() {
+                let x = Tensor::zeros(&xs, &Device::Cpu)?;
+                let (w, gy) = (Tensor::from_vec(w, &ws)?, Tensor::from_vec(gy, &ys)?);
+                let dx = conv2d::backward(&x, &w, &gy, p, [true, false, false])?.dx.expect("dx").to_vec()?;
+                return Tensor::from_vec(out_bf16(dx), &xs).map(|t| vec![t]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let wp = tc::pack_weight_bf16(&be, &upload_f32(&be, &w)?, &g)?;
+            let dx = tc::backward_data_bf16(&be, &g, &upload_bf16(&be, &gy)?, &wp)?;
+            Ok(vec![bf16_result(&be, &dx, &xs)?])
+        }),
+    ));
+    cases.push(case(
+        format!("{kind} wgrad (dw db)"),
+        shape,
+        tol(tol_f32_sum(r)),
+        Box::new(move |d| {
+            let x = host_input(&xs, 1, exact)?;
+            let gy = host_input(&ys, 4, exact)?;
+            if d.is_cpu() {
+                let w = Tensor::zeros(&ws, &Device::Cpu)?;
+                let (x, gy) = (Tensor::from_vec(x, &xs)?, Tensor::from_vec(gy, &ys)?);
+                let gr = conv2d::backward(&x, &w, &gy, p, [false, true, true])?;
+                return Ok(vec![gr.dw.expect("dw"), gr.db.expect("db")]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let (dw, db) = tc::backward_weight_bf16(&be, &g, &upload_bf16(&be, &x)?, &upload_bf16(&be, &gy)?)?;
+            Ok(vec![f32_result(&be, dw, &ws)?, f32_result(&be, db, &[cout])?])
         }),
     ));
 }

@@ -20,6 +20,7 @@ use crate::{ensure_shape, Error, Result, Tensor};
 
 pub mod check;
 pub mod cuda;
+pub mod tc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Padding {
@@ -52,7 +53,7 @@ impl Conv2dParams {
 
 /// The sizes of one conv call, validated.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
+pub(crate) struct Geom {
     n: usize,
     cin: usize,
     h: usize,
@@ -67,7 +68,7 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], bias_len: Option<usize>, p: Conv2dParams) -> Result<Geom> {
+    pub(crate) fn new(x: &[usize], w: &[usize], bias_len: Option<usize>, p: Conv2dParams) -> Result<Geom> {
         let &[n, cin, h, wd] = x else {
             return Err(Error::shape("conv2d", format!("input must be NCHW (4-D), got {x:?}")));
         };
