@@ -45,7 +45,10 @@ fn gemm_bf16_cases(cases: &mut Vec<Case>) {
         (Gemm::new(70, 50, 33, true, false), "70x50x33 t10 b1"),
         (Gemm::new(70, 50, 33, false, true).batched(2), "70x50x33 t01 b2"),
         (Gemm::new(70, 50, 33, true, true).batched(3), "70x50x33 t11 b3"),
-        (Gemm { lda: 40, ldb: 40, stride_a: 70 * 40, stride_b: 50 * 40, ..Gemm::new(70, 50, 33, false, true) }, "70x50x33 t01 ld40"),
+        (
+            Gemm { lda: 40, ldb: 40, stride_a: 70 * 40, stride_b: 50 * 40, ..Gemm::new(70, 50, 33, false, true) },
+            "70x50x33 t01 ld40",
+        ),
         (Gemm::new(256, 256, 256, true, false).batched(2), "256x256x256 t10 b2"),
     ];
     for imp in [GemmImpl::Auto, GemmImpl::Kernel] {
