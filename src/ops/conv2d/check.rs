@@ -174,7 +174,8 @@ impl Epilogue {
 
 /// The bf16 tensor-core conv against the f32 CPU reference on the bf16-rounded inputs (tolerances derived in
 /// selftest/bf16.rs), or (`exact`) on small-integer inputs, where it must match bit for bit: forward with the
-/// epilogue `ep`, input gradient, weight and bias gradients (split or not, as the device's SM count makes it).
+/// epilogue `ep`, input gradient, weight and bias gradients (split or not, as the device's SM count makes it) and
+/// the gradient of the fused per-(image, channel) add.
 fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, ep: Epilogue, exact: bool) {
     let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
     let shape = format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride);
@@ -249,7 +250,7 @@ fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2d
         }),
     ));
     cases.push(case(
-        format!("{kind} wgrad (dw db)"),
+        format!("{kind} wgrad (dw db dt)"),
         shape,
         tol(tol_f32_sum(r)),
         Box::new(move |d| {
@@ -259,11 +260,15 @@ fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2d
                 let w = Tensor::zeros(&ws, &Device::Cpu)?;
                 let (x, gy) = (Tensor::from_vec(x, &xs)?, Tensor::from_vec(gy, &ys)?);
                 let gr = conv2d::backward(&x, &w, &gy, p, [false, true, true])?;
-                return Ok(vec![gr.dw.expect("dw"), gr.db.expect("db")]);
+                // d(add_nc)[n, c] = Σ_p gy[n, c, p].
+                let dt = crate::ops::elementwise::reduce_to_shape(&gy, &[n, cout, 1, 1])?.reshape(&[n, cout])?;
+                return Ok(vec![gr.dw.expect("dw"), gr.db.expect("db"), dt]);
             }
             let be = backend(d, "conv2d tc")?;
-            let (dw, db) = tc::backward_weight_bf16(&be, &g, &upload_bf16(&be, &x)?, &upload_bf16(&be, &gy)?)?;
-            Ok(vec![f32_result(&be, dw, &ws)?, f32_result(&be, db, &[cout])?])
+            let gy = upload_bf16(&be, &gy)?;
+            let (dw, db) = tc::backward_weight_bf16(&be, &g, &upload_bf16(&be, &x)?, &gy)?;
+            let dt = tc::add_nc_grad_bf16(&be, &g, &gy)?;
+            Ok(vec![f32_result(&be, dw, &ws)?, f32_result(&be, db, &[cout])?, f32_result(&be, dt, &[n, cout])?])
         }),
     ));
 }

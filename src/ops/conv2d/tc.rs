@@ -240,6 +240,21 @@ pub(crate) fn backward_weight_bf16(
     Ok((dw, db))
 }
 
+/// d(add_nc)[n, c] = Σ_p dy[n, c, p] (f32 [N, Cout]): the gradient of the forward's fused per-(image, channel) add
+/// (the time-embedding bias). The residual's gradient is dy itself and the bias's is `backward_weight_bf16`'s db.
+pub(crate) fn add_nc_grad_bf16(be: &Arc<CudaBackend>, g: &Geom, dy: &CudaSlice<bf16>) -> Result<CudaSlice<f32>> {
+    ensure_len("dy", dy, g.n * g.out_size())?;
+    let nc = g.n * g.cout;
+    if nc == 0 || g.p() == 0 {
+        return Ok(be.stream().alloc_zeros(nc)?);
+    }
+    let mut out = empty(be, nc)?;
+    let block = LaunchConfig { grid_dim: (nc as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    // dy [N, Cout, P] read as [1, N·Cout, P] by the channel-sum kernel: one block per (n, c) writes out[n·Cout + c].
+    conv2d_tc_bias_grad_bf16(be, block, dy, &mut out, 1, nc as i32, g.p() as i32)?;
+    Ok(out)
+}
+
 /// The tensor-core conv's three passes on prepared device operands, for timing from outside the crate
 /// (benches/kernels_cuda.rs), where the slice-level functions are not visible.
 pub struct TcConvBench {
