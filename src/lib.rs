@@ -31,7 +31,14 @@ pub use autograd::{Grads, Tape, Var};
 /// Every kernel the Rust side declares (the backend's, each op's CUDA arm, the optimizer's, the RNG's): what the
 /// unit test of `backend::kernels` checks against the compiled PTX.
 pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
-    let groups = [backend::kernels::KERNELS, optim::cuda::KERNELS, rng::KERNELS, ops::attention::BF16_FALLBACK_KERNELS];
+    let groups = [
+        backend::kernels::KERNELS,
+        backend::cuda_gemm_bf16::KERNELS,
+        ops::conv2d::tc::KERNELS,
+        ops::attention::BF16_FALLBACK_KERNELS,
+        optim::cuda::KERNELS,
+        rng::KERNELS,
+    ];
     groups.into_iter().chain(ops::KERNELS.iter().copied()).flatten().copied().collect()
 }
 pub use backend::{DType, Device};

@@ -8,6 +8,7 @@
 //! A whole model's parameter gradients that are rounding noise or nearly so are judged against a floor instead (see
 //! `SMALL_BELOW`), and every device output must live on the device: a silent CPU fallback fails the case.
 
+pub(crate) mod bf16;
 mod model;
 mod ops;
 

@@ -104,6 +104,21 @@ impl<T> KernelArg for &mut CudaSlice<T> {
     }
 }
 
+/// A nullable input: `None` passes a null pointer (the kernel skips that operand).
+impl<T> KernelArg for Option<&CudaSlice<T>> {
+    const SIZE: usize = 8;
+    fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
+        static NULL: u64 = 0;
+        match self {
+            Some(s) => s.push(be, b, kernel)?,
+            None => {
+                b.arg(&NULL);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A sub-range of a buffer (the reduction's partial sums); views carry no device to check.
 impl<T> KernelArg for &mut CudaViewMut<'_, T> {
     const SIZE: usize = 8;

@@ -6,11 +6,13 @@
 //! - `cuda`: context, stream, the embedded module, device buffers;
 //! - `kernels`: the typed kernel layer (`kernels!` declarations, argument/device checks, the one launch);
 //! - `cuda_gemm`: row-major (batched) GEMM (cuBLAS or kernels/gemm.cu);
+//! - `cuda_gemm_bf16`: the same with bf16 operands, f32 accumulation (cuBLAS GemmEx or kernels/gemm_bf16.cu);
 //! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`.
 
 pub mod cpu;
 pub mod cuda;
 pub mod cuda_gemm;
+pub mod cuda_gemm_bf16;
 pub mod cuda_reduce;
 pub mod kernels;
 

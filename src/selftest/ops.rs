@@ -1,9 +1,11 @@
 //! The selftest cases that belong to no op folder (the device GEMM, the Philox normal draw), and the collection of
 //! every op's cases from its `ops/<op>/check.rs` through the registry (`ops::CHECKS`).
 
+use super::bf16::{backend, bf16_result, f32_result, host_input, round_bf16, tol_bf16_out, tol_f32_sum, upload_bf16};
 use super::{case, input, Case, Shapes, B};
 use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::cuda_gemm::{self, Gemm, GemmImpl};
+use crate::backend::cuda_gemm_bf16::gemm_bf16_with;
 use crate::backend::Storage;
 use crate::rng::Philox;
 use crate::{Error, Result, Tensor};
@@ -31,6 +33,98 @@ fn gemm_cases(cases: &mut Vec<Case>) {
             ));
         }
     }
+}
+
+/// The bf16 GEMM (cuBLAS GemmEx or the tensor-core kernel) with bf16 or f32 output, against `cpu::gemm` on the
+/// bf16-rounded operands (tolerances derived in selftest/bf16.rs), and exactly on small-integer operands. The
+/// shapes give partial tiles in M, N and K, every transpose, batches, operands whose rows are not 16-byte aligned
+/// (K = 33: element-wise loads) and aligned rows with a partial last chunk (lda = 40 for K = 33).
+fn gemm_bf16_cases(cases: &mut Vec<Case>) {
+    let shapes: [(Gemm, &str); 6] = [
+        (Gemm::new(70, 50, 33, false, false), "70x50x33 t00 b1"),
+        (Gemm::new(70, 50, 33, true, false), "70x50x33 t10 b1"),
+        (Gemm::new(70, 50, 33, false, true).batched(2), "70x50x33 t01 b2"),
+        (Gemm::new(70, 50, 33, true, true).batched(3), "70x50x33 t11 b3"),
+        (
+            Gemm { lda: 40, ldb: 40, stride_a: 70 * 40, stride_b: 50 * 40, ..Gemm::new(70, 50, 33, false, true) },
+            "70x50x33 t01 ld40",
+        ),
+        (Gemm::new(256, 256, 256, true, false).batched(2), "256x256x256 t10 b2"),
+    ];
+    for imp in [GemmImpl::Auto, GemmImpl::Kernel] {
+        let imp_name = if imp == GemmImpl::Kernel { "kernel" } else { "auto" };
+        for out_bf16 in [true, false] {
+            for exact in [false, true] {
+                if exact && imp != GemmImpl::Kernel {
+                    continue;
+                }
+                for &(g, shape) in &shapes {
+                    let g = g.accumulate();
+                    let tol = match (exact, out_bf16) {
+                        (true, _) => 0.0,
+                        (false, true) => tol_bf16_out(g.k + 1),
+                        (false, false) => tol_f32_sum(g.k + 1),
+                    };
+                    let op = format!(
+                        "gemm bf16{} ({imp_name}) {}",
+                        if exact { " exact" } else { "" },
+                        if out_bf16 { "bf16" } else { "f32" }
+                    );
+                    cases.push(case(
+                        op,
+                        shape,
+                        tol,
+                        Box::new(move |d| {
+                            let [la, lb, lc] = g.lens();
+                            let a = host_input(&[la], 1, exact)?;
+                            let b = host_input(&[lb], 2, exact)?;
+                            let c = host_input(&[lc], 3, exact)?;
+                            if d.is_cpu() {
+                                let v = strided_reference(&g, &a, &b, &c);
+                                let v = if exact && out_bf16 { round_bf16(&v) } else { v };
+                                return Ok(vec![Tensor::from_vec(v, &[lc])?]);
+                            }
+                            let be = backend(d, "gemm bf16")?;
+                            let (a, b) = (upload_bf16(&be, &a)?, upload_bf16(&be, &b)?);
+                            if out_bf16 {
+                                let mut c = upload_bf16(&be, &c)?;
+                                gemm_bf16_with(&be, &g, &a, &b, &mut c, imp)?;
+                                Ok(vec![bf16_result(&be, &c, &[lc])?])
+                            } else {
+                                let mut c = be.stream().clone_htod(&c)?;
+                                gemm_bf16_with(&be, &g, &a, &b, &mut c, imp)?;
+                                Ok(vec![f32_result(&be, c, &[lc])?])
+                            }
+                        }),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `g` on the CPU for any leading dimensions: each batch item's op(A), op(B) copied out densely, then `cpu::gemm`.
+fn strided_reference(g: &Gemm, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f32> {
+    let mut out = c.to_vec();
+    for bi in 0..g.batch {
+        let (oa, ob) = (bi * g.stride_a, bi * g.stride_b);
+        let da: Vec<f32> = (0..g.m * g.k)
+            .map(|e| {
+                let (i, p) = (e / g.k, e % g.k);
+                a[oa + if g.ta { p * g.lda + i } else { i * g.lda + p }]
+            })
+            .collect();
+        let db: Vec<f32> = (0..g.k * g.n)
+            .map(|e| {
+                let (p, j) = (e / g.n, e % g.n);
+                b[ob + if g.tb { j * g.ldb + p } else { p * g.ldb + j }]
+            })
+            .collect();
+        let co = &mut out[bi * g.stride_c..];
+        assert_eq!(g.ldc, g.n, "the reference writes C densely");
+        cpu::gemm(co, Mat::new(&da, g.m, g.k), Mat::new(&db, g.k, g.n), g.beta != 0.0, Threads::All);
+    }
+    out
 }
 
 /// `g` on either device: `cpu::gemm` per batch item, or the device GEMM with the chosen implementation.
@@ -70,6 +164,7 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
         op_cases(&mut cases, shapes);
     }
     gemm_cases(&mut cases);
+    gemm_bf16_cases(&mut cases);
     rng_cases(&mut cases);
     cases
 }

@@ -1,10 +1,13 @@
 //! conv2d's selftest cases: every conv of the cifar10 U-Net (or its reduced families), odd sizes, a general padding.
 
-use super::{Conv2dParams, Padding};
+use super::{tc, Conv2dParams, Geom, Padding};
 use crate::ops::conv2d;
 use crate::bench::kernels::{rand, row, Row, Work};
+use crate::selftest::bf16::{
+    backend, bf16_result, f32_result, host_input, round_bf16, tol_bf16_out, tol_f32_sum, upload_bf16, upload_f32,
+};
 use crate::selftest::{case, expect_dtype, input, input_bf16, param_bf16, Case, Shapes, B, BF16_ROUND};
-use crate::{DType, Device, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): forward, data and weight gradient at a sample of the cifar10
 /// U-Net's convs, (cin, cout, H = W, k, params).
@@ -47,6 +50,20 @@ pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
                 let [x, w, _, gy] = inputs(d)?;
                 Ok(Box::new(move || conv2d::backward(&x, &w, &gy, p, needs).map(drop)))
             }));
+        }
+        // The bf16 tensor-core kernels: each call is what the op's bf16 arm runs (the NCHW → NHWC transposes
+        // included; the weight pack, once per step, not).
+        for (op, pass) in [("conv2d fwd (bf16 tc)", 0), ("conv2d dgrad (bf16 tc)", 1), ("conv2d wgrad (bf16 tc)", 2)] {
+            let row = row(op, shape.clone(), flops, move |d| {
+                let Device::Cuda(be) = d else { return Err(Error::msg("the tensor-core kernels need a CUDA device")) };
+                let tc = super::tc::TcConvBench::new(be, [batch, cin, hw, hw], [cout, cin, k, k], p)?;
+                Ok(Box::new(move || match pass {
+                    0 => tc.forward(),
+                    1 => tc.backward_data(),
+                    _ => tc.backward_weight(),
+                }))
+            });
+            rows.push(row.cuda_only());
         }
     }
 }
@@ -101,13 +118,44 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
         (256, 128, 32, 1, same(1)),
     ];
     let unet = if shapes == Shapes::Full { full } else { reduced };
-    for (cin, cout, hw, k, p) in unet {
+    for &(cin, cout, hw, k, p) in &unet {
         push_conv(cases, [B, cin, hw, hw], [cout, cin, k, k], p);
     }
     push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], same(3));
     push_conv(cases, [3, 6, 5, 7], [5, 6, 3, 3], down);
     let odd = Conv2dParams { stride: 3, padding: Padding { top: 2, bottom: 1, left: 0, right: 3 } };
     push_conv(cases, [3, 6, 11, 9], [70, 6, 5, 4], odd);
+
+    // The bf16 tensor-core kernels (tc.rs) at the same shapes, the epilogue options taking turns (every option on
+    // every family across the list); the odd shapes take the element-wise load paths (channels not a multiple of
+    // 8) and partial tiles in every dimension.
+    let mut tc_shapes: Vec<([usize; 4], [usize; 4], Conv2dParams)> =
+        unet.iter().map(|&(cin, cout, hw, k, p)| ([B, cin, hw, hw], [cout, cin, k, k], p)).collect();
+    tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], same(3)));
+    tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], down));
+    tc_shapes.push(([3, 6, 11, 9], [70, 6, 5, 4], odd));
+    for (i, &(xs, ws, p)) in tc_shapes.iter().enumerate() {
+        push_conv_tc(cases, xs, ws, p, Epilogue::ALL[i % 4], false);
+    }
+    // Exact cases: one per family (3-channel input, 3×3 stride-2, 1×1, 3-channel output) and the odd shape.
+    let exact: Vec<([usize; 4], [usize; 4], Conv2dParams)> = if shapes == Shapes::Full {
+        vec![
+            ([B, 3, 32, 32], [128, 3, 3, 3], same(3)),
+            ([B, 128, 32, 32], [128, 128, 3, 3], down),
+            ([B, 384, 32, 32], [128, 384, 1, 1], same(1)),
+            ([B, 128, 32, 32], [3, 128, 3, 3], same(3)),
+        ]
+    } else {
+        vec![
+            ([B, 3, 16, 16], [32, 3, 3, 3], same(3)),
+            ([B, 32, 16, 16], [32, 32, 3, 3], down),
+            ([B, 32, 8, 8], [80, 32, 1, 1], same(1)),
+            ([B, 32, 16, 16], [3, 32, 3, 3], same(3)),
+        ]
+    };
+    for (xs, ws, p) in exact.into_iter().chain([([3, 6, 5, 7], [5, 6, 3, 3], down)]) {
+        push_conv_tc(cases, xs, ws, p, Epilogue::ALL[3], true);
+    }
     // bf16 arm, one shape per conv family of the U-Net (3-channel in and out, 3×3 same, stride-2, 1×1 skip).
     let bf16: Vec<([usize; 4], [usize; 4], Conv2dParams)> = match shapes {
         Shapes::Full => vec![
@@ -174,6 +222,134 @@ fn push_conv(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dPar
             let gy = input(&y_shape, 4, d)?;
             let g = conv2d::backward(&x, &w, &gy, p, [true; 3])?;
             Ok(vec![g.dx.expect("dx"), g.dw.expect("dw"), g.db.expect("db")])
+        }),
+    ));
+}
+
+/// Which of the forward's fused epilogue operands a tensor-core case passes.
+#[derive(Clone, Copy, Debug)]
+struct Epilogue {
+    bias: bool,
+    add_nc: bool,
+    residual: bool,
+}
+
+impl Epilogue {
+    const ALL: [Epilogue; 4] = [
+        Epilogue { bias: false, add_nc: false, residual: false },
+        Epilogue { bias: true, add_nc: false, residual: false },
+        Epilogue { bias: true, add_nc: true, residual: false },
+        Epilogue { bias: true, add_nc: true, residual: true },
+    ];
+
+    fn name(&self) -> String {
+        let mut s = String::new();
+        for (on, n) in [(self.bias, "+b"), (self.add_nc, "+t"), (self.residual, "+r")] {
+            if on {
+                s.push_str(n);
+            }
+        }
+        s
+    }
+}
+
+/// The bf16 tensor-core conv against the f32 CPU reference on the bf16-rounded inputs (tolerances derived in
+/// selftest/bf16.rs), or (`exact`) on small-integer inputs, where it must match bit for bit: forward with the
+/// epilogue `ep`, input gradient, weight and bias gradients (split or not, as the device's SM count makes it) and
+/// the gradient of the fused per-(image, channel) add.
+fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, ep: Epilogue, exact: bool) {
+    let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
+    let shape = format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride);
+    let g = Geom::new(&xs, &ws, None, p).expect("a valid case geometry");
+    let ys = g.out_shape();
+    let (n, cout) = (xs[0], ws[0]);
+    let (k_fwd, k_dgrad, r) = (g.k(), cout * ws[2] * ws[3], g.n * g.p());
+    let kind = if exact { "conv2d tc exact" } else { "conv2d tc" };
+    // Exact: the reference (exact in f32) rounded once to bf16, as the kernel rounds its exact f32 sum.
+    let out_bf16 = move |v: Vec<f32>| if exact { round_bf16(&v) } else { v };
+    let tol = |t: f32| if exact { 0.0 } else { t };
+
+    cases.push(case(
+        format!("{kind} fwd{}", ep.name()),
+        shape.clone(),
+        tol(tol_bf16_out(k_fwd + 3)),
+        Box::new(move |d| {
+            let x = host_input(&xs, 1, exact)?;
+            let w = host_input(&ws, 2, exact)?;
+            let bias = host_input(&[cout], 3, exact)?;
+            let add_nc = host_input(&[n, cout], 5, exact)?;
+            let res = host_input(&ys, 6, exact)?;
+            if d.is_cpu() {
+                let b = ep.bias.then(|| Tensor::from_vec(bias.clone(), &[cout])).transpose()?;
+                let xt = Tensor::from_vec(x, &xs)?;
+                let mut y = conv2d::forward(&xt, &Tensor::from_vec(w, &ws)?, b.as_ref(), p)?.to_vec()?;
+                let plane = g.p();
+                for (i, v) in y.iter_mut().enumerate() {
+                    let nc = i / plane;
+                    if ep.add_nc {
+                        *v += add_nc[nc];
+                    }
+                    if ep.residual {
+                        *v += res[i];
+                    }
+                }
+                return Tensor::from_vec(out_bf16(y), &ys).map(|t| vec![t]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let wp = tc::pack_weight_bf16(&be, &upload_f32(&be, &w)?, &g)?;
+            let (bias, add_nc) = (upload_f32(&be, &bias)?, upload_f32(&be, &add_nc)?);
+            let res = upload_bf16(&be, &res)?;
+            let y = tc::forward_bf16(
+                &be,
+                &g,
+                &upload_bf16(&be, &x)?,
+                &wp,
+                ep.bias.then_some(&bias),
+                ep.add_nc.then_some(&add_nc),
+                ep.residual.then_some(&res),
+            )?;
+            Ok(vec![bf16_result(&be, &y, &ys)?])
+        }),
+    ));
+    cases.push(case(
+        format!("{kind} dgrad"),
+        shape.clone(),
+        tol(tol_bf16_out(k_dgrad)),
+        Box::new(move |d| {
+            let w = host_input(&ws, 2, exact)?;
+            let gy = host_input(&ys, 4, exact)?;
+            if d.is_cpu() {
+                let x = Tensor::zeros(&xs, &Device::Cpu)?;
+                let (w, gy) = (Tensor::from_vec(w, &ws)?, Tensor::from_vec(gy, &ys)?);
+                let dx = conv2d::backward(&x, &w, &gy, p, [true, false, false])?.dx.expect("dx").to_vec()?;
+                return Tensor::from_vec(out_bf16(dx), &xs).map(|t| vec![t]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let wp = tc::pack_weight_bf16(&be, &upload_f32(&be, &w)?, &g)?;
+            let dx = tc::backward_data_bf16(&be, &g, &upload_bf16(&be, &gy)?, &wp)?;
+            Ok(vec![bf16_result(&be, &dx, &xs)?])
+        }),
+    ));
+    cases.push(case(
+        format!("{kind} wgrad (dw db dt)"),
+        shape,
+        tol(tol_f32_sum(r)),
+        Box::new(move |d| {
+            let x = host_input(&xs, 1, exact)?;
+            let gy = host_input(&ys, 4, exact)?;
+            if d.is_cpu() {
+                let w = Tensor::zeros(&ws, &Device::Cpu)?;
+                let (x, gy) = (Tensor::from_vec(x, &xs)?, Tensor::from_vec(gy, &ys)?);
+                let gr = conv2d::backward(&x, &w, &gy, p, [false, true, true])?;
+                // d(add_nc)[n, c] = Σ_p gy[n, c, p].
+                let dt = crate::ops::elementwise::reduce_to_shape(&gy, &[n, cout, 1, 1])?.reshape(&[n, cout])?;
+                return Ok(vec![gr.dw.expect("dw"), gr.db.expect("db"), dt]);
+            }
+            let be = backend(d, "conv2d tc")?;
+            let gy = upload_bf16(&be, &gy)?;
+            let (dw, db) = tc::backward_weight_bf16(&be, &g, &upload_bf16(&be, &x)?, &gy)?;
+            let dt = tc::add_nc_grad_bf16(&be, &g, &gy)?;
+            Ok(vec![f32_result(&be, dw, &ws)?, f32_result(&be, db, &[cout])?, f32_result(&be, dt, &[n, cout])?])
         }),
     ));
 }

@@ -26,6 +26,7 @@ use crate::{ensure_shape, Error, Result, Tensor};
 mod bf16_fallback;
 pub mod check;
 pub mod cuda;
+pub mod tc;
 
 // The bf16 arm's kernels: the stand-in until tc-conv's tensor-core `tc` module is merged (then `use tc as tc_bf16`).
 use bf16_fallback as tc_bf16;
@@ -61,7 +62,7 @@ impl Conv2dParams {
 
 /// The sizes of one conv call, validated.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
+pub(crate) struct Geom {
     n: usize,
     cin: usize,
     h: usize,
@@ -76,7 +77,7 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(x: &[usize], w: &[usize], bias_len: Option<usize>, p: Conv2dParams) -> Result<Geom> {
+    pub(crate) fn new(x: &[usize], w: &[usize], bias_len: Option<usize>, p: Conv2dParams) -> Result<Geom> {
         let &[n, cin, h, wd] = x else {
             return Err(Error::shape("conv2d", format!("input must be NCHW (4-D), got {x:?}")));
         };

@@ -15,7 +15,8 @@ pub(crate) fn benches(rows: &mut Vec<Row>, batch: usize) {
             rows.push(row(op, format!("[{batch}, {fin}]→{fout}"), flops, move |d| {
                 let (x, w, b) = (rand(&[batch, fin], 1, d)?, rand(&[fout, fin], 2, d)?, rand(&[fout], 3, d)?);
                 Ok(Box::new(move || linear::forward_with(&x, &w, Some(&b), imp).map(drop)))
-            }));
+            })
+            .cuda_only());
         }
     }
 }

@@ -817,7 +817,8 @@ impl Cta {
         let v = base.wrapping_add(a.offset as u64);
         match space {
             Space::Global | Space::Const => (Sp::Global, v),
-            Space::Shared => (Sp::Shared, v),
+            // The shared window is addressed with 32 bits: register + offset wraps (nvcc relies on it).
+            Space::Shared => (Sp::Shared, v & 0xFFFF_FFFF),
             Space::Local => (Sp::Local, v),
             Space::Param => (Sp::Param, v),
             Space::Generic => match sym_sp {

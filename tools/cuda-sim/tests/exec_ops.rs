@@ -761,3 +761,29 @@ fn racecheck_broadcast_reads() {
         assert!(raw.iter().any(|m| m.contains("read-after-write")), "block {block}: {raw:#?}");
     }
 }
+
+/// Shared-memory addresses are 32 bits: a register plus an immediate offset wraps modulo 2³², as on the GPU (nvcc
+/// folds pipeline-stage offsets into the immediate, leaving a register that is "negative" on its own, e.g.
+/// `add.s32 %r, ...; st.shared.v4.u32 [%r+20480]` in kernels/conv2d_tc.cu). [r + 16] with r = 2³² − 16 is shared
+/// offset 0: the store lands there and reads back, with no memcheck report.
+#[test]
+fn shared_addresses_wrap_at_32_bits() {
+    let mem = DeviceMemory::new();
+    let out = mem.alloc(16, "out").unwrap();
+    let k = kernel(
+        "wrap",
+        vec![
+            ld_param(0, 0),
+            mov(1, Src::Imm((1u64 << 32) - 16)),
+            st(Space::Shared, Ty::U32, vec![Src::Imm(42)], at(1, 16)),
+            ld(Space::Shared, Ty::U32, vec![2], Address { base: AddrBase::Abs, offset: 0 }),
+            st(Space::Global, Ty::U32, vec![r(2)], at(0, 0)),
+            inst(Op::Exit),
+        ],
+        4,
+        16,
+    );
+    let o = run(&k, 1, 1, &[out], &mem, &ExecOptions::default());
+    clean(&o);
+    assert_eq!(read_u32(&mem, out, 1), vec![42]);
+}

@@ -1,0 +1,317 @@
+// conv2d in bf16 on tensor cores (f32 accumulation): three implicit GEMMs on mma_tile.cuh's tile, plus the
+// layout kernels around them. Activations arrive and leave NCHW (the Tensor layout); the GEMM operands read
+// channels-last (NHWC) copies made by nchw_to_nhwc_bf16, so that a 16-byte cp.async moves 8 consecutive channels
+// of one pixel. Weights are packed once per step (conv2d_tc_pack_weight_bf16) into the two K-contiguous layouts
+// the forward and the input gradient read.
+//
+//   forward  y[(n,p), co]      = sum_k  col[(n,p), k] * Wf[co, k]     k = (ki, kj, ci), ci fastest
+//   dgrad    dx[(n,ih,iw), ci] = sum_q  dyg[(n,ih,iw), q] * Wd[ci, q]  q = (ki, kj, co): oh*s = ih + pt - ki
+//   wgrad    dW[co, k]         = sum_r  dy[r, co] * col[r, k]         r = (n, oh, ow), split over gridDim.z
+//
+// Forward and dgrad tiles: 128 output pixels x 64 channels, 4 warps of 64x32; both operands K-major. The
+// epilogues write NCHW directly (forward: + bias[co] + add_nc[n, co] + residual, rounded once to bf16).
+// wgrad: 128 output channels x 64 weight columns with both operands read r-major (ldmatrix.trans).
+// Channel counts that are not a multiple of 8 (the 3-channel input and output convs) take element-wise loads.
+#include "mma_tile.cuh"
+
+// Must match `ConvGeom` in src/backend/kernels.rs field for field (the same struct as conv2d.cu's Conv2dGeom).
+struct Conv2dTcGeom {
+    int n, cin, h, w;
+    int cout, kh, kw;
+    int ho, wo;
+    int stride, pad_top, pad_left;
+};
+
+typedef TcTile<128, 64, 2, 2, false, false> ConvTcTile;   // forward, dgrad
+typedef TcTile<128, 64, 2, 2, true, true> ConvTcWTile;    // wgrad
+
+// ---------------------------------------------------------------------------------------------------------------
+// out[n, p, c] = in[n, c, p] (bf16, p = h*W + w). Grid (ceil(HW/32), ceil(C/32), N), block (32, 8).
+extern "C" __global__ void __launch_bounds__(256)
+    nchw_to_nhwc_bf16(const bf16_t* __restrict__ in, bf16_t* __restrict__ out, int c, int hw) {
+    __shared__ bf16_t tile[32][33];
+    const int n = blockIdx.z, p0 = blockIdx.x * 32, c0 = blockIdx.y * 32;
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const bf16_t* src = in + (size_t)n * c * hw;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        int cc = c0 + ty + 8 * j, pp = p0 + tx;
+        if (cc < c && pp < hw) tile[ty + 8 * j][tx] = src[(size_t)cc * hw + pp];
+    }
+    __syncthreads();
+    bf16_t* dst = out + (size_t)n * c * hw;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        int pp = p0 + ty + 8 * j, cc = c0 + tx;
+        if (cc < c && pp < hw) dst[(size_t)pp * c + cc] = tile[tx][ty + 8 * j];
+    }
+}
+
+// w [Cout, Cin, kh, kw] f32 -> packed bf16: Wf [Cout][kh][kw][Cin] then Wd [Cin][kh][kw][Cout] (2*Cout*K values).
+extern "C" __global__ void conv2d_tc_pack_weight_bf16(const float* __restrict__ w, bf16_t* __restrict__ packed,
+                                                      int cout, int cin, int khw) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int K = cin * khw;
+    if (i >= cout * K) return;
+    int co = i / K, r = i - co * K, ci = r / khw, tap = r - ci * khw;
+    bf16_t v = f32_to_bf16(w[i]);
+    packed[(size_t)co * K + tap * cin + ci] = v;
+    packed[(size_t)cout * K + (size_t)ci * khw * cout + tap * cout + co] = v;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward. Grid (ceil(N*Ho*Wo / 128), ceil(Cout / 64)), 128 threads. x NHWC, wf = packed Wf [Cout][K].
+// bias [Cout], add_nc [N, Cout] (f32) and residual (bf16, NCHW like y) are each optional (null).
+extern "C" __global__ void __launch_bounds__(128)
+    conv2d_forward_tc_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ wf, const float* __restrict__ bias,
+                           const float* __restrict__ add_nc, const bf16_t* __restrict__ residual,
+                           bf16_t* __restrict__ y, Conv2dTcGeom g) {
+    typedef ConvTcTile T;
+    __shared__ __align__(16) bf16_t smem[T::SMEM];
+    const int P = g.ho * g.wo, M = g.n * P, K = g.kh * g.kw * g.cin, C = g.cout;
+    const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
+    const int t = threadIdx.x;
+    const bool vec_x = (g.cin & 7) == 0, vec_w = (K & 7) == 0;
+
+    // A (128 pixels x 32 k): this thread's chunk a_kc of rows a_row + 32 i, each row's pixel decomposed once.
+    const int a_kc = t & 3, a_row = t >> 2;
+    int ih0[4], iw0[4];
+    bool rok[4];
+    const bf16_t* xn[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        int m = m0 + a_row + 32 * i;
+        rok[i] = m < M;
+        int mm = rok[i] ? m : 0, n = mm / P, p = mm - n * P;
+        ih0[i] = (p / g.wo) * g.stride - g.pad_top;
+        iw0[i] = (p % g.wo) * g.stride - g.pad_left;
+        xn[i] = x + (size_t)n * g.h * g.w * g.cin;
+    }
+
+    auto load = [&](bf16_t* as, bf16_t* bs, int kt) {
+        const int k = kt * TC_BK + a_kc * 8;
+        if (vec_x) {
+            // 8 channels of one tap: k .. k+7 share (ki, kj) since Cin % 8 == 0.
+            int tap = k / g.cin, ci = k - tap * g.cin, ki = tap / g.kw, kj = tap - ki * g.kw;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                int ih = ih0[i] + ki, iw = iw0[i] + kj;
+                bool ok = rok[i] && k < K && (unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w;
+                cp_async16(as + (a_row + 32 * i) * T::A_LD + a_kc * 8,
+                           ok ? xn[i] + ((size_t)ih * g.w + iw) * g.cin + ci : x, ok ? 16 : 0);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                bf16_t v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    int kk = k + e;
+                    bf16_t val = 0;
+                    if (rok[i] && kk < K) {
+                        int tap = kk / g.cin, ci = kk - tap * g.cin, ki = tap / g.kw, kj = tap - ki * g.kw;
+                        int ih = ih0[i] + ki, iw = iw0[i] + kj;
+                        if ((unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w)
+                            val = xn[i][((size_t)ih * g.w + iw) * g.cin + ci];
+                    }
+                    v[e] = val;
+                }
+                st_shared8(as + (a_row + 32 * i) * T::A_LD + a_kc * 8, v);
+            }
+        }
+        tc_load_dense<T::BN, TC_BK, T::B_LD, T::THREADS>(bs, wf, K, n0, kt * TC_BK, C, K, vec_w);
+    };
+
+    float acc[T::MT][T::NT][4] = {};
+    tc_mainloop<T>(smem, acc, (K + TC_BK - 1) / TC_BK, load);
+
+    tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
+        int m = m0 + r, co = n0 + c;
+        if (m < M && co < C) {
+            int n = m / P, p = m - n * P;
+            size_t o = ((size_t)n * C + co) * P + p;
+            if (bias) v += bias[co];
+            if (add_nc) v += add_nc[(size_t)n * C + co];
+            if (residual) v += bf16_to_f32(residual[o]);
+            y[o] = f32_to_bf16(v);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Input gradient, a gather (no atomics). Grid (ceil(N*H*W / 128), ceil(Cin / 64)), 128 threads. dy NHWC
+// [N, Ho, Wo, Cout], w_packed = Wf then Wd [Cin][kh*kw*Cout] (this kernel reads Wd); dx NCHW.
+extern "C" __global__ void __launch_bounds__(128)
+    conv2d_dgrad_tc_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w_packed,
+                         bf16_t* __restrict__ dx, Conv2dTcGeom g) {
+    typedef ConvTcTile T;
+    __shared__ __align__(16) bf16_t smem[T::SMEM];
+    const int HW = g.h * g.w, P = g.ho * g.wo, M = g.n * HW, K = g.kh * g.kw * g.cout, C = g.cin;
+    const bf16_t* wd = w_packed + (size_t)g.cin * K;  // after Wf's Cout * Cin*kh*kw values
+    const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
+    const int t = threadIdx.x;
+    const bool vec_y = (g.cout & 7) == 0, vec_w = (K & 7) == 0;
+
+    const int a_kc = t & 3, a_row = t >> 2;
+    int ohb[4], owb[4];  // oh * s = ohb - ki
+    bool rok[4];
+    const bf16_t* dyn[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        int m = m0 + a_row + 32 * i;
+        rok[i] = m < M;
+        int mm = rok[i] ? m : 0, n = mm / HW, p = mm - n * HW;
+        ohb[i] = p / g.w + g.pad_top;
+        owb[i] = p % g.w + g.pad_left;
+        dyn[i] = dy + (size_t)n * P * g.cout;
+    }
+    // The output pixel (oh, ow) that tap (ki, kj) of input row i reads, or -1 off the output grid.
+    auto src_pixel = [&](int i, int ki, int kj) {
+        int ohs = ohb[i] - ki, ows = owb[i] - kj;
+        if (ohs < 0 || ows < 0) return -1;
+        int oh = ohs / g.stride, ow = ows / g.stride;
+        if (oh * g.stride != ohs || ow * g.stride != ows || oh >= g.ho || ow >= g.wo) return -1;
+        return oh * g.wo + ow;
+    };
+
+    auto load = [&](bf16_t* as, bf16_t* bs, int kt) {
+        const int q = kt * TC_BK + a_kc * 8;
+        if (vec_y) {
+            int tap = q / g.cout, co = q - tap * g.cout, ki = tap / g.kw, kj = tap - ki * g.kw;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                int op = rok[i] && q < K ? src_pixel(i, ki, kj) : -1;
+                cp_async16(as + (a_row + 32 * i) * T::A_LD + a_kc * 8,
+                           op >= 0 ? dyn[i] + (size_t)op * g.cout + co : dy, op >= 0 ? 16 : 0);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                bf16_t v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    int qq = q + e;
+                    bf16_t val = 0;
+                    if (rok[i] && qq < K) {
+                        int tap = qq / g.cout, co = qq - tap * g.cout, ki = tap / g.kw, kj = tap - ki * g.kw;
+                        int op = src_pixel(i, ki, kj);
+                        if (op >= 0) val = dyn[i][(size_t)op * g.cout + co];
+                    }
+                    v[e] = val;
+                }
+                st_shared8(as + (a_row + 32 * i) * T::A_LD + a_kc * 8, v);
+            }
+        }
+        tc_load_dense<T::BN, TC_BK, T::B_LD, T::THREADS>(bs, wd, K, n0, kt * TC_BK, C, K, vec_w);
+    };
+
+    float acc[T::MT][T::NT][4] = {};
+    tc_mainloop<T>(smem, acc, (K + TC_BK - 1) / TC_BK, load);
+
+    tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
+        int m = m0 + r, ci = n0 + c;
+        if (m < M && ci < C) {
+            int n = m / HW, p = m - n * HW;
+            dx[((size_t)n * C + ci) * HW + p] = f32_to_bf16(v);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weight gradient, packed order: out[z, co, k] = sum over r in split z of dy[r, co] * col[r, k], k = (ki, kj, ci).
+// Grid (ceil(K / 64), ceil(Cout / 128), splits), 128 threads; split z covers r in [z*chunk, min(R, (z+1)*chunk))
+// (chunk a multiple of TC_BK). x and dy NHWC. conv2d_tc_wgrad_sum_f32 then adds the splits in order and reorders.
+extern "C" __global__ void __launch_bounds__(128)
+    conv2d_wgrad_tc_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ out,
+                         int chunk, Conv2dTcGeom g) {
+    typedef ConvTcWTile T;
+    __shared__ __align__(16) bf16_t smem[T::SMEM];
+    const int P = g.ho * g.wo, R = g.n * P, M = g.cout, N = g.kh * g.kw * g.cin;
+    const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+    const int r_begin = blockIdx.z * chunk, r_end = min(R, r_begin + chunk);
+    const int t = threadIdx.x;
+    const bool vec_y = (g.cout & 7) == 0, vec_x = (g.cin & 7) == 0;
+
+    // B (32 r x 64 k): this thread's chunk b_kc (8 columns, one tap when vec_x) of rows b_row + 16 i.
+    const int b_kc = t & 7, b_row = t >> 3;
+    const int k8 = n0 + b_kc * 8;
+    const int tap8 = k8 / g.cin, ci8 = k8 - tap8 * g.cin, ki8 = tap8 / g.kw, kj8 = tap8 - ki8 * g.kw;
+
+    auto load = [&](bf16_t* as, bf16_t* bs, int kt) {
+        const int rt = r_begin + kt * TC_BK;
+        tc_load_dense<TC_BK, T::BM, T::A_LD, T::THREADS>(as, dy, M, rt, m0, r_end, M, vec_y);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            int row = b_row + 16 * i, r = rt + row;
+            bool rok = r < r_end;
+            int rr = rok ? r : 0, n = rr / P, p = rr - n * P;
+            int ihb = (p / g.wo) * g.stride - g.pad_top, iwb = (p % g.wo) * g.stride - g.pad_left;
+            const bf16_t* xn = x + (size_t)n * g.h * g.w * g.cin;
+            bf16_t* dst = bs + row * T::B_LD + b_kc * 8;
+            if (vec_x) {
+                int ih = ihb + ki8, iw = iwb + kj8;
+                bool ok = rok && k8 < N && (unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w;
+                cp_async16(dst, ok ? xn + ((size_t)ih * g.w + iw) * g.cin + ci8 : x, ok ? 16 : 0);
+            } else {
+                bf16_t v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    int k = k8 + e;
+                    bf16_t val = 0;
+                    if (rok && k < N) {
+                        int tap = k / g.cin, ci = k - tap * g.cin, ki = tap / g.kw, kj = tap - ki * g.kw;
+                        int ih = ihb + ki, iw = iwb + kj;
+                        if ((unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w)
+                            val = xn[((size_t)ih * g.w + iw) * g.cin + ci];
+                    }
+                    v[e] = val;
+                }
+                st_shared8(dst, v);
+            }
+        }
+    };
+
+    float acc[T::MT][T::NT][4] = {};
+    int k_tiles = r_begin < r_end ? (r_end - r_begin + TC_BK - 1) / TC_BK : 0;
+    tc_mainloop<T>(smem, acc, k_tiles, load);
+
+    float* o = out + (size_t)blockIdx.z * M * N;
+    tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
+        int co = m0 + r, k = n0 + c;
+        if (co < M && k < N) o[(size_t)co * N + k] = v;
+    });
+}
+
+// dw[co, ci, tap] = sum over z < splits of partial[z, co, tap*Cin + ci], in split order (deterministic).
+extern "C" __global__ void conv2d_tc_wgrad_sum_f32(const float* __restrict__ partial, float* __restrict__ dw, int cout,
+                                                   int cin, int khw, int splits) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int K = cin * khw;
+    if (i >= cout * K) return;
+    int co = i / K, r = i - co * K, ci = r / khw, tap = r - ci * khw;
+    size_t src = (size_t)co * K + tap * cin + ci, step = (size_t)cout * K;
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z) s += partial[src + z * step];
+    dw[i] = s;
+}
+
+// db[c] = sum over (n, p) of dy[n, c, p] (NCHW bf16), one 256-thread block per channel; each thread sums a fixed
+// stride of terms, then a fixed tree: deterministic.
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_tc_bias_grad_bf16(const bf16_t* __restrict__ dy, float* __restrict__ db, int n, int c, int p) {
+    __shared__ float part[256];
+    const int ch = blockIdx.x, t = threadIdx.x;
+    float s = 0.0f;
+    for (int i = t; i < n * p; i += 256) {
+        int ni = i / p, pi = i - ni * p;
+        s += bf16_to_f32(dy[((size_t)ni * c + ch) * p + pi]);
+    }
+    part[t] = s;
+    __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if (t < w) part[t] += part[t + w];
+        __syncthreads();
+    }
+    if (t == 0) db[ch] = part[0];
+}
+
