@@ -23,13 +23,12 @@ use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Error, Result, Tensor};
 
-mod bf16_fallback;
 pub mod check;
 pub mod cuda;
 pub mod tc;
 
-// The bf16 arm's kernels: the stand-in until tc-conv's tensor-core `tc` module is merged (then `use tc as tc_bf16`).
-use bf16_fallback as tc_bf16;
+// The bf16 arm's kernels: the tensor-core implicit GEMMs.
+use tc as tc_bf16;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Padding {

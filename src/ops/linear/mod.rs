@@ -10,12 +10,11 @@ use crate::backend::kernels::{grid_1d, int};
 use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Result, Tensor};
 
-mod bf16_fallback;
 pub mod check;
 pub(crate) mod cuda;
 
-// The bf16 GEMM: the stand-in until tc-conv's `cuda_gemm::gemm_bf16` is merged (then `use` that one).
-use bf16_fallback::gemm_bf16;
+// The bf16 GEMM: tensor cores (cuBLAS GemmEx, else kernels/gemm_bf16.cu).
+use crate::backend::cuda_gemm_bf16::gemm_bf16;
 
 pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
     let y = forward(x.value(), w.value(), b.map(|b| b.value()))?;
