@@ -132,6 +132,11 @@ fn gemm_benches(b: &Bench, d: &Device) -> Result<()> {
     b.run("attention bwd", &format!("{s:?}"), Work::Flops(2.0 * flops), || {
         attention::backward(&q, &k, &v, &p, &g, [true; 3]).map(drop)
     })?;
+    // The fused bf16 kernels (kernels/attention_flash.cu), the same useful FLOPs as the rows above (the backward
+    // recomputes the scores: its kernels do more than the 2× counted).
+    let fused = attention::check::FlashBench::new(d, B, c, t)?;
+    b.run("attention fused bf16 fwd", &format!("{s:?}"), Work::Flops(flops), || fused.forward())?;
+    b.run("attention fused bf16 bwd", &format!("{s:?}"), Work::Flops(2.0 * flops), || fused.backward())?;
     Ok(())
 }
 

@@ -1,7 +1,14 @@
 //! attention's selftest cases: the 16×16 level's tokens (full or reduced channels) and odd sizes.
 
-use crate::ops::attention;
+use std::sync::Arc;
+
+use cudarc::driver::CudaSlice;
+use half::bf16;
+
+use crate::backend::cuda::CudaBackend;
+use crate::ops::attention::{self, flash};
 use crate::selftest::{case, input, Case, Shapes, B};
+use crate::{Device, Error, Result, Tensor};
 
 /// The benchmark shape (`benches/kernels_cuda.rs`, batch 128): (channels, tokens), the 16×16 level's attention.
 pub const BENCH_SHAPE: (usize, usize) = (256, 256);
@@ -28,5 +35,287 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
                 Ok(vec![o, p, dq.expect("dq"), dk.expect("dk"), dv.expect("dv")])
             }),
         ));
+    }
+    flash_cases(cases, shapes);
+}
+
+/// The fused bf16 kernels' cases (`flash.rs`): partial query and key tiles, the scalar-load path (T % 8 ≠ 0), several
+/// tiles, C = 16 / 32 / 64 / 256, the cifar10 level T = 256, and an exact case.
+///
+/// Tolerances: the inputs are rounded to bf16 first and the f32 CPU reference runs on the rounded values, so only the
+/// kernels' own rounding is measured. With u = 2⁻⁹ (bf16's unit roundoff) and ε_P the relative error of a
+/// recomputed probability before rounding (the f32 score S = Σ_c q k of exact bf16 products is off by at most
+/// C·2⁻²⁴·Σ_c |q k|, once in S and once through the row max / lse, times 1/√C, plus exp2's 2⁻²²), each output's
+/// error is bounded by (`flash_tolerances` evaluates these on the case's own inputs):
+///   O  = Σ_j P v:           u·|O| (output) + (u + ε_P)·Σ_j P |v| (P rounded to bf16 for the mma)
+///   dV = Σ_i P dO:          u·|dV| + (u + ε_P)·Σ_i P |dO|
+///   dQ = Σ_j dS K / √C:     u·|dQ| + Σ_j |K| w_ij / √C,   dK = Σ_i dS Q / √C:   u·|dK| + Σ_i |Q| w_ij / √C,
+///   with w_ij = (u + ε_P)·|dS_ij| (dS rounded to bf16) + P_ij·(u + C·2⁻²⁴)·Σ_c |dO O| (D = rowsum(dO ⊙ O) from
+///   the bf16-rounded O, f32 sum) + P_ij·C·2⁻²⁴·Σ_c |dO v| (dP's f32 sum);
+/// all f32 products of bf16 values are exact. The selftest's metric divides by |ref| + rms(ref), so a case's
+/// tolerance is the largest bound / (|ref| + rms(ref)) over its outputs, times 1.1 for the f32 reference's own
+/// rounding (at most (T + C)·2⁻²⁴ relative to the same absolute sums, < 2% of u here) and the f32 terms not listed
+/// (the online-softmax rescaling, 1/l: a few 2⁻²⁴). lse (forward) is f32 throughout (its error, ~C·2⁻²⁴·Σ|q k|/√C,
+/// is far below O's). The bound is worst case (every rounding in the same direction); dQ and dK have the loosest
+/// (P nearly one-hot makes dS a small difference of large terms).
+fn flash_cases(cases: &mut Vec<Case>, shapes: Shapes) {
+    // [batch, channels, tokens].
+    let sizes: &[(usize, usize, usize)] = match shapes {
+        Shapes::Full => &[(B, 256, 256), (B, 64, 196), (B, 128, 520), (3, 32, 10), (B, 16, 70)],
+        Shapes::Reduced => &[(1, 256, 256), (1, 64, 256), (B, 32, 136), (1, 32, 70), (1, 16, 10)],
+    };
+    for &(b, c, t) in sizes {
+        let [q, k, v, g] = flash_inputs(b, c, t);
+        let (fwd_tol, bwd_tol) = flash_tolerances(&q, &k, &v, &g, b, c, t);
+        cases.push(case(
+            "attention flash fwd",
+            format!("[{b}, {c}, {t}]"),
+            fwd_tol,
+            Box::new(move |d| flash_run(d, b, c, t, false)),
+        ));
+        cases.push(case(
+            "attention flash bwd",
+            format!("[{b}, {c}, {t}]"),
+            bwd_tol,
+            Box::new(move |d| flash_run(d, b, c, t, true)),
+        ));
+    }
+    let (b, c, t) = match shapes {
+        Shapes::Full => (B, 256, 256),
+        Shapes::Reduced => (1, 16, 256),
+    };
+    cases.push(case(
+        "attention flash fwd exact",
+        format!("[{b}, {c}, {t}], q = 0"),
+        0.0,
+        Box::new(move |d| flash_exact(d, b, c, t)),
+    ));
+}
+
+/// The cases' inputs q, k (×3, so the softmax is far from uniform, as the f32 case), v, dO, rounded to bf16.
+fn flash_inputs(b: usize, c: usize, t: usize) -> [Vec<f32>; 4] {
+    let s = [b, c, t];
+    let host = |seed: u32, scale: f32| -> Vec<f32> {
+        let x = input(&s, seed, &Device::Cpu).and_then(|x| x.scale(scale)).and_then(|x| x.to_vec());
+        bf16_rounded(x.expect("CPU inputs"))
+    };
+    [host(1, 3.0), host(2, 3.0), host(3, 1.0), host(4, 1.0)]
+}
+
+/// (forward, backward) tolerances of a fused case: the error bounds of `flash_cases`' comment evaluated in f64 on the
+/// case's inputs, as the selftest's metric (bound / (|ref| + rms(ref)), worst element), times 1.1.
+fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usize, t: usize) -> (f32, f32) {
+    const U: f64 = 1.0 / 512.0;
+    let f32_eps = 2f64.powi(-24);
+    let sc = 1.0 / (c as f64).sqrt();
+    let ct = c * t;
+    // Per output: (value, bound) of every element, [c][token] order per batch item.
+    let mut outs: [Vec<(f64, f64)>; 4] = Default::default();
+    let dot = |x: &[f32], y: &[f32], i: usize, j: usize, abs: bool| -> f64 {
+        (0..c)
+            .map(|ch| {
+                let p = x[ch * t + i] as f64 * y[ch * t + j] as f64;
+                if abs {
+                    p.abs()
+                } else {
+                    p
+                }
+            })
+            .sum()
+    };
+    for bi in 0..b {
+        let (qb, kb, vb, gb) = (&q[bi * ct..][..ct], &k[bi * ct..][..ct], &v[bi * ct..][..ct], &g[bi * ct..][..ct]);
+        let mut p = vec![0.0f64; t * t];
+        let mut eps_p = 0.0f64;
+        for i in 0..t {
+            let row = &mut p[i * t..][..t];
+            let mut abs_max = 0.0f64;
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = dot(qb, kb, i, j, false) * sc;
+                abs_max = abs_max.max(dot(qb, kb, i, j, true));
+            }
+            eps_p = eps_p.max(2.0 * sc * c as f64 * f32_eps * abs_max + 2f64.powi(-22));
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+            let l: f64 = row.iter().map(|x| (x - m).exp()).sum();
+            row.iter_mut().for_each(|x| *x = (*x - m).exp() / l);
+        }
+        let up = U + eps_p;
+        let mut o = vec![0.0f64; ct];
+        for ch in 0..c {
+            for i in 0..t {
+                let (mut val, mut abs) = (0.0, 0.0);
+                for j in 0..t {
+                    val += p[i * t + j] * vb[ch * t + j] as f64;
+                    abs += p[i * t + j] * (vb[ch * t + j] as f64).abs();
+                }
+                o[ch * t + i] = val;
+                outs[0].push((val, U * val.abs() + up * abs));
+                let (mut val, mut abs) = (0.0, 0.0);
+                for j in 0..t {
+                    val += p[j * t + i] * gb[ch * t + j] as f64;
+                    abs += p[j * t + i] * (gb[ch * t + j] as f64).abs();
+                }
+                outs[1].push((val, U * val.abs() + up * abs));
+            }
+        }
+        // dS and the weights w of the dQ / dK bounds.
+        let (mut ds, mut w) = (vec![0.0f64; t * t], vec![0.0f64; t * t]);
+        for i in 0..t {
+            let d: f64 = (0..c).map(|ch| gb[ch * t + i] as f64 * o[ch * t + i]).sum();
+            let d_abs: f64 = (0..c).map(|ch| (gb[ch * t + i] as f64 * o[ch * t + i]).abs()).sum();
+            for j in 0..t {
+                let pij = p[i * t + j];
+                ds[i * t + j] = pij * (dot(gb, vb, i, j, false) - d);
+                w[i * t + j] = up * ds[i * t + j].abs()
+                    + pij * (U + c as f64 * f32_eps) * d_abs
+                    + pij * c as f64 * f32_eps * dot(gb, vb, i, j, true);
+            }
+        }
+        for ch in 0..c {
+            for i in 0..t {
+                let (mut val, mut abs) = (0.0, 0.0);
+                for j in 0..t {
+                    val += ds[i * t + j] * kb[ch * t + j] as f64;
+                    abs += w[i * t + j] * (kb[ch * t + j] as f64).abs();
+                }
+                outs[2].push((sc * val, U * (sc * val).abs() + sc * abs));
+                let (mut val, mut abs) = (0.0, 0.0);
+                for j in 0..t {
+                    val += ds[j * t + i] * qb[ch * t + j] as f64;
+                    abs += w[j * t + i] * (qb[ch * t + j] as f64).abs();
+                }
+                outs[3].push((sc * val, U * (sc * val).abs() + sc * abs));
+            }
+        }
+    }
+    let worst = |out: &[(f64, f64)]| {
+        let rms = (out.iter().map(|(x, _)| x * x).sum::<f64>() / out.len().max(1) as f64).sqrt();
+        out.iter().map(|(x, e)| e / (x.abs() + rms).max(1e-30)).fold(0.0, f64::max)
+    };
+    let tol = |ws: &[f64]| (1.1 * ws.iter().copied().fold(0.0, f64::max)) as f32;
+    (tol(&[worst(&outs[0])]), tol(&[worst(&outs[1]), worst(&outs[2]), worst(&outs[3])]))
+}
+
+/// Round to bf16 and back (what the kernels read, so the CPU reference sees the same values).
+fn bf16_rounded(v: Vec<f32>) -> Vec<f32> {
+    v.into_iter().map(|x| bf16::from_f32(x).to_f32()).collect()
+}
+
+/// The CPU row log-sum-exp [B, T] of scale · QᵀK, in f64.
+fn lse_reference(q: &[f32], k: &[f32], b: usize, c: usize, t: usize) -> Vec<f32> {
+    let scale = 1.0 / (c as f64).sqrt();
+    let mut out = Vec::with_capacity(b * t);
+    for bi in 0..b {
+        let (qb, kb) = (&q[bi * c * t..][..c * t], &k[bi * c * t..][..c * t]);
+        for i in 0..t {
+            let s: Vec<f64> =
+                (0..t).map(|j| (0..c).map(|ch| qb[ch * t + i] as f64 * kb[ch * t + j] as f64).sum::<f64>() * scale).collect();
+            let m = s.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+            out.push((m + s.iter().map(|x| (x - m).exp()).sum::<f64>().ln()) as f32);
+        }
+    }
+    out
+}
+
+/// bf16 values as f32 host data, in a tensor on `d`.
+fn from_bf16(v: &[bf16], shape: &[usize], d: &Device) -> Result<Tensor> {
+    Tensor::from_vec(v.iter().map(|x| x.to_f32()).collect(), shape)?.to_device(d)
+}
+
+/// [O, lse] (or [dQ, dK, dV] with `backward`) of the case's bf16-rounded inputs: the f32 CPU reference on the CPU,
+/// the fused kernels on a CUDA device (outputs brought back as f32 tensors on that device).
+fn flash_run(d: &Device, b: usize, c: usize, t: usize, backward: bool) -> Result<Vec<Tensor>> {
+    let s = [b, c, t];
+    let [q, k, v, g] = flash_inputs(b, c, t);
+    match d {
+        Device::Cpu => {
+            let tensor = |x: &[f32]| Tensor::from_vec(x.to_vec(), &s);
+            let (qt, kt, vt) = (tensor(&q)?, tensor(&k)?, tensor(&v)?);
+            let (o, p) = attention::forward(&qt, &kt, &vt)?;
+            if !backward {
+                return Ok(vec![o, Tensor::from_vec(lse_reference(&q, &k, b, c, t), &[b, t])?]);
+            }
+            let (dq, dk, dv) = attention::backward(&qt, &kt, &vt, &p, &tensor(&g)?, [true; 3])?;
+            Ok(vec![dq.expect("dq"), dk.expect("dk"), dv.expect("dv")])
+        }
+        Device::Cuda(be) => {
+            let up = |x: &[f32]| -> Result<CudaSlice<bf16>> {
+                let h: Vec<bf16> = x.iter().map(|&x| bf16::from_f32(x)).collect();
+                Ok(be.stream().clone_htod(&h)?)
+            };
+            let (qd, kd, vd) = (up(&q)?, up(&k)?, up(&v)?);
+            let (o, lse) = flash::flash_forward_bf16(be, &qd, &kd, &vd, b, c, t)?;
+            if !backward {
+                let lse = be.stream().clone_dtoh(&lse)?;
+                return Ok(vec![from_bf16(&be.stream().clone_dtoh(&o)?, &s, d)?, Tensor::from_vec(lse, &[b, t])?.to_device(d)?]);
+            }
+            let (dq, dk, dv) = flash::flash_backward_bf16(be, &qd, &kd, &vd, &o, &lse, &up(&g)?, b, c, t)?;
+            [dq, dk, dv].iter().map(|x| from_bf16(&be.stream().clone_dtoh(x)?, &s, d)).collect()
+        }
+    }
+}
+
+/// q = 0: every score is 0, P = 1/T exactly (T a power of two), and with v small integers the kernel's f32 sums
+/// Σ_j 1 · v_cj are exact, so O = (Σ_j v_cj) / T must equal the f64 row mean rounded once to bf16, bit for bit.
+fn flash_exact(d: &Device, b: usize, c: usize, t: usize) -> Result<Vec<Tensor>> {
+    let s = [b, c, t];
+    let k = bf16_rounded(input(&s, 2, &Device::Cpu)?.scale(3.0)?.to_vec()?);
+    // Integers in [-8, 8].
+    let v: Vec<f32> = input(&s, 3, &Device::Cpu)?.to_vec()?.iter().map(|x| (x * 8.0).round()).collect();
+    match d {
+        Device::Cpu => {
+            let mean: Vec<f32> = v
+                .chunks(t)
+                .flat_map(|row| {
+                    let m = row.iter().map(|&x| x as f64).sum::<f64>() / t as f64;
+                    std::iter::repeat_n(bf16::from_f64(m).to_f32(), t)
+                })
+                .collect();
+            Ok(vec![Tensor::from_vec(mean, &s)?])
+        }
+        Device::Cuda(be) => {
+            let up = |x: &[f32]| -> Result<CudaSlice<bf16>> {
+                let h: Vec<bf16> = x.iter().map(|&x| bf16::from_f32(x)).collect();
+                Ok(be.stream().clone_htod(&h)?)
+            };
+            let (o, _) = flash::flash_forward_bf16(be, &up(&vec![0.0; b * c * t])?, &up(&k)?, &up(&v)?, b, c, t)?;
+            Ok(vec![from_bf16(&be.stream().clone_dtoh(&o)?, &s, d)?])
+        }
+    }
+}
+
+/// The fused bf16 kernels at one shape, for `benches/kernels_cuda.rs` (the slice-level functions are crate-private):
+/// bf16 q, k, v, dO [B, C, T] on the device and the forward's out and lse.
+pub struct FlashBench {
+    be: Arc<CudaBackend>,
+    inputs: [CudaSlice<bf16>; 4],
+    out: CudaSlice<bf16>,
+    lse: CudaSlice<f32>,
+    shape: [usize; 3],
+}
+
+impl FlashBench {
+    /// Deterministic inputs (as the selftest's) of shape [b, c, t] on the CUDA device `d`, and one forward.
+    pub fn new(d: &Device, b: usize, c: usize, t: usize) -> Result<FlashBench> {
+        let Device::Cuda(be) = d else { return Err(Error::msg("FlashBench needs a CUDA device")) };
+        let up = |seed: u32| -> Result<CudaSlice<bf16>> {
+            let x = input(&[b, c, t], seed, &Device::Cpu)?.to_vec()?;
+            Ok(be.stream().clone_htod(&x.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>())?)
+        };
+        let inputs = [up(1)?, up(2)?, up(3)?, up(4)?];
+        let (out, lse) = flash::flash_forward_bf16(be, &inputs[0], &inputs[1], &inputs[2], b, c, t)?;
+        Ok(FlashBench { be: be.clone(), inputs, out, lse, shape: [b, c, t] })
+    }
+
+    /// One fused forward (outputs dropped).
+    pub fn forward(&self) -> Result<()> {
+        let ([q, k, v, _], [b, c, t]) = (&self.inputs, self.shape);
+        flash::flash_forward_bf16(&self.be, q, k, v, b, c, t).map(drop)
+    }
+
+    /// One fused backward (dq, dk, dv dropped).
+    pub fn backward(&self) -> Result<()> {
+        let ([q, k, v, g], [b, c, t]) = (&self.inputs, self.shape);
+        flash::flash_backward_bf16(&self.be, q, k, v, &self.out, &self.lse, g, b, c, t).map(drop)
     }
 }

@@ -15,6 +15,7 @@ use crate::{ensure_shape, Error, Result, Tensor};
 
 pub mod check;
 pub(crate) mod cuda;
+pub(crate) mod flash;
 
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
     let (out, probs) = forward(q.value(), k.value(), v.value())?;
