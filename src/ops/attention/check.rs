@@ -57,7 +57,8 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
 /// difference of large terms. So each element's bound is the smaller of the worst case and 6σ of the statistical
 /// model: each bf16 rounding an independent error uniform in ±u·|x| (variance u²·x²/3), the same ΔD_i for a whole
 /// query row, giving σ = u/√3 · √(Σ of the squared rounded terms) (e.g. O: √(O² + Σ_j (P v)²); dQ: √(dQ² +
-/// Σ_j (dS K)²/C + (Σ_j P K)²·Σ_c (dO O)²/C)), the f32 parts still worst case. The selftest's metric divides by
+/// Σ_j (dS K)²/C + (Σ_j P K)²·Σ_c (dO O)²/C)), and the f32 sums of C terms at √(C/3)·2⁻²⁴ instead of C·2⁻²⁴ of
+/// their absolute sums (the same model for the f32 roundings of the partial sums). The selftest's metric divides by
 /// |ref| + rms(ref), so a case's tolerance is the largest bound / (|ref| + rms(ref)) over its outputs, times 1.1
 /// for the f32 reference's own rounding (at most (T + C)·2⁻²⁴ relative to the same absolute sums, < 2% of u here)
 /// and the f32 terms not listed (online-softmax rescaling, 1/l: a few 2⁻²⁴). lse (forward) is f32 throughout (its
@@ -110,17 +111,19 @@ fn flash_inputs(b: usize, c: usize, t: usize, qk: f32) -> [Vec<f32>; 4] {
 /// case's inputs, as the selftest's metric (bound / (|ref| + rms(ref)), worst element), times 1.1.
 fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usize, t: usize) -> (f32, f32) {
     const U: f64 = 1.0 / 512.0;
+    // f32 sums of C terms: worst case C·2⁻²⁴, statistically √(C/3)·2⁻²⁴ of the sum of absolute values.
     let f32_c = c as f64 * 2f64.powi(-24);
+    let f32_s = (c as f64 / 3.0).sqrt() * 2f64.powi(-24);
     let sc = 1.0 / (c as f64).sqrt();
     let ct = c * t;
-    // Per output (O, dV, dQ, dK): every element's (value, worst-case bound, statistical bound).
+    // Per output (O, dV, dQ, dK): every element's (value, worst-case bound, statistical bound σ).
     let mut outs: [Vec<(f64, f64, f64)>; 4] = Default::default();
     let at = |x: &[f32], ch: usize, i: usize| x[ch * t + i] as f64;
     for bi in 0..b {
         let (qb, kb, vb, gb) = (&q[bi * ct..][..ct], &k[bi * ct..][..ct], &v[bi * ct..][..ct], &g[bi * ct..][..ct]);
         // P, and ε_P of the row (the worst over the batch item, for simplicity).
         let mut p = vec![0.0f64; t * t];
-        let mut eps_p = 0.0f64;
+        let (mut eps_p, mut eps_s) = (0.0f64, 0.0f64);
         for i in 0..t {
             let row = &mut p[i * t..][..t];
             for (j, x) in row.iter_mut().enumerate() {
@@ -130,6 +133,7 @@ fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usi
                 });
                 *x = s * sc;
                 eps_p = eps_p.max(2.0 * sc * f32_c * s_abs + 2f64.powi(-22));
+                eps_s = eps_s.max(2.0 * sc * f32_s * s_abs + 2f64.powi(-22));
             }
             let m = row.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
             let l: f64 = row.iter().map(|x| (x - m).exp()).sum();
@@ -153,13 +157,13 @@ fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usi
                     if out == 0 {
                         o[ch * t + i] = val;
                     }
-                    let stat = U * (val * val + sq).sqrt() / 3f64.sqrt() + eps_p * abs;
+                    let stat = U * (val * val + sq).sqrt() / 3f64.sqrt() + eps_s * abs;
                     outs[out].push((val, U * val.abs() + up * abs, stat));
                 }
             }
         }
         // dS, the worst-case weights w (comment of `flash_cases`), and per query Σ_c (dO O)² (D's rounding variance).
-        let (mut ds, mut w, mut w_f32) = (vec![0.0f64; t * t], vec![0.0f64; t * t], vec![0.0f64; t * t]);
+        let (mut ds, mut w, mut w_f32s) = (vec![0.0f64; t * t], vec![0.0f64; t * t], vec![0.0f64; t * t]);
         let mut d_sq = vec![0.0f64; t];
         for i in 0..t {
             let d: f64 = (0..c).map(|ch| at(gb, ch, i) * o[ch * t + i]).sum();
@@ -172,9 +176,10 @@ fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usi
                     (s + pr, a + pr.abs())
                 });
                 ds[i * t + j] = pij * (dp - d);
-                // The f32 parts (P's ε_P, D's and dP's sums), kept worst case in both bounds.
-                w_f32[i * t + j] = eps_p * ds[i * t + j].abs() + pij * f32_c * (d_abs + dp_abs);
-                w[i * t + j] = U * ds[i * t + j].abs() + pij * U * d_abs + w_f32[i * t + j];
+                // The f32 parts (P's ε_P, D's and dP's sums): worst case, and the statistical size.
+                let w_f32 = eps_p * ds[i * t + j].abs() + pij * f32_c * (d_abs + dp_abs);
+                w_f32s[i * t + j] = eps_s * ds[i * t + j].abs() + pij * f32_s * (d_abs + dp_abs);
+                w[i * t + j] = U * ds[i * t + j].abs() + pij * U * d_abs + w_f32;
             }
         }
         // dQ (rows = queries, sum over keys of K) and dK (rows = keys, sum over queries of Q).
@@ -187,7 +192,7 @@ fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usi
                         let (e, xj) = if out == 2 { (i * t + j, at(x, ch, j)) } else { (j * t + i, at(x, ch, j)) };
                         val += ds[e] * xj;
                         worst += w[e] * xj.abs();
-                        f32_part += w_f32[e] * xj.abs();
+                        f32_part += w_f32s[e] * xj.abs();
                         sq_ds += (ds[e] * xj).powi(2);
                         if out == 2 {
                             pk += p[e] * xj;
