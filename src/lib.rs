@@ -35,7 +35,8 @@ pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
         backend::kernels::KERNELS,
         backend::cuda_gemm_bf16::KERNELS,
         ops::conv2d::tc::KERNELS,
-        ops::attention::BF16_FALLBACK_KERNELS,
+        ops::attention::flash::KERNELS,
+        ops::attention::UNFUSED_BF16_KERNELS,
         optim::cuda::KERNELS,
         rng::KERNELS,
     ];

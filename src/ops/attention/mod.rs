@@ -14,14 +14,13 @@ use crate::backend::cuda::CudaStorage;
 use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Error, Result, Tensor};
 
-mod bf16_fallback;
 pub mod check;
 pub(crate) mod cuda;
+pub(crate) mod flash;
+mod unfused_bf16;
 
-// The bf16 arm: the stand-in until flash-attn's `flash` module is merged (then `use flash as flash_bf16`).
-use bf16_fallback as flash_bf16;
-/// The stand-in's kernel declarations (checked against the PTX with the others; goes with the stand-in).
-pub(crate) use bf16_fallback::KERNELS as BF16_FALLBACK_KERNELS;
+/// The unfused bf16 path's kernel declarations (checked against the PTX with the others).
+pub(crate) use unfused_bf16::KERNELS as UNFUSED_BF16_KERNELS;
 
 pub fn attention(q: &Var, k: &Var, v: &Var) -> Result<Var> {
     if q.value().dtype() == DType::Bf16 {
@@ -127,8 +126,13 @@ pub fn forward_bf16(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tenso
     let (b, c, t) = dims(q, k, v)?;
     let [qs, ks, vs] = bf16_operands("attention", [q, k, v])?;
     let be = qs.backend();
-    let (out, lse) = flash_bf16::flash_forward_bf16(be, qs.bf16("attention")?, ks.bf16("attention")?,
-        vs.bf16("attention")?, b, c, t)?;
+    let (qb, kb, vb) = (qs.bf16("attention")?, ks.bf16("attention")?, vs.bf16("attention")?);
+    // The fused kernels where they take the shape, else the unfused path (same outputs, P materialised).
+    let (out, lse) = if flash::flash_supports(c, t) {
+        flash::flash_forward_bf16(be, qb, kb, vb, b, c, t)?
+    } else {
+        unfused_bf16::forward_bf16(be, qb, kb, vb, b, c, t)?
+    };
     Ok((
         Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(out, be)), &[b, c, t])?,
         Tensor::from_storage(Storage::Cuda(CudaStorage::from_slice(lse, be)), &[b, t])?,
@@ -153,18 +157,12 @@ pub fn backward_bf16(
         return Err(Tensor::device_mismatch(OP, &[q, lse]));
     };
     let be = qs.backend();
-    let (dq, dk, dv) = flash_bf16::flash_backward_bf16(
-        be,
-        qs.bf16(OP)?,
-        ks.bf16(OP)?,
-        vs.bf16(OP)?,
-        os.bf16(OP)?,
-        ls.f32(OP)?,
-        gs.bf16(OP)?,
-        b,
-        c,
-        t,
-    )?;
+    let (qb, kb, vb, ob, gb) = (qs.bf16(OP)?, ks.bf16(OP)?, vs.bf16(OP)?, os.bf16(OP)?, gs.bf16(OP)?);
+    let (dq, dk, dv) = if flash::flash_supports(c, t) {
+        flash::flash_backward_bf16(be, qb, kb, vb, ob, ls.f32(OP)?, gb, b, c, t)?
+    } else {
+        unfused_bf16::backward_bf16(be, qb, kb, vb, ob, ls.f32(OP)?, gb, b, c, t)?
+    };
     let wrap = |d| Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(d, be)), &[b, c, t]);
     Ok((wrap(dq)?, wrap(dk)?, wrap(dv)?))
 }

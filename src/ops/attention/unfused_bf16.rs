@@ -1,8 +1,7 @@
-//! STAND-IN for flash-attn's fused bf16 attention (`flash.rs`, issue 12 item 4), with its signatures: q, k, v
-//! (and dO) are widened to f32 (exact), the f32 path of `cuda.rs` runs (P materialised; the backward recomputes
+//! The unfused bf16 attention, for the shapes the fused kernels (`flash.rs`) do not take (`flash_supports`): q, k,
+//! v (and dO) are widened to f32 (exact), the f32 path of `cuda.rs` runs (P materialised; the backward recomputes
 //! it), and the results are rounded to bf16. lse [B, T] is the row log-sum-exp of the scaled scores, as the fused
-//! kernel saves it. At merge, `mod.rs`'s `use bf16_fallback as flash_bf16` becomes `use flash as flash_bf16`, and
-//! this file and kernels/attention_bf16_fallback.cu go.
+//! kernel saves it, so either backward takes either forward's output.
 
 use std::sync::Arc;
 
@@ -17,19 +16,13 @@ use crate::Result;
 
 kernels! {
     /// lse[r] = log Σ_j exp(scale · s[r, j]), one thread per row of t floats.
-    fn attention_fallback_row_lse_f32(s: &CudaSlice<f32>, lse: &mut CudaSlice<f32>, rows: i32, t: i32, scale: f32);
+    fn attention_unfused_row_lse_f32(s: &CudaSlice<f32>, lse: &mut CudaSlice<f32>, rows: i32, t: i32, scale: f32);
 }
 
 const OP: &str = "attention bf16";
 
-/// Whether the fused kernel handles this shape (the stand-in handles every shape; the real one's callers ask).
-#[allow(dead_code)]
-pub(crate) fn flash_supports(_c: usize, _t: usize) -> bool {
-    true
-}
-
 /// out [B, C, T] bf16 and the row log-sum-exp lse [B, T] f32.
-pub(crate) fn flash_forward_bf16(
+pub(crate) fn forward_bf16(
     be: &Arc<CudaBackend>,
     q: &CudaSlice<bf16>,
     k: &CudaSlice<bf16>,
@@ -48,14 +41,14 @@ pub(crate) fn flash_forward_bf16(
         let scale = 1.0 / (c as f32).sqrt();
         // Thread r reads row r of s (t floats) and writes lse[r].
         let (rows, t_i) = (int(OP, b * t)?, int(OP, t)?);
-        attention_fallback_row_lse_f32(be, grid_1d(b * t), s.f32(OP)?, lse.f32_mut(OP)?, rows, t_i, scale)?;
+        attention_unfused_row_lse_f32(be, grid_1d(b * t), s.f32(OP)?, lse.f32_mut(OP)?, rows, t_i, scale)?;
     }
     Ok((be.round_bf16(out.f32(OP)?)?, lse.into_f32(OP)?))
 }
 
 /// (dq, dk, dv) bf16 [B, C, T]; the stand-in recomputes P in f32 (out and lse are not needed for that).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn flash_backward_bf16(
+pub(crate) fn backward_bf16(
     be: &Arc<CudaBackend>,
     q: &CudaSlice<bf16>,
     k: &CudaSlice<bf16>,
