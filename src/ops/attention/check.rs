@@ -162,7 +162,13 @@ fn flash_cases(cases: &mut Vec<Case>, shapes: Shapes) {
         "attention flash fwd exact",
         format!("[{b}, {c}, {t}], q = 0"),
         0.0,
-        Box::new(move |d| flash_exact(d, b, c, t)),
+        Box::new(move |d| flash_exact(d, b, c, t, false)),
+    ));
+    cases.push(case(
+        "attention flash bwd exact",
+        format!("[{b}, {c}, {t}], q = 0: dK, dV"),
+        0.0,
+        Box::new(move |d| flash_exact(d, b, c, t, true)),
     ));
 }
 
@@ -178,6 +184,7 @@ fn flash_inputs(b: usize, c: usize, t: usize, qk: f32) -> [Vec<f32>; 4] {
 
 /// (forward, backward) tolerances of a fused case: the error bounds of `flash_cases`' comment evaluated in f64 on the
 /// case's inputs, as the selftest's metric (bound / (|ref| + rms(ref)), worst element), times 1.1.
+#[allow(clippy::needless_range_loop)] // the token index addresses P, dS, w and the inputs together
 fn flash_tolerances(q: &[f32], k: &[f32], v: &[f32], g: &[f32], b: usize, c: usize, t: usize) -> (f32, f32) {
     const U: f64 = 1.0 / 512.0;
     // f32 sums of C terms: worst case C·2⁻²⁴, statistically √(C/3)·2⁻²⁴ of the sum of absolute values.
@@ -346,31 +353,47 @@ fn flash_run(d: &Device, b: usize, c: usize, t: usize, qk: f32, backward: bool) 
     }
 }
 
-/// q = 0: every score is 0, P = 1/T exactly (T a power of two), and with v small integers the kernel's f32 sums
-/// Σ_j 1 · v_cj are exact, so O = (Σ_j v_cj) / T must equal the f64 row mean rounded once to bf16, bit for bit.
-fn flash_exact(d: &Device, b: usize, c: usize, t: usize) -> Result<Vec<Tensor>> {
+/// q = 0: every score is 0, P = 1/T exactly (T a power of two), and with v and dO small integers the kernels' f32
+/// sums are exact. Forward: O = (Σ_j v_cj) / T must equal the f64 row mean rounded once to bf16, bit for bit.
+/// Backward (`backward`): the recomputed P = exp(0 − lse) with lse = ln T in f32 is 1/T to ~2⁻²², which rounds to
+/// exactly 1/T in bf16 before the dV product, so dV = (Σ_i dO_ci) / T bit for bit too; dK = Σ_i dS Q / √C = 0
+/// exactly (q = 0). (dQ has no exact value here: dS = P (dP − D) carries f32 roundings.) Outputs [O] or [dK, dV].
+fn flash_exact(d: &Device, b: usize, c: usize, t: usize, backward: bool) -> Result<Vec<Tensor>> {
     let s = [b, c, t];
     let k = bf16_rounded(input(&s, 2, &Device::Cpu)?.scale(3.0)?.to_vec()?);
     // Integers in [-8, 8].
-    let v: Vec<f32> = input(&s, 3, &Device::Cpu)?.to_vec()?.iter().map(|x| (x * 8.0).round()).collect();
+    let ints = |seed| -> Result<Vec<f32>> {
+        Ok(input(&s, seed, &Device::Cpu)?.to_vec()?.iter().map(|x| (x * 8.0).round()).collect())
+    };
+    let (v, g) = (ints(3)?, ints(4)?);
     match d {
         Device::Cpu => {
-            let mean: Vec<f32> = v
-                .chunks(t)
-                .flat_map(|row| {
+            // Each (b, c) row's mean over the tokens, rounded once to bf16, at every token.
+            let mean = |x: &[f32]| -> Result<Tensor> {
+                let m = x.chunks(t).flat_map(|row| {
                     let m = row.iter().map(|&x| x as f64).sum::<f64>() / t as f64;
                     std::iter::repeat_n(bf16::from_f64(m).to_f32(), t)
-                })
-                .collect();
-            Ok(vec![Tensor::from_vec(mean, &s)?])
+                });
+                Tensor::from_vec(m.collect(), &s)
+            };
+            if backward {
+                Ok(vec![Tensor::zeros(&s, d)?, mean(&g)?])
+            } else {
+                Ok(vec![mean(&v)?])
+            }
         }
         Device::Cuda(be) => {
             let up = |x: &[f32]| -> Result<CudaSlice<bf16>> {
                 let h: Vec<bf16> = x.iter().map(|&x| bf16::from_f32(x)).collect();
                 Ok(be.stream().clone_htod(&h)?)
             };
-            let (o, _) = flash::flash_forward_bf16(be, &up(&vec![0.0; b * c * t])?, &up(&k)?, &up(&v)?, b, c, t)?;
-            Ok(vec![from_bf16(&be.stream().clone_dtoh(&o)?, &s, d)?])
+            let (q, k, v) = (up(&vec![0.0; b * c * t])?, up(&k)?, up(&v)?);
+            let (o, lse) = flash::flash_forward_bf16(be, &q, &k, &v, b, c, t)?;
+            if !backward {
+                return Ok(vec![from_bf16(&be.stream().clone_dtoh(&o)?, &s, d)?]);
+            }
+            let (_, dk, dv) = flash::flash_backward_bf16(be, &q, &k, &v, &o, &lse, &up(&g)?, b, c, t)?;
+            [dk, dv].iter().map(|x| from_bf16(&be.stream().clone_dtoh(x)?, &s, d)).collect()
         }
     }
 }

@@ -63,7 +63,7 @@ fn kv_smem(c: usize, dk: bool) -> usize {
 /// Whether the fused kernels handle this shape (else the caller falls back): C a multiple of 16 up to 256, T ≥ 1
 /// with C·T an `int`.
 pub(crate) fn flash_supports(c: usize, t: usize) -> bool {
-    c % 16 == 0 && (16..=C_MAX).contains(&c) && t >= 1 && c.checked_mul(t).is_some_and(|n| n <= i32::MAX as usize)
+    c.is_multiple_of(16) && (16..=C_MAX).contains(&c) && t >= 1 && c.checked_mul(t).is_some_and(|n| n <= i32::MAX as usize)
 }
 
 /// The launch of a fused kernel: (⌈T/64⌉, B) CTAs with `smem` bytes of dynamic shared memory (the kernel is allowed
