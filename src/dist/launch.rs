@@ -4,8 +4,9 @@
 //! - Several processes (one GPU each; on one machine or many): the variables torchrun sets (`MASTER_ADDR`,
 //!   `MASTER_PORT`, `RANK`, `WORLD_SIZE`, `LOCAL_RANK`), or SLURM's (`SLURM_PROCID`, `SLURM_NTASKS`,
 //!   `SLURM_LOCALID`, with `MASTER_ADDR` / `MASTER_PORT` exported by the job script) when torchrun's are absent.
-//!   Each process drives GPU `LOCAL_RANK`. Rank 0 listens on `MASTER_PORT`, every other rank connects
-//!   (retrying until the timeout), rank 0 makes the NCCL unique id and sends it to each.
+//!   Each process drives GPU `LOCAL_RANK`. Rank 0 listens on `MASTER_PORT` (`MASTER_PORT + 1` under torchrun,
+//!   whose agent serves its own store on `MASTER_PORT`; `DDPM_DIST_PORT` overrides both), every other rank
+//!   connects (retrying until the timeout), rank 0 makes the NCCL unique id and sends it to each.
 //!
 //! The handshake connections stay open as a watchdog: every process sends a heartbeat each timeout/4 seconds; a
 //! connection that closes without a goodbye, or stays silent for the timeout, means that rank is gone, and the
@@ -84,9 +85,16 @@ impl ProcessEnv {
             return Err(Error::msg(format!("{rank_var}={rank} but {world_var}={world}")));
         }
         let master = need("MASTER_ADDR")?;
-        let port = need("MASTER_PORT")?;
-        let port =
-            port.trim().parse().map_err(|_| Error::msg(format!("MASTER_PORT={port}: expected a port number")))?;
+        let given = need("MASTER_PORT")?;
+        let port: u16 =
+            given.trim().parse().map_err(|_| Error::msg(format!("MASTER_PORT={given}: expected a port number")))?;
+        // torchrun's agent already serves its own store on MASTER_PORT: ours takes the next port there
+        // (DDPM_DIST_PORT chooses one outright).
+        let port = match var("DDPM_DIST_PORT") {
+            Some(p) => p.trim().parse().map_err(|_| Error::msg(format!("DDPM_DIST_PORT={p}: expected a port number")))?,
+            None if var("TORCHELASTIC_RUN_ID").is_some() => port.checked_add(1).unwrap_or(port),
+            None => port,
+        };
         Ok(Some(ProcessEnv { rank, world, local_rank, master, port }))
     }
 }
