@@ -237,30 +237,60 @@ fn two_processes_train_together_and_a_killed_rank_stops_the_other() {
     );
 
     // A long run; kill rank 1 once rank 0 has logged a step: rank 0 must stop within the timeout, naming rank 1.
-    let killed = temp_dir("dist-proc-killed");
-    std::fs::remove_dir_all(&killed).unwrap();
-    let mut args = train_args(&data, &killed, "cuda", 100_000);
-    args.extend(["--dist-timeout".into(), "20".into()]);
-    let port = free_port();
-    let mut rank0 = rank_process(&args, 0, port, &reports);
-    let mut rank1 = rank_process(&args, 1, port, &reports);
-    let start = Instant::now();
-    while !std::fs::read_to_string(killed.join("metrics.jsonl")).is_ok_and(|t| !t.is_empty()) {
-        assert!(start.elapsed() < Duration::from_secs(300), "rank 0 logged no step in 300 s");
-        assert!(rank0.try_wait().unwrap().is_none(), "rank 0 ended early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (rank0, mut rank1) = long_pair(&data, "kill-1", &reports);
     rank1.kill().unwrap();
     let _ = rank1.wait();
-    let killed_at = Instant::now();
-    let out = rank0.wait_with_output().unwrap();
-    let waited = killed_at.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("rank 0 stopped {waited:?} after rank 1 was killed:\n{stderr}");
-    assert!(!out.status.success(), "{}", show(&out));
-    assert!(waited < Duration::from_secs(60), "rank 0 took {waited:?} to stop after rank 1 was killed");
+    let stderr = stops_soon(rank0, "rank 1 was killed", 60);
     assert!(
         stderr.contains("rank 1") && (stderr.contains("killed") || stderr.contains("is gone")),
         "rank 0's message must name the lost rank:\n{stderr}"
     );
+
+    // Rank 0 killed: rank 1 stops, naming rank 0.
+    let (mut rank0, rank1) = long_pair(&data, "kill-0", &reports);
+    rank0.kill().unwrap();
+    let _ = rank0.wait();
+    let stderr = stops_soon(rank1, "rank 0 was killed", 60);
+    assert!(stderr.contains("rank 0 is gone"), "rank 1's message must name the lost rank:\n{stderr}");
+
+    // Rank 1 hangs (stopped, its connections open): rank 0 gives up after --dist-timeout (5 s), naming rank 1.
+    let (rank0, mut rank1) = long_pair(&data, "hang-1", &reports);
+    let pid = rank1.id().to_string();
+    let signal = |sig: &str| Command::new("kill").args([sig, pid.as_str()]).status().unwrap();
+    assert!(signal("-STOP").success());
+    let stderr = stops_soon(rank0, "rank 1 was stopped", 5 + 60);
+    signal("-CONT");
+    let _ = rank1.kill();
+    let _ = rank1.wait();
+    assert!(stderr.contains("rank 1 sent nothing for 5 s"), "rank 0's message must name the silent rank:\n{stderr}");
+}
+
+/// Two ranks of a long run with `--dist-timeout 5`, once rank 0 has logged its first step.
+fn long_pair(data: &Path, tag: &str, reports: &Path) -> (Child, Child) {
+    let out = temp_dir(&format!("dist-proc-{tag}"));
+    std::fs::remove_dir_all(&out).unwrap();
+    let mut args = train_args(data, &out, "cuda", 100_000);
+    args.extend(["--dist-timeout".into(), "5".into()]);
+    let port = free_port();
+    let mut rank0 = rank_process(&args, 0, port, reports);
+    let rank1 = rank_process(&args, 1, port, reports);
+    let start = Instant::now();
+    while !std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|t| !t.is_empty()) {
+        assert!(start.elapsed() < Duration::from_secs(300), "{tag}: rank 0 logged no step in 300 s");
+        assert!(rank0.try_wait().unwrap().is_none(), "{tag}: rank 0 ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (rank0, rank1)
+}
+
+/// Wait for `rank` to exit (it must fail, within `limit_s` seconds); its stderr.
+fn stops_soon(rank: Child, what: &str, limit_s: u64) -> String {
+    let t0 = Instant::now();
+    let out = rank.wait_with_output().unwrap();
+    let waited = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!("stopped {waited:?} after {what}:\n{stderr}");
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(waited < Duration::from_secs(limit_s), "took {waited:?} to stop after {what}");
+    stderr
 }

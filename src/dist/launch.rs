@@ -91,7 +91,9 @@ impl ProcessEnv {
         // torchrun's agent already serves its own store on MASTER_PORT: ours takes the next port there
         // (DDPM_DIST_PORT chooses one outright).
         let port = match var("DDPM_DIST_PORT") {
-            Some(p) => p.trim().parse().map_err(|_| Error::msg(format!("DDPM_DIST_PORT={p}: expected a port number")))?,
+            Some(p) => {
+                p.trim().parse().map_err(|_| Error::msg(format!("DDPM_DIST_PORT={p}: expected a port number")))?
+            }
             None if var("TORCHELASTIC_RUN_ID").is_some() => port.checked_add(1).unwrap_or(port),
             None => port,
         };

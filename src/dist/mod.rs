@@ -136,6 +136,11 @@ impl DataParallel {
                 }
             }
         }
+        if (mine.is_err() || worker_err.is_some()) && self.group.is_some() {
+            // A collective failed, likely because another process went away: give the watchdog a moment to
+            // name the lost rank (it ends the process) before this more generic error does.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
         let (stats, stop) = mine?;
         if let Some(e) = worker_err {
             return Err(Error::msg(e));

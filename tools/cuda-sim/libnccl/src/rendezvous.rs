@@ -125,12 +125,18 @@ struct HubState {
 
 struct Hub {
     token: u64,
+    timeout: Duration,
     state: Mutex<HubState>,
     cv: Condvar,
 }
 
 /// Start a hub on `CUDA_SIM_NCCL_ADDR` (default 127.0.0.1, any free port) and return its id.
 pub fn start_hub() -> std::io::Result<Id> {
+    start_hub_with(timeout())
+}
+
+/// `start_hub` with the time a collective waits for missing ranks.
+pub fn start_hub_with(wait: Duration) -> std::io::Result<Id> {
     let bind = std::env::var("CUDA_SIM_NCCL_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = TcpListener::bind(&bind)?;
     let addr = match listener.local_addr()? {
@@ -146,6 +152,7 @@ pub fn start_hub() -> std::io::Result<Id> {
     };
     let hub = Arc::new(Hub {
         token,
+        timeout: wait,
         state: Mutex::new(HubState {
             nranks: 0,
             joined: Vec::new(),
@@ -243,7 +250,7 @@ impl Hub {
     }
 
     fn hello(&self, conn: &mut TcpStream) -> std::io::Result<(usize, u32)> {
-        conn.set_read_timeout(Some(timeout()))?;
+        conn.set_read_timeout(Some(self.timeout))?;
         let token = read_u64(conn)?;
         let (rank, nranks, pid) = (read_u32(conn)? as usize, read_u32(conn)? as usize, read_u32(conn)?);
         conn.set_read_timeout(None)?;
@@ -297,7 +304,7 @@ impl Hub {
             slot.result = Some(Arc::new(Ok(out)));
             self.cv.notify_all();
         }
-        let deadline = Instant::now() + timeout();
+        let deadline = Instant::now() + self.timeout;
         loop {
             let slot = st.slots.get_mut(&h.seq).expect("inserted above");
             if let Some(r) = slot.result.clone() {
@@ -319,7 +326,7 @@ impl Hub {
             if now >= deadline {
                 let why = format!(
                     "cuda-sim nccl: timed out after {:.0} s waiting for rank(s) {missing:?} in collective #{}",
-                    timeout().as_secs_f64(),
+                    self.timeout.as_secs_f64(),
                     h.seq
                 );
                 st.failed.get_or_insert(why.clone());
@@ -493,8 +500,7 @@ mod tests {
 
     #[test]
     fn a_missing_rank_times_out_naming_it() {
-        std::env::set_var("CUDA_SIM_NCCL_TIMEOUT_S", "1");
-        let id = start_hub().unwrap();
+        let id = start_hub_with(Duration::from_secs(1)).unwrap();
         let mut a = Link::join(&id, 0, 3).unwrap();
         let _b = Link::join(&id, 1, 3).unwrap();
         let t0 = Instant::now();
