@@ -295,6 +295,7 @@ impl Hub {
         slot.inputs[rank] = Some(data);
         if let Some(m) = mismatch {
             st.failed.get_or_insert(m);
+            self.cv.notify_all();
         } else if slot.inputs.iter().all(Option::is_some) && slot.result.is_none() {
             let inputs: Vec<&[u8]> = slot.inputs.iter().map(|b| b.as_deref().unwrap_or(&[])).collect();
             let out = match h.kind {
