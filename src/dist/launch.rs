@@ -29,6 +29,7 @@ const DONE: u8 = b'D';
 const LOST: u8 = b'L';
 
 /// The replicas of this process: global ranks `first_rank .. first_rank + devices.len()` of `world`.
+#[derive(Debug)]
 pub struct Layout {
     pub world: usize,
     pub first_rank: usize,
