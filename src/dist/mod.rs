@@ -75,7 +75,7 @@ impl DataParallel {
     /// Adam moments, step, RNG streams) on its own GPU; all of them join the communicator `id`.
     pub fn start(trainer: &Trainer, layout: &Layout, id: &UniqueId) -> Result<DataParallel> {
         let batch = trainer.config.train.batch_size;
-        if batch % layout.world != 0 {
+        if !batch.is_multiple_of(layout.world) {
             return Err(Error::msg(format!(
                 "train.batch_size {batch} (the global batch) does not split evenly over {} GPUs: choose a multiple of {}",
                 layout.world, layout.world

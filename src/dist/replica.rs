@@ -109,7 +109,7 @@ fn mean_loss(comm: &Comm, local: f32, stop: bool) -> Result<(f32, bool)> {
 pub fn step(t: &mut Trainer, comm: &Comm, batch: &Batch, stop: bool) -> Result<(StepStats, bool)> {
     let (rank, world) = (comm.rank(), comm.world());
     let [b, c, h, w] = batch.shape;
-    if b % world != 0 {
+    if !b.is_multiple_of(world) {
         return Err(Error::msg(format!("the global batch of {b} does not split evenly over {world} GPUs")));
     }
     let (per, len) = (b / world, c * h * w);
