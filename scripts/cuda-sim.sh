@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run COMMAND [ARGS...] on the CUDA simulator: a libcuda.so / libcublas.so stand-in (tools/cuda-sim) that cudarc
-# loads instead of NVIDIA's, so the CUDA backend runs its real PTX, with compute-sanitizer style checks, on a
+# Run COMMAND [ARGS...] on the CUDA simulator: libcuda.so / libcublas.so / libnccl.so stand-ins (tools/cuda-sim)
+# that cudarc loads instead of NVIDIA's, so the CUDA backend runs its real PTX, with compute-sanitizer style checks, on a
 # machine without a GPU.
 #
 #   scripts/cuda-sim.sh target/release/ddpm-cuda selftest --device cuda --filter add
@@ -8,15 +8,17 @@
 # The stand-ins are only ever used when this script puts them first on LD_LIBRARY_PATH: on a GPU machine nothing
 # changes unless you run through it (and through it you get the simulator, not the GPU).
 #
-# It builds the two cdylibs in release into target/cuda-sim (a separate target dir, so it can run from inside a
-# `cargo test` without waiting for that build's lock), lays out target/cuda-sim/lib/ with libcuda.so(.1) and,
-# unless CUDA_SIM_CUBLAS=0 (then target/cuda-sim/lib-no-cublas/), libcublas.so(.13), and runs COMMAND with that folder first on LD_LIBRARY_PATH.
+# It builds the three cdylibs in release into target/cuda-sim (a separate target dir, so it can run from inside a
+# `cargo test` without waiting for that build's lock), lays out target/cuda-sim/lib/ with libcuda.so(.1),
+# libnccl.so(.2) and, unless CUDA_SIM_CUBLAS=0 (then target/cuda-sim/lib-no-cublas/), libcublas.so(.13), and runs
+# COMMAND with that folder first on LD_LIBRARY_PATH.
 #
 # Environment passed through to the simulator:
 #   DDPM_CUDA_SIM_REPORTS  file the sanitizer reports are appended to (a temp file if unset)
 #   DDPM_CUDA_SIM_PROFILE  per-launch counters, one JSON object per line (appended), and a process summary at exit
 #   DDPM_CUDA_SIM_THREADS  host threads per launch (default: all cores)
-#   DDPM_CUDA_SIM_DEVICES  devices reported (default 1)
+#   DDPM_CUDA_SIM_DEVICES  devices reported (default 1), each with its own memory
+#   CUDA_SIM_NCCL_TIMEOUT_S  seconds a collective waits for the other ranks (default 120)
 #   CUDA_SIM_CUBLAS=0      leave libcublas out (the backend then uses its own GEMM kernel)
 #   CUDA_SIM_NO_BUILD=1    use the libraries already in target/cuda-sim/lib
 #   CUDA_SIM_NATIVE=0      build for baseline x86-64 even where the host has AVX2/FMA (x86-64-v3)
@@ -25,7 +27,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -41,7 +43,7 @@ if [[ "${CUDA_SIM_NO_BUILD:-0}" != 1 ]]; then
         && grep -qw movbe /proc/cpuinfo && grep -qw f16c /proc/cpuinfo && grep -qw abm /proc/cpuinfo; then
         flags="${flags:+$flags }-C target-cpu=x86-64-v3"
     fi
-    (cd "$root" && RUSTFLAGS="$flags" cargo build --release --quiet -p cuda-sim-driver -p cuda-sim-cublas \
+    (cd "$root" && RUSTFLAGS="$flags" cargo build --release --quiet -p cuda-sim-driver -p cuda-sim-cublas -p cuda-sim-nccl \
         --target-dir "$target") >&2
 fi
 # Several runs may lay the folder out at once (tests in parallel), and running processes keep the files they
@@ -65,6 +67,8 @@ else
 fi
 install "$target/release/libcuda.so" libcuda.so
 link libcuda.so libcuda.so.1
+install "$target/release/libnccl.so" libnccl.so
+link libnccl.so libnccl.so.2
 
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 own_reports=0

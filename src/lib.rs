@@ -12,6 +12,7 @@ pub mod config;
 pub mod data;
 pub mod diffusers;
 pub mod diffusion;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod nn;

@@ -248,6 +248,12 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<usize> {
 /// `train.steps` (the new target, at least the checkpoint's step), and metrics.jsonl is cut back to the
 /// checkpoint's step. Nothing in the run dir changes before every check has passed.
 pub fn run(opts: RunOptions) -> Result<Trainer> {
+    run_on(opts, None)
+}
+
+/// `run` with the replicas of `layout` (several GPUs and/or processes, see `dist`); `opts.device` is
+/// `layout.devices[0]`. Only the process holding rank 0 writes the run dir; the others follow its steps.
+pub fn run_on(opts: RunOptions, layout: Option<crate::dist::Layout>) -> Result<Trainer> {
     let interrupted = interrupt_flag();
     let ckpt_path = opts.out.join("checkpoint.safetensors");
     let mut trainer = if opts.resume {
@@ -310,6 +316,12 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
         trainer.step,
     )?;
 
+    let mut dp = layout.as_ref().map(|l| crate::dist::DataParallel::launch(&trainer, l)).transpose()?;
+    if let (Some(dp), Some(false)) = (dp.as_mut(), layout.as_ref().map(|l| l.writes())) {
+        crate::dist::follow(dp, &mut trainer, &mut loader, &interrupted)?;
+        return Ok(trainer);
+    }
+
     // Every check has passed: from here on the run dir is written.
     let created = !opts.out.exists();
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
@@ -320,7 +332,7 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
             eprintln!("metrics.jsonl: dropped {dropped} line(s) after the checkpoint's step {}", trainer.step);
         }
     }
-    let result = train_loop(&opts, &mut trainer, &mut loader, &interrupted);
+    let result = train_loop(&opts, &mut trainer, &mut loader, &interrupted, dp.as_mut());
     if let Err(e) = result {
         if ckpt_path.exists() {
             return Err(Error::msg(format!("{e}; the last checkpoint in {} is kept", opts.out.display())));
@@ -334,7 +346,13 @@ pub fn run(opts: RunOptions) -> Result<Trainer> {
     Ok(trainer)
 }
 
-fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, interrupted: &AtomicBool) -> Result<()> {
+fn train_loop(
+    opts: &RunOptions,
+    trainer: &mut Trainer,
+    loader: &mut Loader,
+    interrupted: &AtomicBool,
+    mut dp: Option<&mut crate::dist::DataParallel>,
+) -> Result<()> {
     let cfg = trainer.config.clone();
     let ckpt_path = opts.out.join("checkpoint.safetensors");
     let metrics_path = opts.out.join("metrics.jsonl");
@@ -360,8 +378,11 @@ fn train_loop(opts: &RunOptions, trainer: &mut Trainer, loader: &mut Loader, int
 
     while trainer.step < total {
         let batch = loader.next_batch()?;
-        let x0 = batch.images_tensor()?.to_device(&trainer.device)?;
-        let stats = match trainer.step(&x0) {
+        let stats = match dp.as_deref_mut() {
+            Some(dp) => dp.step(trainer, &batch, interrupted),
+            None => batch.images_tensor().and_then(|x| x.to_device(&trainer.device)).and_then(|x0| trainer.step(&x0)),
+        };
+        let stats = match stats {
             Ok(s) => s,
             Err(e) => {
                 bar.abandon();

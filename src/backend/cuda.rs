@@ -29,6 +29,16 @@ pub fn kernels_built() -> bool {
     !KERNELS.is_empty()
 }
 
+/// How many CUDA devices the driver reports (`Error::NoCuda` without a driver).
+pub fn device_count() -> Result<usize> {
+    // SAFETY: only probes whether the driver library can be dlopen'ed.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(Error::NoCuda("the NVIDIA driver library (libcuda.so) was not found".into()));
+    }
+    let n = CudaContext::device_count().map_err(|e| Error::NoCuda(format!("cuInit failed: {e:?}")))?;
+    Ok(n.max(0) as usize)
+}
+
 pub struct CudaBackend {
     ordinal: usize,
     ctx: Arc<CudaContext>,

@@ -8,7 +8,7 @@ use ddpm_cuda::data::DatasetKind;
 use ddpm_cuda::diffusion::Sampler;
 use ddpm_cuda::{train, Device, Error, Result};
 
-use super::{positive_f32, positive_u64, positive_usize, ModelArgs, DEVICE_HELP};
+use super::{positive_f32, positive_u64, positive_usize, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -41,12 +41,15 @@ pub struct TrainArgs {
     /// Continue the run in --out from its checkpoint (its config, RNG state and data order).
     #[arg(long)]
     pub resume: bool,
-    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
+    #[arg(long, default_value = "auto", help = TRAIN_DEVICE_HELP)]
     pub device: String,
     /// Activation dtype: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only; weights,
     /// Adam, EMA and checkpoints stay f32). Stored in the run's config; with --resume it replaces the stored one.
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
+    /// Seconds a data-parallel rank may stay silent (a dead or hung process) before the others stop, naming it.
+    #[arg(long, default_value_t = 600, value_parser = positive_u64)]
+    pub dist_timeout: u64,
     /// Seed of the initial weights, noise, dropout and data order [default: 0] (with --resume: the checkpoint's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -69,6 +72,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quiet: bool,
 }
+
+const TRAIN_DEVICE_HELP: &str = "auto (CUDA device 0 if present, else the CPU), cpu, cuda or cuda:N; several GPUs \
+    in one process: cuda:0,1,2,3 or cuda:all (one replica per GPU; the batch is the global batch, split evenly). \
+    Under torchrun or srun (WORLD_SIZE / SLURM_NTASKS > 1) each process drives GPU LOCAL_RANK";
 
 /// The dataset decides the image size and channel count.
 fn fit_to_dataset(mut cfg: Config, kind: DatasetKind, folder_size: usize) -> Result<Config> {
@@ -176,28 +183,51 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         num_samples,
         grid_steps,
         quiet,
+        dist_timeout,
         ..
     } = args;
-    let device = Device::parse(&device)?;
-    eprintln!("training on {device}, run dir {}", out.display());
-    let t = train::run(train::RunOptions {
-        dataset,
-        data_dir,
-        download,
-        config,
-        out: out.clone(),
-        resume,
-        device,
-        seed: seed.unwrap_or(0),
-        log_every,
-        sample_every,
-        checkpoint_every,
-        num_samples,
-        grid_sampler: Sampler::Ddim { steps: grid_steps, eta: 0.0 },
-        quiet,
-    })?;
+    let layout = ddpm_cuda::dist::launch::layout(&device, std::time::Duration::from_secs(dist_timeout))?;
+    let device = match &layout {
+        Some(l) => l.devices[0].clone(),
+        None => Device::parse(&device)?,
+    };
+    let rank = layout.as_ref().map_or(0, |l| l.first_rank);
+    match &layout {
+        Some(l) if l.process.is_some() => {
+            eprintln!(
+                "training as rank {rank} of {} on {device}, run dir {} (written by rank 0)",
+                l.world,
+                out.display()
+            )
+        }
+        Some(l) => eprintln!("training on {} GPUs ({:?}), run dir {}", l.world, l.devices, out.display()),
+        None => eprintln!("training on {device}, run dir {}", out.display()),
+    }
+    let t = train::run_on(
+        train::RunOptions {
+            dataset,
+            data_dir,
+            download,
+            config,
+            out: out.clone(),
+            resume,
+            device,
+            seed: seed.unwrap_or(0),
+            log_every,
+            sample_every,
+            checkpoint_every,
+            num_samples,
+            grid_sampler: Sampler::Ddim { steps: grid_steps, eta: 0.0 },
+            quiet,
+        },
+        layout,
+    )?;
     if let Some(sig) = train::interrupt_signal() {
         return Ok(ExitCode::from(train::exit_status_for(sig)));
+    }
+    if rank != 0 {
+        eprintln!("rank {rank}: finished at step {}", t.step);
+        return Ok(ExitCode::SUCCESS);
     }
     eprintln!("step {}: checkpoint in {}", t.step, out.join("checkpoint.safetensors").display());
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,9 @@ use std::sync::{RwLock, RwLockReadGuard};
 
 /// First device address handed out (looks like a real device pointer in messages).
 pub const GLOBAL_BASE: u64 = 0x7f00_0000_0000;
+/// Address space per simulated device: device i's allocations start at `GLOBAL_BASE + i * DEVICE_SPAN`, so a
+/// pointer names its device and one device's memory table never holds another's addresses.
+pub const DEVICE_SPAN: u64 = 0x0040_0000_0000;
 /// Allocation granularity and alignment (cudaMalloc gives at least 256-byte alignment).
 pub const ALIGN: u64 = 256;
 /// Unmapped bytes after every allocation so an overrun never lands in the next one.
@@ -136,7 +139,12 @@ impl Default for DeviceMemory {
 
 impl DeviceMemory {
     pub fn new() -> DeviceMemory {
-        DeviceMemory { table: RwLock::new(Table { next: GLOBAL_BASE, ..Table::default() }) }
+        DeviceMemory::at(GLOBAL_BASE)
+    }
+
+    /// An empty table whose first allocation is at `base` (device i: `GLOBAL_BASE + i * DEVICE_SPAN`).
+    pub fn at(base: u64) -> DeviceMemory {
+        DeviceMemory { table: RwLock::new(Table { next: base, ..Table::default() }) }
     }
 
     /// A new allocation of `size` bytes (uninitialised for initcheck; its bytes are zero on the host side).

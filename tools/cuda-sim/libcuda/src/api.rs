@@ -69,6 +69,21 @@ fn enqueue(stream: CUstream, node: Node) -> CUresult {
     d.run_node(&node)
 }
 
+/// The device of the calling thread's current context (0 without one).
+fn current_device() -> CUdevice {
+    ctx_device(current()).unwrap_or(0)
+}
+
+/// The device a stream belongs to: its creating context's, or the current context's for the implicit streams.
+fn stream_device(stream: CUstream) -> CUdevice {
+    let sid = stream as usize;
+    if is_implicit_stream(sid) {
+        return current_device();
+    }
+    let known = driver().lock().streams.get(&sid).copied();
+    known.unwrap_or_else(current_device)
+}
+
 fn capturing(stream: CUstream) -> bool {
     driver().lock().captures.contains_key(&(stream as usize))
 }
@@ -382,7 +397,7 @@ pub unsafe extern "C" fn cuCtxGetApiVersion(_ctx: CUcontext, version: *mut c_uin
 // ---------------------------------------------------------------------------------------------------------------
 // Memory
 
-fn alloc(dptr: *mut CUdeviceptr, size: usize, what: &str) -> CUresult {
+fn alloc(dptr: *mut CUdeviceptr, size: usize, dev: CUdevice, what: &str) -> CUresult {
     let d = driver();
     if let Some(e) = d.sticky() {
         return e;
@@ -390,7 +405,7 @@ fn alloc(dptr: *mut CUdeviceptr, size: usize, what: &str) -> CUresult {
     if dptr.is_null() {
         return CUresult::CUDA_ERROR_INVALID_VALUE;
     }
-    match d.mem.alloc(size as u64, what) {
+    match d.mem.device(dev).alloc(size as u64, what) {
         Ok(a) => {
             d.count(&d.counters.allocations);
             // SAFETY: the caller's out-pointer.
@@ -423,7 +438,7 @@ fn free(ptr: CUdeviceptr, what: &str) -> CUresult {
 
 #[no_mangle]
 pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult {
-    alloc(dptr, bytesize, "cuMemAlloc")
+    alloc(dptr, bytesize, current_device(), "cuMemAlloc")
 }
 
 #[no_mangle]
@@ -432,8 +447,8 @@ pub unsafe extern "C" fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, _stream: CUstream) -> CUresult {
-    alloc(dptr, bytesize, "cuMemAllocAsync")
+pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, stream: CUstream) -> CUresult {
+    alloc(dptr, bytesize, stream_device(stream), "cuMemAllocAsync")
 }
 
 #[no_mangle]
@@ -441,9 +456,9 @@ pub unsafe extern "C" fn cuMemAllocFromPoolAsync(
     dptr: *mut CUdeviceptr,
     bytesize: usize,
     _pool: CUmemoryPool,
-    _stream: CUstream,
+    stream: CUstream,
 ) -> CUresult {
-    alloc(dptr, bytesize, "cuMemAllocFromPoolAsync")
+    alloc(dptr, bytesize, stream_device(stream), "cuMemAllocFromPoolAsync")
 }
 
 #[no_mangle]
@@ -461,7 +476,7 @@ pub unsafe extern "C" fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> 
 
 #[no_mangle]
 pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
-    let used = driver().mem.live_bytes() as usize;
+    let used = driver().mem.device(current_device()).live_bytes() as usize;
     if !free.is_null() {
         *free = attrs::TOTAL_MEM.saturating_sub(used);
     }
@@ -510,7 +525,7 @@ pub unsafe extern "C" fn cuMemPoolGetAttribute(
         return CUresult::CUDA_ERROR_INVALID_VALUE;
     }
     use CUmemPool_attribute::*;
-    let live = driver().mem.live_bytes();
+    let live = driver().mem.device(current_device()).live_bytes();
     match attr {
         CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => *(value as *mut u64) = driver().lock().release_threshold,
         CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT
@@ -590,6 +605,29 @@ pub unsafe extern "C" fn cuMemcpyDtoDAsync_v2(dst: CUdeviceptr, src: CUdeviceptr
     enqueue(s, Node::DtoD { dst, src, len: n as u64 })
 }
 
+/// Between devices (the addresses say which): a DtoD copy on `s`.
+#[no_mangle]
+pub unsafe extern "C" fn cuMemcpyPeerAsync(
+    dst: CUdeviceptr,
+    _dst_ctx: CUcontext,
+    src: CUdeviceptr,
+    _src_ctx: CUcontext,
+    n: usize,
+    s: CUstream,
+) -> CUresult {
+    cuMemcpyDtoDAsync_v2(dst, src, n, s)
+}
+#[no_mangle]
+pub unsafe extern "C" fn cuMemcpyPeer(
+    dst: CUdeviceptr,
+    _dst_ctx: CUcontext,
+    src: CUdeviceptr,
+    _src_ctx: CUcontext,
+    n: usize,
+) -> CUresult {
+    cuMemcpyDtoDAsync_v2(dst, src, n, std::ptr::null_mut())
+}
+
 /// Host memory ("pinned" is plain host memory here).
 #[no_mangle]
 pub unsafe extern "C" fn cuMemHostAlloc(pp: *mut *mut c_void, bytesize: usize, _flags: c_uint) -> CUresult {
@@ -642,7 +680,7 @@ unsafe fn load_module(out: *mut CUmodule, image: *const c_void) -> CUresult {
     };
     let mut globals = Vec::with_capacity(module.globals.len());
     for g in &module.globals {
-        let addr = match d.mem.alloc(g.size, &format!("module global {}", g.name)) {
+        let addr = match d.mem.device(current_device()).alloc(g.size, &format!("module global {}", g.name)) {
             Ok(a) => a,
             Err(_) => return CUresult::CUDA_ERROR_OUT_OF_MEMORY,
         };
@@ -872,7 +910,8 @@ pub unsafe extern "C" fn cuLaunchKernel(
         std::ptr::copy_nonoverlapping(src, buf[o..o + n].as_mut_ptr(), n);
     }
     let cfg = LaunchConfig { grid: [gx, gy, gz], block: [bx, by, bz], dyn_shared_bytes: shared };
-    enqueue(stream, Node::Kernel { module: module.clone(), kernel, max_dyn, cfg, params: buf })
+    let dev = stream_device(stream);
+    enqueue(stream, Node::Kernel { dev, module: module.clone(), kernel, max_dyn, cfg, params: buf })
 }
 
 #[no_mangle]
@@ -907,9 +946,10 @@ pub unsafe extern "C" fn cuLaunchHostFunc(stream: CUstream, f: CUhostFn, data: *
 // Streams and events
 
 fn new_stream(out: *mut CUstream) -> CUresult {
+    let dev = current_device();
     let mut st = driver().lock();
     let id = st.new_id();
-    st.streams.insert(id, ());
+    st.streams.insert(id, dev);
     // SAFETY: the caller's out-pointer.
     unsafe { *out = id as CUstream };
     OK
@@ -930,7 +970,7 @@ pub unsafe extern "C" fn cuStreamDestroy_v2(stream: CUstream) -> CUresult {
     let mut st = driver().lock();
     st.captures.remove(&(stream as usize));
     match st.streams.remove(&(stream as usize)) {
-        Some(()) => OK,
+        Some(_) => OK,
         None => CUresult::CUDA_ERROR_INVALID_HANDLE,
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Everything runs synchronously on the calling thread: a stream operation runs when it is enqueued, except while
 //! its stream is being captured, when it is recorded into a graph and runs at `cuGraphLaunch`. Device memory is
-//! one process-wide `cuda_sim::mem::DeviceMemory`; every device (`DDPM_CUDA_SIM_DEVICES`, default 1) shares it.
+//! one `cuda_sim::mem::DeviceMemory` per device (`DDPM_CUDA_SIM_DEVICES`, default 1), each in its own address range:
+//! a kernel sees only its own device's allocations (a pointer of another device faults, as without peer access),
+//! while copies and memsets find the device from the address (unified addressing).
 //!
 //! Environment: `DDPM_CUDA_SIM_DEVICES` (devices reported), `DDPM_CUDA_SIM_THREADS` (host threads per launch),
 //! `DDPM_CUDA_SIM_REPORTS` (file the sanitizer reports are appended to), `DDPM_CUDA_SIM_PROFILE` (file the
@@ -44,7 +46,7 @@ pub(crate) struct FuncRec {
 /// A recorded stream operation (a graph node).
 #[derive(Clone)]
 pub(crate) enum Node {
-    Kernel { module: Arc<LoadedModule>, kernel: usize, max_dyn: u32, cfg: LaunchConfig, params: Vec<u8> },
+    Kernel { dev: i32, module: Arc<LoadedModule>, kernel: usize, max_dyn: u32, cfg: LaunchConfig, params: Vec<u8> },
     Memset { dst: u64, pattern: Vec<u8>, count: u64 },
     HtoD { dst: u64, src: usize, len: usize },
     DtoH { dst: usize, src: u64, len: usize },
@@ -70,7 +72,8 @@ pub(crate) struct State {
     pub contexts: HashMap<usize, i32>,
     pub modules: HashMap<usize, Arc<LoadedModule>>,
     pub functions: HashMap<usize, FuncRec>,
-    pub streams: HashMap<usize, ()>,
+    /// Created streams and their devices.
+    pub streams: HashMap<usize, i32>,
     /// Streams being captured and what they recorded so far.
     pub captures: HashMap<usize, Graph>,
     pub events: HashMap<usize, EventRec>,
@@ -103,8 +106,58 @@ pub(crate) struct Counters {
     pub cublas_calls: AtomicU64,
 }
 
+/// Every device's memory; an address belongs to the device whose range holds it.
+pub(crate) struct Memories {
+    devices: Vec<DeviceMemory>,
+}
+
+impl Memories {
+    fn new(n: usize) -> Memories {
+        let base = |i: usize| cuda_sim::mem::GLOBAL_BASE + i as u64 * cuda_sim::mem::DEVICE_SPAN;
+        Memories { devices: (0..n.max(1)).map(|i| DeviceMemory::at(base(i))).collect() }
+    }
+
+    /// Device `dev`'s table (device 0's for an unknown ordinal).
+    pub fn device(&self, dev: i32) -> &DeviceMemory {
+        self.devices.get(dev.max(0) as usize).unwrap_or(&self.devices[0])
+    }
+
+    /// The table `addr` falls in (device 0's outside every range, where the access then fails).
+    pub fn of(&self, addr: u64) -> &DeviceMemory {
+        let i = addr.saturating_sub(cuda_sim::mem::GLOBAL_BASE) / cuda_sim::mem::DEVICE_SPAN;
+        self.devices.get(i as usize).unwrap_or(&self.devices[0])
+    }
+
+    pub fn write(&self, dst: u64, src: &[u8]) -> Result<(), cuda_sim::mem::MemError> {
+        self.of(dst).write(dst, src)
+    }
+
+    pub fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), cuda_sim::mem::MemError> {
+        self.of(src).read(src, dst)
+    }
+
+    pub fn fill(&self, dst: u64, pattern: &[u8], count: u64) -> Result<(), cuda_sim::mem::MemError> {
+        self.of(dst).fill(dst, pattern, count)
+    }
+
+    /// Device -> device, also between devices (a peer copy: the bytes are marked initialised where written).
+    pub fn copy(&self, dst: u64, src: u64, len: u64) -> Result<(), cuda_sim::mem::MemError> {
+        let (d, s) = (self.of(dst), self.of(src));
+        if std::ptr::eq(d, s) {
+            return d.copy(dst, src, len);
+        }
+        let mut buf = vec![0u8; len as usize];
+        s.read(src, &mut buf)?;
+        d.write(dst, &buf)
+    }
+
+    pub fn free(&self, addr: u64) -> Result<(), cuda_sim::mem::MemError> {
+        self.of(addr).free(addr)
+    }
+}
+
 pub(crate) struct Driver {
-    pub mem: DeviceMemory,
+    pub mem: Memories,
     pub state: Mutex<State>,
     pub counters: Counters,
     pub reports: AtomicU64,
@@ -132,7 +185,7 @@ pub(crate) fn driver() -> &'static Driver {
         register_at_exit();
         let env_num = |v: &str, d: usize| std::env::var(v).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(d);
         Driver {
-            mem: DeviceMemory::new(),
+            mem: Memories::new(env_num("DDPM_CUDA_SIM_DEVICES", 1)),
             state: Mutex::new(State { release_threshold: 0, ..State::default() }),
             counters: Counters::default(),
             reports: AtomicU64::new(0),
@@ -191,8 +244,8 @@ impl Driver {
     /// Run one operation now. Must be called without the state lock held (host functions call back in).
     pub fn run_node(&self, node: &Node) -> CUresult {
         match node {
-            Node::Kernel { module, kernel, max_dyn, cfg, params } => {
-                self.run_kernel(module, *kernel, *max_dyn, cfg, params)
+            Node::Kernel { dev, module, kernel, max_dyn, cfg, params } => {
+                self.run_kernel(*dev, module, *kernel, *max_dyn, cfg, params)
             }
             Node::Memset { dst, pattern, count } => {
                 self.count(&self.counters.memsets);
@@ -234,12 +287,20 @@ impl Driver {
         }
     }
 
-    fn run_kernel(&self, lm: &LoadedModule, k: usize, max_dyn: u32, cfg: &LaunchConfig, params: &[u8]) -> CUresult {
+    fn run_kernel(
+        &self,
+        dev: i32,
+        lm: &LoadedModule,
+        k: usize,
+        max_dyn: u32,
+        cfg: &LaunchConfig,
+        params: &[u8],
+    ) -> CUresult {
         self.count(&self.counters.kernel_launches);
         let kernel = &lm.module.kernels[k];
         let opts = ExecOptions { threads: self.threads, max_dynamic_shared: max_dyn, ..ExecOptions::default() };
         let t0 = Instant::now();
-        let out = exec::launch(&lm.module, kernel, &lm.globals, cfg, params, &self.mem, &opts);
+        let out = exec::launch(&lm.module, kernel, &lm.globals, cfg, params, self.mem.device(dev), &opts);
         let seconds = t0.elapsed().as_secs_f64();
         for r in &out.reports {
             self.report(kind_name(r), &r.message);

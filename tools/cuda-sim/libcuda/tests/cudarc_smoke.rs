@@ -113,6 +113,70 @@ fn fault_child() {
     std::mem::forget((x, y, f, module, stream, ctx));
 }
 
+/// Two simulated devices have separate memory: a kernel on device 1 runs on its own buffers and gets the same
+/// numbers as on device 0, a copy between the devices works (unified addressing), and a kernel on device 1 handed
+/// a pointer of device 0 faults (no peer access), reported like any other memory fault.
+#[test]
+fn devices_have_their_own_memory() {
+    if std::env::var_os(CHILD).is_some_and(|v| v == "devices") {
+        devices_child();
+        return;
+    }
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cuda-sim-devices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let reports = dir.join("reports.txt");
+    let out = Command::new(root().join("scripts/cuda-sim.sh"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "devices_have_their_own_memory", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "devices")
+        .env("DDPM_CUDA_SIM_DEVICES", "2")
+        .env("DDPM_CUDA_SIM_REPORTS", &reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("devices child: done"), "{stdout}\n{stderr}");
+    assert!(!out.status.success(), "the cross-device fault must fail the process:\n{stderr}");
+    let reports = std::fs::read_to_string(&reports).unwrap();
+    assert!(reports.contains("axpy") && reports.contains("Memcheck"), "{reports}");
+    assert!(stderr.contains("========= cuda-sim: 1 errors"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn devices_child() {
+    assert_eq!(CudaContext::device_count().unwrap(), 2);
+    let (ctx0, ctx1) = (CudaContext::new(0).unwrap(), CudaContext::new(1).unwrap());
+    let (s0, s1) = (ctx0.new_stream().unwrap(), ctx1.new_stream().unwrap());
+    let f0 = ctx0.load_module(cudarc::nvrtc::Ptx::from_src(AXPY_PTX)).unwrap().load_function("axpy").unwrap();
+    let f1 = ctx1.load_module(cudarc::nvrtc::Ptx::from_src(AXPY_PTX)).unwrap().load_function("axpy").unwrap();
+    let host: Vec<f32> = (0..100).map(|i| i as f32).collect();
+    let x0 = s0.clone_htod(&host).unwrap();
+    let mut y0 = s0.alloc_zeros::<f32>(100).unwrap();
+    let x1 = s1.clone_htod(&host).unwrap();
+    let mut y1 = s1.alloc_zeros::<f32>(100).unwrap();
+    launch_axpy(&s0, &f0, 2.0, &x0, &mut y0);
+    launch_axpy(&s1, &f1, 2.0, &x1, &mut y1);
+    let want: Vec<f32> = host.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(s0.clone_dtoh(&y0).unwrap(), want);
+    assert_eq!(s1.clone_dtoh(&y1).unwrap(), want);
+    // A peer copy: device 0's x into a device-1 buffer.
+    let mut z1 = s1.alloc_zeros::<f32>(100).unwrap();
+    s1.memcpy_dtod(&x0, &mut z1).unwrap();
+    assert_eq!(s1.clone_dtoh(&z1).unwrap(), host);
+    // Device 0's buffer in a kernel on device 1: a memory fault.
+    let n = 100i32;
+    let cfg = LaunchConfig { grid_dim: (4, 1, 1), block_dim: (64, 1, 1), shared_mem_bytes: 0 };
+    // SAFETY: deliberately not: x0 lives on the other device (the simulator catches it).
+    let r = unsafe { s1.launch_builder(&f1).arg(&1.0f32).arg(&x0).arg(&mut y1).arg(&n).launch(cfg) };
+    let e = r.expect_err("the launch must fail");
+    assert!(format!("{e:?}").contains("CUDA_ERROR_ILLEGAL_ADDRESS"), "{e:?}");
+    println!("devices child: done");
+    std::mem::forget((x0, y0, x1, y1, z1, f0, f1, s0, s1, ctx0, ctx1));
+}
+
 fn launch_axpy(
     stream: &Arc<CudaStream>,
     f: &cudarc::driver::CudaFunction,
