@@ -21,6 +21,7 @@ pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod sample;
+pub mod sample_store;
 pub mod selftest;
 pub mod tensor;
 pub mod tensorboard;

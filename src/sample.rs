@@ -30,10 +30,15 @@ pub fn generate(
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
     let cfg = &unet.config;
-    let cx = Ctx::no_grad(params);
-    let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
-    let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
-    generate_with(&mut model, image, diffusion, opts, observe)
+    let [c, h, w] = [cfg.in_channels, cfg.image_size, cfg.image_size];
+    let mut out = Vec::with_capacity(opts.n * c * h * w);
+    let mut sink = Batches::all(|_, x: Tensor| {
+        out.extend(x.to_vec()?);
+        Ok(())
+    });
+    generate_unet_batches(unet, params, diffusion, opts, observe, &mut sink)?;
+    drop(sink);
+    Tensor::from_vec(out, &[opts.n, c, h, w])
 }
 
 /// `generate` for any ε-model (a U-Net, the empirical optimal denoiser) of images `[C, H, W]`.
@@ -44,22 +49,81 @@ pub fn generate_with(
     opts: &SampleOptions,
     observe: &mut dyn FnMut(usize, &Step),
 ) -> Result<Tensor> {
+    let [c, h, w] = image;
+    let mut out = Vec::with_capacity(opts.n * c * h * w);
+    let mut sink = Batches::all(|_, x: Tensor| {
+        out.extend(x.to_vec()?);
+        Ok(())
+    });
+    generate_batches(model, image, diffusion, opts, observe, &mut sink)?;
+    drop(sink);
+    Tensor::from_vec(out, &[opts.n, c, h, w])
+}
+
+/// Where `generate_batches` hands the batches it makes, and which it makes.
+pub struct Batches<'a> {
+    /// Batches that are not generated (already done by an interrupted run).
+    pub skip: &'a dyn Fn(usize) -> bool,
+    /// Asked before each batch: stop here (Ctrl-C, a test's interruption), leaving the later batches undone.
+    pub stop: &'a dyn Fn() -> bool,
+    /// Each finished batch b, images [size, C, H, W] in [−1, 1].
+    pub put: Box<dyn FnMut(usize, Tensor) -> Result<()> + 'a>,
+}
+
+impl<'a> Batches<'a> {
+    /// Every batch, never stopping, each handed to `put`.
+    pub fn all(put: impl FnMut(usize, Tensor) -> Result<()> + 'a) -> Batches<'a> {
+        Batches { skip: &|_| false, stop: &|| false, put: Box::new(put) }
+    }
+}
+
+/// The batches of `opts` one at a time (`opts.batch_size` images each, the last one short), except those `sink`
+/// skips. Batch b draws its noise from Philox(seed + b), so a batch does not depend on which others are made:
+/// the batches of an interrupted run and its resumption are the batches of one uninterrupted run. Returns whether
+/// it got to the end (false: `sink.stop` stopped it).
+pub fn generate_batches(
+    model: &mut EpsModel,
+    image: [usize; 3],
+    diffusion: &Diffusion,
+    opts: &SampleOptions,
+    observe: &mut dyn FnMut(usize, &Step),
+    sink: &mut Batches,
+) -> Result<bool> {
     let &SampleOptions { n, batch_size, sampler, seed, ref device } = opts;
     if n == 0 || batch_size == 0 {
         return Err(Error::msg("sample: --num and --batch-size must be positive"));
     }
     let [c, h, w] = image;
-    let batches = n.div_ceil(batch_size);
-    let mut out = Vec::with_capacity(n * c * h * w);
-    for b in 0..batches {
+    for b in 0..n.div_ceil(batch_size) {
+        if (sink.skip)(b) {
+            continue;
+        }
+        if (sink.stop)() {
+            return Ok(false);
+        }
         let size = batch_size.min(n - b * batch_size);
-        let shape = [size, c, h, w];
         let mut rng = Philox::new(seed.wrapping_add(b as u64));
         let mut on_step = |s: &Step| observe(b, s);
-        let x = diffusion.sample(model, &shape, sampler, &mut rng, device, &mut on_step)?;
-        out.extend(x.to_vec()?);
+        let x = diffusion.sample(model, &[size, c, h, w], sampler, &mut rng, device, &mut on_step)?;
+        (sink.put)(b, x)?;
     }
-    Tensor::from_vec(out, &[n, c, h, w])
+    Ok(true)
+}
+
+/// `generate_batches` with the U-Net of `params` as the ε-model.
+pub fn generate_unet_batches(
+    unet: &UNet,
+    params: &ParamStore,
+    diffusion: &Diffusion,
+    opts: &SampleOptions,
+    observe: &mut dyn FnMut(usize, &Step),
+    sink: &mut Batches,
+) -> Result<bool> {
+    let cfg = &unet.config;
+    let cx = Ctx::no_grad(params);
+    let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
+    let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
+    generate_batches(&mut model, image, diffusion, opts, observe, sink)
 }
 
 /// ε̂ = model(x_t, t) for one batch under no-grad: x_t [N, C, H, W] on the parameters' device, one integer
