@@ -32,7 +32,7 @@ pub use autograd::{Grads, Tape, Var};
 /// Every kernel the Rust side declares (the backend's, each op's CUDA arm, the optimizer's, the RNG's): what the
 /// unit test of `backend::kernels` checks against the compiled PTX.
 pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
-    let groups = [backend::kernels::KERNELS, optim::cuda::KERNELS, rng::KERNELS];
+    let groups = [backend::kernels::KERNELS, optim::cuda::KERNELS, rng::KERNELS, diffusion::graphed::KERNELS];
     groups.into_iter().chain(ops::KERNELS.iter().copied()).flatten().copied().collect()
 }
 pub use backend::Device;

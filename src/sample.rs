@@ -1,8 +1,11 @@
 //! Generating images from a trained U-Net: batches of Algorithm 2 (or DDIM) chains under no-grad, on any device.
 
+use crate::backend::graph::GraphMode;
+use crate::diffusion::graphed::CondModel;
 use crate::diffusion::{Diffusion, EpsModel, Sampler, Step};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
+use crate::ops::embedding::timestep_embedding;
 use crate::rng::Philox;
 use crate::{Device, Error, Result, Tensor, Var};
 
@@ -17,6 +20,8 @@ pub struct SampleOptions {
     /// Batch b draws its noise from Philox(seed + b).
     pub seed: u64,
     pub device: Device,
+    /// CUDA graphs for the U-Net sampler on a CUDA device (ignored elsewhere).
+    pub graphs: GraphMode,
 }
 
 /// `opts.n` images [n, C, H, W] in [−1, 1], generated `opts.batch_size` at a time. Batch b draws its noise from
@@ -89,7 +94,23 @@ pub fn generate_batches(
     observe: &mut dyn FnMut(usize, &Step),
     sink: &mut Batches,
 ) -> Result<bool> {
-    let &SampleOptions { n, batch_size, sampler, seed, ref device } = opts;
+    let mut chain = |shape: &[usize], rng: &mut Philox, on_step: &mut dyn FnMut(&Step)| {
+        diffusion.sample(model, shape, opts.sampler, rng, &opts.device, on_step)
+    };
+    batch_loop(image, opts, observe, sink, &mut chain)
+}
+
+/// One chain: (shape, its Philox stream, the step observer) → x_0.
+type Chain<'a> = dyn FnMut(&[usize], &mut Philox, &mut dyn FnMut(&Step)) -> Result<Tensor> + 'a;
+
+fn batch_loop(
+    image: [usize; 3],
+    opts: &SampleOptions,
+    observe: &mut dyn FnMut(usize, &Step),
+    sink: &mut Batches,
+    chain: &mut Chain,
+) -> Result<bool> {
+    let &SampleOptions { n, batch_size, seed, .. } = opts;
     if n == 0 || batch_size == 0 {
         return Err(Error::msg("sample: --num and --batch-size must be positive"));
     }
@@ -104,13 +125,15 @@ pub fn generate_batches(
         let size = batch_size.min(n - b * batch_size);
         let mut rng = Philox::new(seed.wrapping_add(b as u64));
         let mut on_step = |s: &Step| observe(b, s);
-        let x = diffusion.sample(model, &[size, c, h, w], sampler, &mut rng, device, &mut on_step)?;
+        let x = chain(&[size, c, h, w], &mut rng, &mut on_step)?;
         (sink.put)(b, x)?;
     }
     Ok(true)
 }
 
-/// `generate_batches` with the U-Net of `params` as the ε-model.
+/// `generate_batches` with the U-Net of `params` as the ε-model. On a CUDA device with `opts.graphs` Auto or On,
+/// each chain's step is captured once as a CUDA graph and replayed (`Diffusion::sample_graphed`: the same images,
+/// bit for bit).
 pub fn generate_unet_batches(
     unet: &UNet,
     params: &ParamStore,
@@ -121,9 +144,25 @@ pub fn generate_unet_batches(
 ) -> Result<bool> {
     let cfg = &unet.config;
     let cx = Ctx::no_grad(params);
-    let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
     let image = [cfg.in_channels, cfg.image_size, cfg.image_size];
-    generate_batches(&mut model, image, diffusion, opts, observe, sink)
+    match (&opts.device, opts.graphs) {
+        (Device::Cuda(be), GraphMode::Auto | GraphMode::On) => {
+            let row = |t: usize| timestep_embedding(&[t as f32], cfg.ch)?.to_vec();
+            let mut eval = |x: &Tensor, emb: &Tensor| {
+                let (x, emb) = (Var::constant(x.clone()), Var::constant(emb.clone()));
+                Ok(unet.forward_embedded(&cx, &x, &emb)?.into_value())
+            };
+            let mut chain = |shape: &[usize], rng: &mut Philox, on_step: &mut dyn FnMut(&Step)| {
+                let mut model = CondModel { dim: cfg.ch, row: &row, eval: &mut eval };
+                diffusion.sample_graphed(&mut model, shape, opts.sampler, rng, be, opts.graphs, on_step)
+            };
+            batch_loop(image, opts, observe, sink, &mut chain)
+        }
+        _ => {
+            let mut model = |x: &Tensor, t: &[f32]| Ok(unet.forward(&cx, &Var::constant(x.clone()), t)?.into_value());
+            generate_batches(&mut model, image, diffusion, opts, observe, sink)
+        }
+    }
 }
 
 /// ε̂ = model(x_t, t) for one batch under no-grad: x_t [N, C, H, W] on the parameters' device, one integer

@@ -187,7 +187,9 @@ impl SampleStore {
         let zip_err = |e: npyz::zip::result::ZipError| Error::bad_file(&tmp, format!("zip: {e}"));
         let file = File::create(&tmp).map_err(io)?;
         let mut zip = ZipWriter::new(BufWriter::new(file));
-        zip.start_file(npyz::npz::file_name_from_array_name("arr_0"), FileOptions::default()).map_err(zip_err)?;
+        // A fixed timestamp: the same samples give the same file, byte for byte.
+        let options = FileOptions::default().last_modified_time(npyz::zip::DateTime::default());
+        zip.start_file(npyz::npz::file_name_from_array_name("arr_0"), options).map_err(zip_err)?;
         let [c, h, w] = m.image;
         let shape = [m.num, h, w, c].map(|d| d as u64);
         let mut npy =

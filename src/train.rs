@@ -148,7 +148,14 @@ impl Trainer {
     pub fn sample_ema(&self, n: usize, sampler: Sampler, seed: u64) -> Result<Tensor> {
         let mut store = self.params.clone();
         store.set_tensors(self.ema.shadow().to_vec())?;
-        let opts = crate::sample::SampleOptions { n, batch_size: n, sampler, seed, device: self.device.clone() };
+        let opts = crate::sample::SampleOptions {
+            n,
+            batch_size: n,
+            sampler,
+            seed,
+            device: self.device.clone(),
+            graphs: Default::default(),
+        };
         crate::sample::generate(&self.unet, &store, &self.diffusion, &opts, &mut |_, _| {})
     }
 }

@@ -36,6 +36,7 @@ fn run(out: &Path, num: usize, batch: usize, seed: u64, stop_after: Option<usize
         sampler: Sampler::Ddim { steps: 3, eta: 1.0 },
         seed,
         device: Device::Cpu,
+        graphs: Default::default(),
     };
     // Any ε-model will do: this one depends on x and t, so every step and every batch's noise shows in the bytes.
     let mut eps = |x: &Tensor, t: &[f32]| x.scale(0.3 + t[0] / 2000.0);

@@ -3,6 +3,7 @@
 //! gets a clear "no CUDA device" error instead of a loader panic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
@@ -38,6 +39,8 @@ pub struct CudaBackend {
     name: String,
     /// cuBLAS on this backend's stream, created on first use; `Err` when libcublas cannot be loaded.
     blas: OnceLock<std::result::Result<CudaBlas, String>>,
+    /// Set while `graph::capture` records this backend's stream: host↔device copies are refused then.
+    pub(crate) capturing: AtomicBool,
 }
 
 impl CudaBackend {
@@ -59,13 +62,14 @@ impl CudaBackend {
             return Err(Error::NoCuda(format!("device cuda:{ordinal} requested, {count} present")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCuda(format!("{e:?}")))?;
-        let stream = ctx.default_stream();
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
             .map_err(|e| Error::NoCuda(format!("the embedded kernels do not load on this driver: {e:?}")))?;
         // SAFETY: every buffer of this backend is used on its one stream (cuBLAS included), so cudarc's per-buffer
         // events, which order work across streams, only cost two event records per allocation.
         unsafe { ctx.disable_event_tracking() };
+        // A stream of our own, not the legacy default stream: only such a stream can be captured into a CUDA graph.
+        let stream = ctx.new_stream().map_err(|e| Error::NoCuda(format!("cuStreamCreate failed: {e:?}")))?;
         keep_pool_memory(&ctx);
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
@@ -78,6 +82,7 @@ impl CudaBackend {
             sm_count: sm_count as usize,
             name,
             blas: OnceLock::new(),
+            capturing: AtomicBool::new(false),
         }))
     }
 
@@ -136,7 +141,19 @@ impl CudaBackend {
         Ok(f)
     }
 
+    /// A host→device or device→host copy is no graph node: its host buffer would be read (or written) again at
+    /// every replay, long after it is gone. Refused while capturing, so a capture that needs one fails cleanly.
+    pub(crate) fn no_host_copy_while_capturing(&self, what: &str) -> Result<()> {
+        if self.capturing.load(Ordering::SeqCst) {
+            return Err(Error::Cuda(format!(
+                "{what} while capturing a CUDA graph (its host buffer is not replayable)"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
+        self.no_host_copy_while_capturing("a host→device copy")?;
         let buf = self.stream.clone_htod(data)?;
         Ok(CudaStorage { buf, backend: self.clone() })
     }
@@ -204,6 +221,7 @@ impl CudaStorage {
     }
 
     pub fn download(&self) -> Result<Vec<f32>> {
+        self.backend.no_host_copy_while_capturing("a device→host copy")?;
         Ok(self.backend.stream.clone_dtoh(&self.buf)?)
     }
 

@@ -6,12 +6,14 @@
 //! - `cuda`: context, stream, the embedded module, device buffers;
 //! - `kernels`: the typed kernel layer (`kernels!` declarations, argument/device checks, the one launch);
 //! - `cuda_gemm`: row-major (batched) GEMM (cuBLAS or kernels/gemm.cu);
-//! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`.
+//! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`;
+//! - `graph`: CUDA graph capture and replay on a backend's stream (`--cuda-graphs`).
 
 pub mod cpu;
 pub mod cuda;
 pub mod cuda_gemm;
 pub mod cuda_reduce;
+pub mod graph;
 pub mod kernels;
 
 use std::fmt;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
+use ddpm_cuda::backend::graph::GraphMode;
 use ddpm_cuda::config::Config;
 use ddpm_cuda::data::{self, DatasetKind};
 use ddpm_cuda::diffusion::{Diffusion, Sampler};
@@ -99,7 +100,9 @@ pub struct SampleArgs {
     /// Path of the sample grid figure to write (.png, or .jpg/.jpeg for JPEG).
     #[arg(long, value_name = "FILE")]
     pub grid: Option<PathBuf>,
-    /// Path of the samples npz to write (uint8 [N, H, W, C] under arr_0, as FID tools read).
+    /// Path of the samples npz to write (uint8 [N, H, W, C] under arr_0, as FID tools read). Batches are kept in
+    /// FILE.partial/ as they finish and FILE appears only when all are done: rerunning the same command after an
+    /// interruption (Ctrl-C stops after the batch in flight) continues from the finished batches.
     #[arg(long, value_name = "FILE")]
     pub npz: Option<PathBuf>,
     /// Path of a figure (.png/.jpg) of x̂0 along the chain for the first samples (the paper's Fig. 6).
@@ -107,6 +110,10 @@ pub struct SampleArgs {
     pub progressive: Option<PathBuf>,
     #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: String,
+    /// CUDA graphs on a CUDA device: capture the sampling step once and replay it (auto: fall back to plain
+    /// launches, with a message, where capturing fails; on: such a failure is an error). Same images either way.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cuda_graphs: GraphMode,
 }
 
 pub fn run(args: SampleArgs) -> Result<ExitCode> {
@@ -125,6 +132,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         npz,
         progressive,
         device,
+        cuda_graphs,
     } = args;
     if grid.is_none() && npz.is_none() && progressive.is_none() {
         return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
@@ -144,7 +152,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         SamplerArg::Ddpm => (Sampler::Ddpm, "ddpm".to_string()),
         SamplerArg::Ddim => (Sampler::Ddim { steps, eta }, format!("ddim steps={steps} eta={eta}")),
     };
-    let opts = SampleOptions { n: num, batch_size, sampler, seed, device };
+    let opts = SampleOptions { n: num, batch_size, sampler, seed, device, graphs: cuda_graphs };
     let batches = num.div_ceil(batch_size);
 
     // The ε-model: what it is for the manifest of a resumable --npz, and its image shape.

@@ -1,16 +1,19 @@
 //! Whole-model selftest cases: U-Net forward + backward (a small one and the cifar10 preset), the fused
-//! optimizer step, and two full training steps.
+//! optimizer step, two full training steps, and sampling (plain and as a replayed CUDA graph).
 
 use super::{case, input, Case, Shapes};
+use crate::backend::graph::GraphMode;
 use crate::config::Config;
+use crate::diffusion::{Diffusion, Sampler};
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::elementwise::add_scalar_tensor;
 use crate::ops::loss::mse;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
 use crate::rng::Philox;
+use crate::sample::{self, SampleOptions};
 use crate::train::Trainer;
-use crate::{Device, Result, Tape, Tensor, Var};
+use crate::{Device, Error, Result, Tape, Tensor, Var};
 
 pub(super) fn small_unet() -> UNetConfig {
     UNetConfig {
@@ -130,6 +133,41 @@ fn cifar10_layout_ch32() -> Result<UNetConfig> {
     Ok(cfg)
 }
 
+/// Sampling the small model, batch 2: DDIM with 3 steps of the 1000-step schedule and η = 1 (noise at every step
+/// but the last), and Algorithm 2 over a 4-step schedule (noise at every step). On a CUDA device the chains run
+/// twice, with plain launches and with the step replayed as a CUDA graph, which must agree bit for bit (an error
+/// here otherwise); the plain chains are then judged against the CPU's.
+fn sample_chains(device: &Device) -> Result<Vec<Tensor>> {
+    let cfg = small_unet();
+    let (unet, store) = model(&cfg, device)?;
+    let mut dcfg = Config::preset("tiny")?.diffusion;
+    let long = Diffusion::new(&dcfg)?;
+    dcfg.steps = 4;
+    let short = Diffusion::new(&dcfg)?;
+    let chains = [(&long, Sampler::Ddim { steps: 3, eta: 1.0 }), (&short, Sampler::Ddpm)];
+    let mut out = Vec::new();
+    for (diffusion, sampler) in chains {
+        let run = |graphs| {
+            let opts = SampleOptions { n: 2, batch_size: 2, sampler, seed: 7, device: device.clone(), graphs };
+            sample::generate(&unet, &store, diffusion, &opts, &mut |_, _| {})
+        };
+        let plain = run(GraphMode::Off)?;
+        if !device.is_cpu() {
+            let graphed = run(GraphMode::On)?;
+            let (a, b) = (plain.to_vec()?, graphed.to_vec()?);
+            if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+                return Err(Error::msg(format!(
+                    "{sampler:?}: the CUDA-graph sampler gives {} at element {i}, plain launches {}",
+                    b[i], a[i]
+                )));
+            }
+        }
+        // `generate` hands its images back on the host; the selftest wants outputs where they were made.
+        out.push(plain.to_device(device)?);
+    }
+    Ok(out)
+}
+
 pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     let cifar10 = match shapes {
         Shapes::Full => case(
@@ -183,5 +221,6 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
         .grads_from(2),
         cifar10.grads_from(2),
         case("train 2 steps (small)", "[2, 3, 16, 16] loss, norm", 1e-3, Box::new(train_steps)),
+        case("sample (small, CUDA graph = plain)", "[2, 3, 16, 16] ddim 3, ddpm T=4", 1e-3, Box::new(sample_chains)),
     ]
 }
