@@ -151,7 +151,11 @@ impl Trainer {
     pub fn report(&self) -> Result<StepStats> {
         let r = self.optimizer.report()?;
         if let Some(bad) = r.non_finite {
-            return Err(Error::msg(format!("{bad}: weights left as they were after step {}", bad.step - 1)));
+            return Err(Error::msg(format!(
+                "{bad} (seen after step {}): weights left as they were after step {}",
+                self.step,
+                bad.step - 1
+            )));
         }
         Ok(StepStats { loss: r.loss, grad_norm: r.grad_norm, lr: r.lr })
     }
