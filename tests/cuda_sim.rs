@@ -139,6 +139,37 @@ fn training_on_the_simulator_matches_the_cpu_and_resumes_on_the_cpu() {
         assert!((a - b).abs() <= 1e-3 * b.abs(), "step {step}: loss {a} on the simulated GPU vs {b} on the CPU");
     }
 
+    // The test hook's NaN loss at step 4 of 5 (checkpoints every 3, logging every 5): the device skips steps 4 and
+    // 5 without the host looking, the check at step 5 stops the run naming step 4, and the checkpoint of step 3
+    // is the 3-step run's, bit for bit.
+    let nan = temp_dir("sim-train-nan");
+    let mut args = train_args(d, nan.to_str().unwrap(), "cuda", "5");
+    let at = args.iter().position(|a| *a == "--log-every").unwrap();
+    args[at + 1] = "5";
+    args.extend(["--checkpoint-every", "3"]);
+    let (out, reports) = sim(&args, &[("DDPM_CUDA_TEST_NAN_AT_STEP", "4")], "train-nan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        err.contains("the loss became NaN at step 4 (seen after step 5)") && err.contains("last checkpoint"),
+        "{err}"
+    );
+    assert!(reports.trim().is_empty(), "sanitizer reports:\n{reports}");
+    let bits = |dir: &Path| {
+        let ck = ddpm_cuda::checkpoint::Checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
+        let tensors = [ck.model, ck.ema, ck.adam_m, ck.adam_v];
+        (
+            ck.step,
+            tensors
+                .iter()
+                .flatten()
+                .map(|t| t.to_vec().unwrap())
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert!(bits(&nan) == bits(&gpu), "the kept checkpoint is not the 3-step run's");
+
     // The GPU-written checkpoint resumes on the CPU.
     let out =
         Command::new(bin()).args(train_args(d, gpu.to_str().unwrap(), "cpu", "4")).arg("--resume").output().unwrap();

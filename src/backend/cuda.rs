@@ -231,3 +231,56 @@ impl CudaStorage {
         Ok(CudaStorage { buf, backend: self.backend.clone() })
     }
 }
+
+/// Page-locked host memory of f64 that device buffers are copied into asynchronously: queuing the copy does not
+/// wait for the device (a copy into pageable memory would), so a value can travel back every step and be read
+/// only now and then, after a stream synchronisation.
+pub struct PinnedHost {
+    ptr: *mut f64,
+    len: usize,
+    stream: Arc<CudaStream>,
+}
+
+// SAFETY: the memory is owned by this value alone; the driver only writes it through copies queued by `copy_from`.
+unsafe impl Send for PinnedHost {}
+
+impl PinnedHost {
+    /// `len` zeros.
+    pub fn new(be: &CudaBackend, len: usize) -> Result<PinnedHost> {
+        be.ctx.bind_to_thread()?;
+        // SAFETY: a plain allocation of len·8 bytes, zeroed before anyone reads it.
+        let ptr = unsafe { cudarc::driver::result::malloc_host(len.max(1) * 8, 0) }? as *mut f64;
+        unsafe { std::ptr::write_bytes(ptr, 0, len) };
+        Ok(PinnedHost { ptr, len, stream: be.stream.clone() })
+    }
+
+    /// Queue a copy of `src` (its first `len` values at most) into this memory, on the backend's stream.
+    pub fn copy_from(&mut self, src: &CudaSlice<f64>) -> Result<()> {
+        use cudarc::driver::DevicePtr;
+        let n = src.len().min(self.len);
+        let (from, _record) = src.device_ptr(&self.stream);
+        // SAFETY: n values fit both sides; the memory is page-locked, so the driver copies asynchronously and
+        // `read` synchronises first.
+        unsafe {
+            let to = std::slice::from_raw_parts_mut(self.ptr, n);
+            cudarc::driver::result::memcpy_dtoh_async(to, from, self.stream.cu_stream())?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the stream (every queued copy included: the one host sync), then the values.
+    pub fn read(&self) -> Result<Vec<f64>> {
+        self.stream.synchronize()?;
+        // SAFETY: len initialised values (zeroed at allocation), no copy in flight after the synchronisation.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec())
+    }
+}
+
+impl Drop for PinnedHost {
+    fn drop(&mut self) {
+        // A queued copy must land before the memory goes.
+        let _ = self.stream.synchronize();
+        // SAFETY: allocated by malloc_host in `new`, freed once.
+        let _ = unsafe { cudarc::driver::result::free_host(self.ptr.cast()) };
+    }
+}

@@ -9,7 +9,7 @@ use crate::nn::unet::{UNet, UNetConfig};
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::elementwise::add_scalar_tensor;
 use crate::ops::loss::mse;
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, TrainStep};
 use crate::rng::Philox;
 use crate::sample::{self, SampleOptions};
 use crate::train::Trainer;
@@ -99,6 +99,49 @@ fn optimizer_step(device: &Device, config: AdamConfig, with_ema: bool) -> Result
     // Host values (read back by the step) go to the device like every other output: the selftest checks
     // that each output lives there.
     out.push(Tensor::scalar(norm).to_device(device)?);
+    Ok(out)
+}
+
+/// Four `TrainStep`s (clip · AdamW with warm-up · EMA: on CUDA the three multi-tensor launches) on fresh
+/// gradients each step, clipping active at steps 1 and 3 (norm ≫ 1) and not at 2 and 4 (gradients scaled by 1e-3),
+/// the rate 0, half and full (warm-up of 2 steps), tensors of uneven sizes (partial chunks, a one-element one);
+/// with `nan_at`, the test hook's NaN loss at that step, after which nothing may change. Returns [params, m, v, EMA
+/// shadow, then per step: loss, norm, lr as reported, or the bad step and whether its value is NaN].
+fn train_step_sequence(device: &Device, nan_at: Option<u64>) -> Result<Vec<Tensor>> {
+    let shapes: [&[usize]; 5] = [&[64, 32, 3, 3], &[130], &[300, 70], &[3, 6, 5, 7], &[1]];
+    let on = |s: &[usize], seed: u32| input(s, seed, device);
+    let mut params = shapes.iter().enumerate().map(|(i, s)| on(s, 10 + i as u32)).collect::<Result<Vec<_>>>()?;
+    let config = AdamConfig { lr: 1e-3, weight_decay: 0.01, decoupled: true, ..AdamConfig::default() };
+    let mut adam = Adam::new(config, &params)?;
+    let mut ema = Ema::new(&params, 0.9)?;
+    let mut step = TrainStep::new(1.0, 2)?;
+    step.inject_nan_at(nan_at);
+    let mut reported = Vec::new();
+    for k in 0..4u32 {
+        let scale = if k % 2 == 0 { 1.0 } else { 1e-3 };
+        let mut grads = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| on(s, 20 + 7 * k + i as u32)?.scale(scale))
+            .collect::<Result<Vec<_>>>()?;
+        let loss = Tensor::scalar(0.25 + k as f32).to_device(device)?;
+        step.step(&mut adam, &mut ema, &mut params, &mut grads, &loss)?;
+        let r = step.report()?;
+        // After a non-finite step only the verdict is defined (the rest is what each device last saw).
+        let values = match r.non_finite {
+            Some(bad) => vec![bad.step as f32, f32::from(u8::from(bad.value.is_nan()))],
+            None => vec![r.loss, r.grad_norm, r.lr],
+        };
+        for v in values {
+            reported.push(Tensor::scalar(v).to_device(device)?);
+        }
+    }
+    let (m, v, _) = adam.state();
+    let mut out = params;
+    out.extend(m.iter().cloned());
+    out.extend(v.iter().cloned());
+    out.extend(ema.shadow().iter().cloned());
+    out.extend(reported);
     Ok(out)
 }
 
@@ -211,6 +254,19 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
             "4 tensors, 2 steps",
             1e-4,
             Box::new(|d| optimizer_step(d, AdamConfig::default(), false)),
+        ),
+        // Tolerance 0: the multi-tensor step must give the CPU's bits.
+        case(
+            "train step clip+adamw+ema (multi-tensor)",
+            "5 tensors, 4 steps, warm-up 2, exact",
+            0.0,
+            Box::new(|d| train_step_sequence(d, None)),
+        ),
+        case(
+            "train step NaN loss skips (multi-tensor)",
+            "NaN at step 3 of 4, exact",
+            0.0,
+            Box::new(|d| train_step_sequence(d, Some(3))),
         ),
         case(
             "unet fwd+bwd (small)",
