@@ -22,6 +22,7 @@ pub mod optim;
 pub mod report;
 pub mod rng;
 pub mod sample;
+pub mod sample_store;
 pub mod selftest;
 pub mod tensor;
 pub mod tensorboard;
@@ -40,6 +41,7 @@ pub fn declared_kernels() -> Vec<backend::kernels::KernelSig> {
         ops::attention::UNFUSED_BF16_KERNELS,
         optim::cuda::KERNELS,
         rng::KERNELS,
+        diffusion::graphed::KERNELS,
     ];
     groups.into_iter().chain(ops::KERNELS.iter().copied()).flatten().copied().collect()
 }

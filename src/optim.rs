@@ -4,7 +4,7 @@
 //! CPU implementations here; the CUDA launches (kernels/adam.cu) are in `optim/cuda.rs`. `Adam::step_with_ema`
 //! fuses the EMA into the Adam pass on CUDA (one read of each parameter per step).
 
-use crate::{ensure_shape, Error, Result, Tensor};
+use crate::{ensure_shape, Device, Error, Result, Tensor};
 
 pub(crate) mod cuda;
 
@@ -70,19 +70,8 @@ impl Adam {
         &self.config
     }
 
-    /// One update of every parameter with learning rate `lr`. Shapes are checked before anything changes.
-    pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor], lr: f32) -> Result<()> {
-        self.step_with_ema(params, grads, lr, None)
-    }
-
-    /// `step`, then `ema.update(params)`: on CUDA both in one pass over each parameter.
-    pub fn step_with_ema(
-        &mut self,
-        params: &mut [Tensor],
-        grads: &[Tensor],
-        lr: f32,
-        ema: Option<&mut Ema>,
-    ) -> Result<()> {
+    /// Counts and shapes of a step's operands (and the EMA's), all on one device; returns whether that is the CPU.
+    fn check(&self, params: &[Tensor], grads: &[Tensor], ema: Option<&Ema>) -> Result<bool> {
         ensure_shape!(
             params.len() == grads.len() && params.len() == self.m.len(),
             "Adam::step",
@@ -102,17 +91,34 @@ impl Adam {
             );
         }
         let on_cpu = all_cpu("Adam::step", params.iter().chain(grads).chain(&self.m).chain(&self.v))?;
-        if let Some(e) = &ema {
+        if let Some(e) = ema {
             e.check(params)?;
             all_cpu("Adam::step_with_ema", e.shadow.iter().chain(params.iter()))?;
         }
+        Ok(on_cpu)
+    }
+
+    /// One update of every parameter with learning rate `lr`. Shapes are checked before anything changes.
+    pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor], lr: f32) -> Result<()> {
+        self.step_with_ema(params, grads, lr, None)
+    }
+
+    /// `step`, then `ema.update(params)`: on CUDA both in one pass over each parameter.
+    pub fn step_with_ema(
+        &mut self,
+        params: &mut [Tensor],
+        grads: &[Tensor],
+        lr: f32,
+        ema: Option<&mut Ema>,
+    ) -> Result<()> {
+        let on_cpu = self.check(params, grads, ema.as_deref())?;
         self.step += 1;
         let c = self.config;
         // Bias corrections in f64 as PyTorch does (Python floats), then the update in f32 in PyTorch's order:
         // denom = √v / √(1−β₂ᵗ) + ε;  p −= (lr / (1−β₁ᵗ)) · m / denom.
         let t = self.step as i32;
-        let bc1 = 1.0 - (c.beta1 as f64).powi(t);
-        let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt() as f32;
+        let bc1 = 1.0 - powi_exact(c.beta1 as f64, t as u32);
+        let bc2_sqrt = (1.0 - powi_exact(c.beta2 as f64, t as u32)).sqrt() as f32;
         let step_size = (lr as f64 / bc1) as f32;
         if !on_cpu {
             let mut s = cuda::AdamScalars {
@@ -160,6 +166,22 @@ impl Adam {
             e.update(params)?;
         }
         Ok(())
+    }
+}
+
+/// `a^b` by binary exponentiation: the loop of compiler-rt's `__powidf2`, which `f64::powi` calls, written out so
+/// that the device (kernels/adam.cu `opt_powi`) computes the same bits (a unit test checks it against `powi`).
+pub fn powi_exact(mut a: f64, mut b: u32) -> f64 {
+    let mut r = 1.0;
+    loop {
+        if b & 1 == 1 {
+            r *= a;
+        }
+        b >>= 1;
+        if b == 0 {
+            return r;
+        }
+        a *= a;
     }
 }
 
@@ -279,5 +301,164 @@ impl Ema {
 
     pub fn into_shadow(self) -> Vec<Tensor> {
         self.shadow
+    }
+}
+
+/// The first step whose loss or gradient norm was not finite.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NonFinite {
+    /// 1-based: the step that would have made the step count this.
+    pub step: u64,
+    /// "loss" or "gradient norm".
+    pub what: &'static str,
+    pub value: f32,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the {} became {} at step {}", self.what, self.value, self.step)
+    }
+}
+
+/// What `TrainStep::report` reads: the last step's loss, gradient norm (before clipping) and learning rate, and
+/// the first non-finite step if there was one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    pub loss: f32,
+    pub grad_norm: f32,
+    pub lr: f32,
+    pub non_finite: Option<NonFinite>,
+}
+
+/// The optimizer half of a training step: `clip_grad_norm`, Adam at the `warmup_lr` rate and the EMA
+/// (`Adam::step_with_ema`), in that order, guarded by the loss. A step whose loss or gradient norm is not finite
+/// updates nothing (weights, moments, EMA, step count), nor does any step after it, so the weights stay as they
+/// were before it until the caller reads `report` and stops.
+///
+/// On CUDA the step is three launches over every parameter (`cuda::MultiTensor`), bit-exact with the CPU's
+/// per-tensor path except where the f64 norm's different summation order moves its f32 rounding (never seen), and
+/// nothing waits for the device: the loss and norm come back into pinned memory, and the check runs on the device,
+/// for `report` to read.
+pub struct TrainStep {
+    max_norm: f32,
+    warmup_steps: u64,
+    /// Test hook: this step's loss reads as NaN.
+    nan_at_step: Option<u64>,
+    /// The learning rate of the last step (computed on the host on either device).
+    lr: f32,
+    /// CPU: the last (loss, norm) and the first bad step.
+    last: (f32, f32),
+    bad: Option<NonFinite>,
+    /// CUDA: the multi-tensor kernels' table and state, made at the first step.
+    device: Option<cuda::MultiTensor>,
+}
+
+impl TrainStep {
+    /// Clip to `max_norm`, warm the rate up over `warmup_steps`.
+    pub fn new(max_norm: f32, warmup_steps: u64) -> Result<TrainStep> {
+        if !(max_norm > 0.0 && max_norm.is_finite()) {
+            return Err(Error::msg(format!("clip_grad_norm: max_norm must be positive and finite, got {max_norm}")));
+        }
+        Ok(TrainStep { max_norm, warmup_steps, nan_at_step: None, lr: 0.0, last: (0.0, 0.0), bad: None, device: None })
+    }
+
+    /// Test hook (`DDPM_CUDA_TEST_NAN_AT_STEP`): the loss of 1-based step `step` reads as NaN.
+    pub fn inject_nan_at(&mut self, step: Option<u64>) {
+        self.nan_at_step = step;
+    }
+
+    /// One step on `grads` (clipped in place on the CPU) for a batch whose loss is the one-element `loss`.
+    pub fn step(
+        &mut self,
+        adam: &mut Adam,
+        ema: &mut Ema,
+        params: &mut [Tensor],
+        grads: &mut [Tensor],
+        loss: &Tensor,
+    ) -> Result<()> {
+        ensure_shape!(loss.numel() == 1, "TrainStep", "a loss of {} elements", loss.numel());
+        let on_cpu = adam.check(params, grads, Some(ema))?;
+        if on_cpu != loss.device().is_cpu() {
+            let operands: Vec<&Tensor> = std::iter::once(loss).chain(params.iter().take(1)).collect();
+            return Err(Tensor::device_mismatch("TrainStep", &operands));
+        }
+        let lr = warmup_lr(adam.step, adam.config.lr, self.warmup_steps);
+        if !on_cpu {
+            let Device::Cuda(be) = params[0].device() else { unreachable!("checked: not on the CPU") };
+            if self.device.is_none() {
+                let sizes: Vec<usize> = params.iter().map(Tensor::numel).collect();
+                self.device = Some(cuda::MultiTensor::new(&be, &sizes, adam.step)?);
+            }
+            let c = adam.config;
+            let scalars = cuda::FusedScalars {
+                max_norm: self.max_norm,
+                base_lr: c.lr,
+                warmup_steps: self.warmup_steps as i64,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                decoupled: c.decoupled,
+                ema_rate: 1.0 - ema.decay,
+                nan_at_step: self.nan_at_step.map_or(0, |s| s as i64),
+            };
+            let device = self.device.as_mut().expect("made above");
+            device.step(params, grads, &mut adam.m, &mut adam.v, Some(&mut ema.shadow), loss, &scalars)?;
+            // The device counts too (and stops counting at a bad step, after which the run stops unsaved).
+            adam.step += 1;
+            self.lr = lr;
+            return Ok(());
+        }
+        if self.bad.is_some() {
+            return Ok(());
+        }
+        let step = adam.step + 1;
+        let mut l = loss.item()?;
+        if self.nan_at_step == Some(step) {
+            l = f32::NAN;
+        }
+        self.last = (l, f32::NAN);
+        if !l.is_finite() {
+            self.bad = Some(NonFinite { step, what: "loss", value: l });
+            return Ok(());
+        }
+        let norm = clip_grad_norm(grads, self.max_norm)?;
+        self.last = (l, norm);
+        if !norm.is_finite() {
+            self.bad = Some(NonFinite { step, what: "gradient norm", value: norm });
+            return Ok(());
+        }
+        self.lr = lr;
+        adam.step_with_ema(params, grads, lr, Some(ema))
+    }
+
+    /// The last step's loss, norm and rate, and the first non-finite step. On CUDA this waits for the device.
+    pub fn report(&self) -> Result<StepReport> {
+        let Some(device) = &self.device else {
+            return Ok(StepReport { loss: self.last.0, grad_norm: self.last.1, lr: self.lr, non_finite: self.bad });
+        };
+        use cuda::state as st;
+        let s = device.read_state()?;
+        let non_finite = (s[st::BAD_STEP] != 0.0).then(|| NonFinite {
+            step: s[st::BAD_STEP] as u64,
+            what: if s[st::BAD_WHAT] == 1.0 { "loss" } else { "gradient norm" },
+            value: s[st::BAD_VALUE] as f32,
+        });
+        Ok(StepReport { loss: s[st::LOSS] as f32, grad_norm: s[st::NORM] as f32, lr: self.lr, non_finite })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::powi_exact;
+
+    #[test]
+    fn powi_exact_is_f64_powi_bit_for_bit() {
+        for base in [0.9f32, 0.999, 0.99, 0.95, 0.5, 0.9999] {
+            let a = base as f64;
+            for t in 1..=300_000u32 {
+                assert_eq!(powi_exact(a, t).to_bits(), a.powi(t as i32).to_bits(), "{a}^{t}");
+            }
+        }
     }
 }

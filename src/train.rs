@@ -16,7 +16,7 @@ use crate::diffusion::{Diffusion, Sampler};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::loss::mse;
-use crate::optim::{clip_grad_norm, warmup_lr, Adam, AdamConfig, Ema};
+use crate::optim::{Adam, AdamConfig, Ema, TrainStep};
 use crate::rng::Philox;
 use crate::{report, Device, Error, Result, Tape, Tensor, Var};
 
@@ -49,7 +49,13 @@ pub struct Trainer {
     pub data_seed: u64,
     pub step: u64,
     pub device: Device,
+    /// Clipping, warm-up Adam and EMA as one guarded step (on CUDA: three launches, nothing read back).
+    pub optimizer: TrainStep,
 }
+
+/// Test-only hook: `DDPM_CUDA_TEST_NAN_AT_STEP=k` makes the loss of step k read as NaN (to test that the run
+/// stops, names the step and keeps the checkpoint from before it). Not for users: it ruins the run.
+pub const TEST_NAN_AT_STEP_VAR: &str = "DDPM_CUDA_TEST_NAN_AT_STEP";
 
 impl Trainer {
     /// A fresh model initialised from `seed`. `config.train.precision` must be possible on `device` (bf16 needs
@@ -63,7 +69,10 @@ impl Trainer {
         params.set_tensors(tensors)?;
         let ema = Ema::new(params.tensors(), config.train.ema_decay)?;
         let adam = Adam::new(AdamConfig { lr: config.train.lr, ..AdamConfig::default() }, params.tensors())?;
+        let mut optimizer = TrainStep::new(config.train.grad_clip, config.train.warmup_steps)?;
+        optimizer.inject_nan_at(std::env::var(TEST_NAN_AT_STEP_VAR).ok().and_then(|s| s.trim().parse().ok()));
         Ok(Trainer {
+            optimizer,
             diffusion: Diffusion::new(&config.diffusion)?,
             noise_rng: Philox::new(stream_seed(seed, NOISE_STREAM)),
             dropout_rng: Philox::new(stream_seed(seed, DROPOUT_STREAM)),
@@ -112,8 +121,9 @@ impl Trainer {
         })
     }
 
-    /// The loss of one batch and its parameter gradients (in store order).
-    pub fn loss_and_grads(&mut self, x0: &Tensor) -> Result<(f32, Vec<Tensor>)> {
+    /// The loss of one batch (a one-element tensor where the batch is) and its parameter gradients (in store
+    /// order).
+    pub fn loss_and_grads(&mut self, x0: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let batch = self.diffusion.training_batch(x0, &mut self.noise_rng)?;
         let tape = Tape::new();
         let dtype = self.config.train.precision.resolve(&self.device)?;
@@ -127,32 +137,51 @@ impl Trainer {
             .map(|v| grads.take(v).map_or_else(|| Tensor::zeros(v.shape(), &self.device), Ok))
             .collect::<Result<Vec<_>>>()?;
         self.dropout_rng = cx.into_rng();
-        Ok((loss.value().item()?, grads))
+        Ok((loss.value().clone(), grads))
     }
 
-    /// One optimizer step on a batch of clean images x0 [B, C, H, W] in [−1, 1]. A non-finite loss is an error
-    /// and leaves the weights untouched.
-    pub fn step(&mut self, x0: &Tensor) -> Result<StepStats> {
+    /// Queue one optimizer step on a batch of clean images x0 [B, C, H, W] in [−1, 1]: on CUDA nothing waits for
+    /// the device. A step whose loss or gradient norm is not finite, and every step after it, leaves the weights as
+    /// they were; `report` says so.
+    pub fn queue_step(&mut self, x0: &Tensor) -> Result<()> {
         let (loss, mut grads) = self.loss_and_grads(x0)?;
-        if !loss.is_finite() {
+        self.optimizer.step(&mut self.adam, &mut self.ema, self.params.tensors_mut(), &mut grads, &loss)?;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The last queued step's loss, gradient norm and rate (on CUDA: waits for the device), or an error naming the
+    /// first step whose loss or norm was not finite (the weights are still those from before it).
+    pub fn report(&self) -> Result<StepStats> {
+        let r = self.optimizer.report()?;
+        if let Some(bad) = r.non_finite {
             return Err(Error::msg(format!(
-                "the loss became {loss} at step {}: weights left as they were",
-                self.step + 1
+                "{bad} (seen after step {}): weights left as they were after step {}",
+                self.step,
+                bad.step - 1
             )));
         }
-        let grad_norm = clip_grad_norm(&mut grads, self.config.train.grad_clip)?;
-        let lr = warmup_lr(self.step, self.config.train.lr, self.config.train.warmup_steps);
-        // Adam then EMA (fused into one pass per parameter on CUDA).
-        self.adam.step_with_ema(self.params.tensors_mut(), &grads, lr, Some(&mut self.ema))?;
-        self.step += 1;
-        Ok(StepStats { loss, grad_norm, lr })
+        Ok(StepStats { loss: r.loss, grad_norm: r.grad_norm, lr: r.lr })
+    }
+
+    /// `queue_step` and `report`: one step, waited for.
+    pub fn step(&mut self, x0: &Tensor) -> Result<StepStats> {
+        self.queue_step(x0)?;
+        self.report()
     }
 
     /// Sample with the EMA weights (DDPM, all T steps unless `sampler` says otherwise).
     pub fn sample_ema(&self, n: usize, sampler: Sampler, seed: u64) -> Result<Tensor> {
         let mut store = self.params.clone();
         store.set_tensors(self.ema.shadow().to_vec())?;
-        let opts = crate::sample::SampleOptions { n, batch_size: n, sampler, seed, device: self.device.clone() };
+        let opts = crate::sample::SampleOptions {
+            n,
+            batch_size: n,
+            sampler,
+            seed,
+            device: self.device.clone(),
+            graphs: Default::default(),
+        };
         crate::sample::generate(&self.unet, &store, &self.diffusion, &opts, &mut |_, _| {})
     }
 }
@@ -378,11 +407,17 @@ fn train_loop(
 
     while trainer.step < total {
         let batch = loader.next_batch()?;
-        let stats = match dp.as_deref_mut() {
-            Some(dp) => dp.step(trainer, &batch, interrupted),
-            None => batch.images_tensor().and_then(|x| x.to_device(&trainer.device)).and_then(|x0| trainer.step(&x0)),
+        // Data parallel: the replicas step together (their all-reduces carry the loss), so the stats are there;
+        // one device: the step is queued and its stats read only when something needs them.
+        let queued = match dp.as_deref_mut() {
+            Some(dp) => dp.step(trainer, &batch, interrupted).map(Some),
+            None => batch
+                .images_tensor()
+                .and_then(|x| x.to_device(&trainer.device))
+                .and_then(|x0| trainer.queue_step(&x0))
+                .map(|()| None),
         };
-        let stats = match stats {
+        let dp_stats = match queued {
             Ok(s) => s,
             Err(e) => {
                 bar.abandon();
@@ -390,12 +425,28 @@ fn train_loop(
             }
         };
         let step = trainer.step;
+        let stop = interrupted.load(Ordering::SeqCst);
+        let log = step.is_multiple_of(opts.log_every) || step == total;
+        let sample = opts.sample_every > 0 && step.is_multiple_of(opts.sample_every);
+        let save_now = step.is_multiple_of(opts.checkpoint_every) || step == total || stop;
+        bar.set_position(step);
+        // The device is waited for only when something is logged, sampled or saved (on the CPU there is nothing
+        // to wait for): a non-finite step stops the run there, before anything after it is saved.
+        if !(log || sample || save_now || trainer.device.is_cpu()) {
+            continue;
+        }
+        let stats = match dp_stats.map_or_else(|| trainer.report(), Ok) {
+            Ok(s) => s,
+            Err(e) => {
+                bar.abandon();
+                return Err(e);
+            }
+        };
         // Rounded once, so that metrics.jsonl and the event file hold the same number.
         let rate = (step - first) as f64 * cfg.train.batch_size as f64 / start.elapsed().as_secs_f64();
         let rate = (rate * 1000.0).round() / 1000.0;
-        bar.set_position(step);
-        bar.set_message(format!("loss {:.4}  {rate:.1} img/s", stats.loss));
-        if step.is_multiple_of(opts.log_every) || step == total {
+        if log {
+            bar.set_message(format!("loss {:.4}  {rate:.1} img/s", stats.loss));
             let line = format!(
                 "{{\"step\":{step},\"loss\":{},\"lr\":{},\"grad_norm\":{},\"img_per_s\":{rate:.3},\"elapsed_s\":{:.3}}}",
                 stats.loss,
@@ -419,7 +470,7 @@ fn train_loop(
                 eprintln!("step {step}/{total}  loss {:.5}  {rate:.1} img/s", stats.loss);
             }
         }
-        if opts.sample_every > 0 && step.is_multiple_of(opts.sample_every) {
+        if sample {
             let images = trainer.sample_ema(opts.num_samples, opts.grid_sampler, step)?;
             let cols = (opts.num_samples as f64).sqrt().ceil() as usize;
             let grid = report::grid(&images, cols, 2)?;
@@ -427,8 +478,7 @@ fn train_loop(
             report::write_png(&path, &grid.pixels, grid.width, grid.height, grid.channels)?;
             events.image(step, "samples/ema", grid.png()?, grid.width, grid.height, grid.channels)?;
         }
-        let stop = interrupted.load(Ordering::SeqCst);
-        if step.is_multiple_of(opts.checkpoint_every) || step == total || stop {
+        if save_now {
             save(trainer)?;
         }
         if stop {

@@ -144,6 +144,37 @@ fn training_on_the_simulator_matches_the_cpu_and_resumes_on_the_cpu() {
         assert!((a - b).abs() <= 1e-3 * b.abs(), "step {step}: loss {a} on the simulated GPU vs {b} on the CPU");
     }
 
+    // The test hook's NaN loss at step 4 of 5 (checkpoints every 3, logging every 5): the device skips steps 4 and
+    // 5 without the host looking, the check at step 5 stops the run naming step 4, and the checkpoint of step 3
+    // is the 3-step run's, bit for bit.
+    let nan = temp_dir("sim-train-nan");
+    let mut args = train_args(d, nan.to_str().unwrap(), "cuda", "5");
+    let at = args.iter().position(|a| *a == "--log-every").unwrap();
+    args[at + 1] = "5";
+    args.extend(["--checkpoint-every", "3"]);
+    let (out, reports) = sim(&args, &[("DDPM_CUDA_TEST_NAN_AT_STEP", "4")], "train-nan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        err.contains("the loss became NaN at step 4 (seen after step 5)") && err.contains("last checkpoint"),
+        "{err}"
+    );
+    assert!(reports.trim().is_empty(), "sanitizer reports:\n{reports}");
+    let bits = |dir: &Path| {
+        let ck = ddpm_cuda::checkpoint::Checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap();
+        let tensors = [ck.model, ck.ema, ck.adam_m, ck.adam_v];
+        (
+            ck.step,
+            tensors
+                .iter()
+                .flatten()
+                .map(|t| t.to_vec().unwrap())
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert!(bits(&nan) == bits(&gpu), "the kept checkpoint is not the 3-step run's");
+
     // The GPU-written checkpoint resumes on the CPU.
     let out =
         Command::new(bin()).args(train_args(d, gpu.to_str().unwrap(), "cpu", "4")).arg("--resume").output().unwrap();
@@ -222,4 +253,46 @@ fn sim_slow_bf16_training_tracks_the_f32_cpu_loss_curve() {
     // The loss went down in both runs (the curve is not flat noise).
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(mean(&g[40..]) < mean(&g[..10]) && mean(&c[40..]) < mean(&c[..10]), "no learning in 50 steps");
+}
+
+/// The process summary line of a `DDPM_CUDA_SIM_PROFILE` file.
+fn profile_summary(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last = text.lines().rev().find(|l| l.contains("\"process\"")).expect("a process summary line");
+    serde_json::from_str::<serde_json::Value>(last).unwrap()["process"].clone()
+}
+
+/// `sample --cuda-graphs on` replays the captured step (graph launches in the counters) and writes the same npz,
+/// byte for byte, as plain launches; both under the sanitizers. (The selftest's sampling case checks the same at
+/// the float level.)
+#[test]
+fn sampling_with_cuda_graphs_writes_the_same_npz_as_plain_launches() {
+    let data = temp_dir("sim-graph-data");
+    write_mnist(&data, 8);
+    let run = temp_dir("sim-graph-run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let mut train = vec!["train", "--dataset", "mnist", "--data-dir", d, "--preset", "tiny", "--set", "model.ch=16"];
+    train.extend(["--set", "model.norm_groups=4", "--set", "diffusion.steps=5", "--steps", "1", "--batch-size", "4"]);
+    train.extend(["--device", "cpu", "--out", r, "--quiet", "--sample-every", "0"]);
+    let out = Command::new(bin()).args(&train).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut npz = Vec::new();
+    let mut summaries = Vec::new();
+    for mode in ["off", "on"] {
+        let (file, prof) = (run.join(format!("s-{mode}.npz")), run.join(format!("prof-{mode}.jsonl")));
+        let (f, p) = (file.to_str().unwrap().to_string(), prof.to_str().unwrap().to_string());
+        // 3 images in batches of 2: a full batch and a short one, 5 DDPM steps each.
+        let args = ["sample", "--checkpoint", r, "--num", "3", "--batch-size", "2", "--sampler", "ddpm", "--seed", "4"];
+        let args: Vec<&str> =
+            args.into_iter().chain(["--device", "cuda", "--cuda-graphs", mode, "--npz", &f]).collect();
+        let (out, reports) = sim(&args, &[("DDPM_CUDA_SIM_PROFILE", &p)], &format!("graphs-{mode}"));
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(reports.trim().is_empty(), "sanitizer reports:\n{reports}");
+        npz.push(std::fs::read(&file).unwrap());
+        summaries.push(profile_summary(&prof));
+    }
+    assert_eq!(summaries[0]["graph_launches"], 0);
+    // Per batch: step 0 plain (the warm-up), the other 4 steps one graph launch each.
+    assert_eq!(summaries[1]["graph_launches"], 2 * 4, "{}", summaries[1]);
+    assert!(npz[0] == npz[1], "the npz sampled with CUDA graphs differs from the one with plain launches");
 }

@@ -63,7 +63,8 @@ fn empirical_denoiser_samples_sit_on_training_images() {
     let train = TrainingSet::from_tensor(&x).unwrap();
     let mut model = |xt: &Tensor, t: &[f32]| optimal_eps(&train, &d.schedule, xt, t);
     for sampler in [Sampler::Ddpm, Sampler::Ddim { steps: 50, eta: 0.0 }] {
-        let opts = SampleOptions { n: 6, batch_size: 3, sampler, seed: 4, device: Device::Cpu };
+        let opts =
+            SampleOptions { n: 6, batch_size: 3, sampler, seed: 4, device: Device::Cpu, graphs: Default::default() };
         let out = generate_with(&mut model, [1, 6, 6], &d, &opts, &mut |_, _| {}).unwrap();
         let nn = nearest_neighbours(&train, &out.to_vec().unwrap()).unwrap();
         for (i, (j, dist)) in nn.iter().enumerate() {

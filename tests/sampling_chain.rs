@@ -181,7 +181,8 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
     let run = |n: usize| {
         let mut model = |x: &Tensor, t: &[f32]| eps_model(x, k_of(&d, t[0] as usize));
         let sampler = Sampler::Ddim { steps: 10, eta: 1.0 };
-        let opts = SampleOptions { n, batch_size: 3, sampler, seed: 5, device: Device::Cpu };
+        let opts =
+            SampleOptions { n, batch_size: 3, sampler, seed: 5, device: Device::Cpu, graphs: Default::default() };
         generate_with(&mut model, image, &d, &opts, &mut |_, _| {}).unwrap().to_vec().unwrap()
     };
     let all = run(8);
@@ -198,6 +199,7 @@ fn a_sample_does_not_depend_on_how_many_come_after_it() {
         sampler: Sampler::Ddim { steps: 10, eta: 1.0 },
         seed: 6,
         device: Device::Cpu,
+        graphs: Default::default(),
     };
     let other = generate_with(&mut model, image, &d, &opts, &mut |_, _| {});
     assert_ne!(other.unwrap().to_vec().unwrap(), all);

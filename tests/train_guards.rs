@@ -54,6 +54,65 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert!(before == std::fs::read(out.join("checkpoint.safetensors")).unwrap());
 }
 
+/// `ddpm-cuda train` on the CPU (micro model) with checkpoints every 2 steps, and `envs`.
+fn train_cli(data: &std::path::Path, out: &std::path::Path, steps: u64, envs: &[(&str, &str)]) -> std::process::Output {
+    let (data, out, steps) = (data.to_str().unwrap(), out.to_str().unwrap(), steps.to_string());
+    let args = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        data,
+        "--preset",
+        "tiny",
+        "--set",
+        "model.ch=8",
+        "--set",
+        "model.norm_groups=4",
+        "--steps",
+        &steps,
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--seed",
+        "5",
+        "--log-every",
+        "5",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+    ];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ddpm-cuda"));
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_nan_test_hook_stops_the_run_at_its_step_and_keeps_the_checkpoint_before_it() {
+    let data = temp_dir("hook-data");
+    write_mnist(&data, 24);
+    let out = temp_dir("hook-run");
+    let run = train_cli(&data, &out, 6, &[(train::TEST_NAN_AT_STEP_VAR, "4")]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{err}");
+    assert!(err.contains("the loss became NaN at step 4") && err.contains("last checkpoint"), "{err}");
+    // The checkpoint of step 2 (saved before the NaN), the same as a run that stopped there.
+    assert_eq!(Checkpoint::load(&out.join("checkpoint.safetensors")).unwrap().step, 2);
+    let good = temp_dir("hook-good");
+    let run = train_cli(&data, &good, 2, &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        checkpoint_bits(&good.join("checkpoint.safetensors")) == checkpoint_bits(&out.join("checkpoint.safetensors")),
+        "the kept checkpoint is not step 2's"
+    );
+}
+
 #[test]
 fn images_of_the_wrong_size_for_the_model_are_an_error() {
     let data = temp_dir("size-data");

@@ -3,6 +3,7 @@
 //! gets a clear "no CUDA device" error instead of a loader panic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublas::CudaBlas;
@@ -50,6 +51,8 @@ pub struct CudaBackend {
     name: String,
     /// cuBLAS on this backend's stream, created on first use; `Err` when libcublas cannot be loaded.
     blas: OnceLock<std::result::Result<CudaBlas, String>>,
+    /// Set while `graph::capture` records this backend's stream: host↔device copies are refused then.
+    pub(crate) capturing: AtomicBool,
 }
 
 impl CudaBackend {
@@ -71,13 +74,14 @@ impl CudaBackend {
             return Err(Error::NoCuda(format!("device cuda:{ordinal} requested, {count} present")));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::NoCuda(format!("{e:?}")))?;
-        let stream = ctx.default_stream();
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(KERNELS.to_vec()))
             .map_err(|e| Error::NoCuda(format!("the embedded kernels do not load on this driver: {e:?}")))?;
         // SAFETY: every buffer of this backend is used on its one stream (cuBLAS included), so cudarc's per-buffer
         // events, which order work across streams, only cost two event records per allocation.
         unsafe { ctx.disable_event_tracking() };
+        // A stream of our own, not the legacy default stream: only such a stream can be captured into a CUDA graph.
+        let stream = ctx.new_stream().map_err(|e| Error::NoCuda(format!("cuStreamCreate failed: {e:?}")))?;
         keep_pool_memory(&ctx);
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
         let sm_count = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1);
@@ -90,6 +94,7 @@ impl CudaBackend {
             sm_count: sm_count as usize,
             name,
             blas: OnceLock::new(),
+            capturing: AtomicBool::new(false),
         }))
     }
 
@@ -148,7 +153,19 @@ impl CudaBackend {
         Ok(f)
     }
 
+    /// A host→device or device→host copy is no graph node: its host buffer would be read (or written) again at
+    /// every replay, long after it is gone. Refused while capturing, so a capture that needs one fails cleanly.
+    pub(crate) fn no_host_copy_while_capturing(&self, what: &str) -> Result<()> {
+        if self.capturing.load(Ordering::SeqCst) {
+            return Err(Error::Cuda(format!(
+                "{what} while capturing a CUDA graph (its host buffer is not replayable)"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<CudaStorage> {
+        self.no_host_copy_while_capturing("a host→device copy")?;
         let buf = self.stream.clone_htod(data)?;
         Ok(CudaStorage::from_slice(buf, self))
     }
@@ -337,6 +354,7 @@ impl CudaStorage {
 
     /// The values as f32 on the host (bf16 values widen exactly).
     pub fn download(&self) -> Result<Vec<f32>> {
+        self.backend.no_host_copy_while_capturing("a device→host copy")?;
         Ok(match &self.buf {
             CudaBuf::F32(b) => self.backend.stream.clone_dtoh(b)?,
             CudaBuf::Bf16(b) => self.backend.stream.clone_dtoh(b)?.into_iter().map(bf16::to_f32).collect(),
@@ -371,5 +389,58 @@ impl CudaStorage {
             CudaBuf::Bf16(b) => CudaBuf::Bf16(self.backend.stream.clone_dtod(b)?),
         };
         Ok(CudaStorage { buf, backend: self.backend.clone() })
+    }
+}
+
+/// Page-locked host memory of f64 that device buffers are copied into asynchronously: queuing the copy does not
+/// wait for the device (a copy into pageable memory would), so a value can travel back every step and be read
+/// only now and then, after a stream synchronisation.
+pub struct PinnedHost {
+    ptr: *mut f64,
+    len: usize,
+    stream: Arc<CudaStream>,
+}
+
+// SAFETY: the memory is owned by this value alone; the driver only writes it through copies queued by `copy_from`.
+unsafe impl Send for PinnedHost {}
+
+impl PinnedHost {
+    /// `len` zeros.
+    pub fn new(be: &CudaBackend, len: usize) -> Result<PinnedHost> {
+        be.ctx.bind_to_thread()?;
+        // SAFETY: a plain allocation of len·8 bytes, zeroed before anyone reads it.
+        let ptr = unsafe { cudarc::driver::result::malloc_host(len.max(1) * 8, 0) }? as *mut f64;
+        unsafe { std::ptr::write_bytes(ptr, 0, len) };
+        Ok(PinnedHost { ptr, len, stream: be.stream.clone() })
+    }
+
+    /// Queue a copy of `src` (its first `len` values at most) into this memory, on the backend's stream.
+    pub fn copy_from(&mut self, src: &CudaSlice<f64>) -> Result<()> {
+        use cudarc::driver::DevicePtr;
+        let n = src.len().min(self.len);
+        let (from, _record) = src.device_ptr(&self.stream);
+        // SAFETY: n values fit both sides; the memory is page-locked, so the driver copies asynchronously and
+        // `read` synchronises first.
+        unsafe {
+            let to = std::slice::from_raw_parts_mut(self.ptr, n);
+            cudarc::driver::result::memcpy_dtoh_async(to, from, self.stream.cu_stream())?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the stream (every queued copy included: the one host sync), then the values.
+    pub fn read(&self) -> Result<Vec<f64>> {
+        self.stream.synchronize()?;
+        // SAFETY: len initialised values (zeroed at allocation), no copy in flight after the synchronisation.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec())
+    }
+}
+
+impl Drop for PinnedHost {
+    fn drop(&mut self) {
+        // A queued copy must land before the memory goes.
+        let _ = self.stream.synchronize();
+        // SAFETY: allocated by malloc_host in `new`, freed once.
+        let _ = unsafe { cudarc::driver::result::free_host(self.ptr.cast()) };
     }
 }

@@ -7,13 +7,15 @@
 //! - `kernels`: the typed kernel layer (`kernels!` declarations, argument/device checks, the one launch);
 //! - `cuda_gemm`: row-major (batched) GEMM (cuBLAS or kernels/gemm.cu);
 //! - `cuda_gemm_bf16`: the same with bf16 operands, f32 accumulation (cuBLAS GemmEx or kernels/gemm_bf16.cu);
-//! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`.
+//! - `cuda_reduce`: the two-stage f64 device sums shared by `ops::reduce`, `ops::loss` and `optim`;
+//! - `graph`: CUDA graph capture and replay on a backend's stream (`--cuda-graphs`).
 
 pub mod cpu;
 pub mod cuda;
 pub mod cuda_gemm;
 pub mod cuda_gemm_bf16;
 pub mod cuda_reduce;
+pub mod graph;
 pub mod kernels;
 
 use std::fmt;

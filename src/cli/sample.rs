@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::ValueEnum;
+use ddpm_cuda::backend::graph::GraphMode;
 use ddpm_cuda::config::Config;
 use ddpm_cuda::data::{self, DatasetKind};
 use ddpm_cuda::diffusion::{Diffusion, Sampler};
 use ddpm_cuda::eval::empirical::{optimal_eps, TrainingSet};
-use ddpm_cuda::sample::{self, SampleOptions};
+use ddpm_cuda::sample::{self, Batches, SampleOptions};
+use ddpm_cuda::sample_store::{self, Manifest, SampleStore};
 use ddpm_cuda::{diffusers, report, Device, Error, Result, Tensor};
 
 use super::{build, positive_usize, unit_f64, DEVICE_HELP};
@@ -98,7 +100,9 @@ pub struct SampleArgs {
     /// Path of the sample grid figure to write (.png, or .jpg/.jpeg for JPEG).
     #[arg(long, value_name = "FILE")]
     pub grid: Option<PathBuf>,
-    /// Path of the samples npz to write (uint8 [N, H, W, C] under arr_0, as FID tools read).
+    /// Path of the samples npz to write (uint8 [N, H, W, C] under arr_0, as FID tools read). Batches are kept in
+    /// FILE.partial/ as they finish and FILE appears only when all are done: rerunning the same command after an
+    /// interruption (Ctrl-C stops after the batch in flight) continues from the finished batches.
     #[arg(long, value_name = "FILE")]
     pub npz: Option<PathBuf>,
     /// Path of a figure (.png/.jpg) of x̂0 along the chain for the first samples (the paper's Fig. 6).
@@ -109,6 +113,10 @@ pub struct SampleArgs {
     /// Activation dtype of the U-Net: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: ddpm_cuda::config::Precision,
+    /// CUDA graphs on a CUDA device: capture the sampling step once and replay it (auto: fall back to plain
+    /// launches, with a message, where capturing fails; on: such a failure is an error). Same images either way.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cuda_graphs: GraphMode,
 }
 
 pub fn run(args: SampleArgs) -> Result<ExitCode> {
@@ -128,6 +136,7 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         progressive,
         device,
         precision,
+        cuda_graphs,
     } = args;
     if grid.is_none() && npz.is_none() && progressive.is_none() {
         return Err(Error::msg("sample: give --grid out.png, --npz out.npz and/or --progressive out.png"));
@@ -143,20 +152,81 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         report::check_output_path("--npz", p)?;
     }
     let device = Device::parse(&device)?;
-    let sampler = match sampler {
-        SamplerArg::Ddpm => Sampler::Ddpm,
-        SamplerArg::Ddim => Sampler::Ddim { steps, eta },
+    // The U-Net's activation dtype (an error here for bf16 on the CPU, before anything is loaded).
+    let dtype = precision.resolve(&device)?;
+    let (sampler, sampler_name) = match sampler {
+        SamplerArg::Ddpm => (Sampler::Ddpm, "ddpm".to_string()),
+        SamplerArg::Ddim => (Sampler::Ddim { steps, eta }, format!("ddim steps={steps} eta={eta}")),
     };
-    let opts = SampleOptions { n: num, batch_size, sampler, seed, device };
-    let batches = num.div_ceil(batch_size.max(1)) as u64;
+    let opts = SampleOptions { n: num, batch_size, sampler, seed, device, graphs: cuda_graphs };
+    let batches = num.div_ceil(batch_size);
+
+    // The ε-model: what it is for the manifest of a resumable --npz, and its image shape.
+    enum Model {
+        Empirical(TrainingSet, Diffusion),
+        Unet(ddpm_cuda::nn::unet::UNet, ddpm_cuda::nn::ParamStore, Diffusion),
+    }
+    let (model, fingerprint, image) = match (empirical.model, checkpoint) {
+        (ModelKind::Empirical, _) => {
+            let (train, diffusion) = empirical.load()?;
+            let id = format!(
+                "empirical {:?} {} limit={:?} size={}",
+                empirical.dataset,
+                empirical.data_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
+                empirical.train_limit,
+                empirical.image_size
+            );
+            let shape = train.shape;
+            (Model::Empirical(train, diffusion), id, shape)
+        }
+        (ModelKind::Unet, None) => return Err(Error::msg("sample: give --checkpoint (or --model empirical)")),
+        (ModelKind::Unet, Some(checkpoint)) => {
+            let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
+            eprintln!("{}: {}", checkpoint.display(), loaded.kind);
+            let id = model_fingerprint(&loaded)?;
+            let (unet, params) = build(&loaded, &opts.device)?;
+            let diffusion = Diffusion::new(&loaded.diffusion)?;
+            let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
+            (Model::Unet(unet, params, diffusion), id, [c, s, s])
+        }
+    };
+    let [c, h, w] = image;
+
+    // --npz is written batch by batch into OUT.partial/ (resumable), and assembled at the end.
+    // Device kind and precision: batches computed otherwise would differ in their last bits, so they are not mixed.
+    let device_kind = if opts.device.is_cpu() { "cpu" } else { "cuda" };
+    let device_kind = format!("{device_kind} {dtype}");
+    let manifest = Manifest::new(num, batch_size, seed, sampler_name, fingerprint, image, device_kind);
+    let store = npz.as_deref().map(|p| SampleStore::open(p, manifest)).transpose()?;
+    let done_before = store.as_ref().map_or(0, |s| s.done_count());
+    if let (Some(s), true) = (&store, done_before > 0) {
+        eprintln!("resuming: {done_before} of {batches} batches already in {}", s.dir().display());
+    }
+    // Ctrl-C / SIGTERM stop after the batch in flight when there is a store to resume from.
+    let interrupted = store.as_ref().map(|_| ddpm_cuda::train::interrupt_flag());
+
     let bar = indicatif::ProgressBar::new(0);
+    let style = "{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}";
+    bar.set_style(indicatif::ProgressStyle::with_template(style).map_err(|e| Error::msg(e.to_string()))?);
+    let started = std::time::Instant::now();
+    // Images finished by this run (batches of earlier runs excluded from the rate), in fractions of a batch.
+    let mut images_this_run = 0.0f64;
     // x̂0 of the first batch's first rows at 10 evenly spaced points of the chain.
     let (rows, cols) = (num.min(batch_size).min(8), 10);
     let mut frames: Vec<Vec<f32>> = Vec::new();
     let mut frame_err = Ok(());
     let mut observe = |b: usize, s: &ddpm_cuda::diffusion::Step| {
-        bar.set_length(batches * s.total as u64);
+        let size = batch_size.min(num - b * batch_size);
+        let total = (batches * s.total) as u64;
+        bar.set_length(total);
         bar.set_position(b as u64 * s.total as u64 + s.done as u64);
+        let now = images_this_run + size as f64 * s.done as f64 / s.total as f64;
+        let rate = now / started.elapsed().as_secs_f64().max(1e-9);
+        let done = (b * batch_size) as f64 + size as f64 * s.done as f64 / s.total as f64;
+        bar.set_message(format!("{:.0}/{num} images, {rate:.2} img/s", done));
+        if s.done == s.total {
+            images_this_run += size as f64;
+        }
         if progressive.is_some() && b == 0 && (s.done * cols) % s.total < cols && frame_err.is_ok() {
             match s.x0_pred().and_then(|x| x.to_vec()) {
                 Ok(v) => frames.push(v[..rows * v.len() / s.x_t.shape()[0]].to_vec()),
@@ -164,40 +234,69 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
             }
         }
     };
-    let (images, [c, h, w]) = match (empirical.model, checkpoint) {
-        (ModelKind::Empirical, _) => {
-            let (train, diffusion) = empirical.load()?;
-            let mut model = |x: &Tensor, t: &[f32]| optimal_eps(&train, &diffusion.schedule, x, t);
-            let (shape, d) = (train.shape, &diffusion);
-            let x = sample::generate_with(&mut model, shape, d, &opts, &mut observe)?;
-            (x, train.shape)
+    // Without --npz the images stay in memory (for the grid); with it they go to the store batch by batch.
+    let mut in_memory: Vec<f32> = Vec::new();
+    let keep_in_memory = store.is_none();
+    let skip = |b: usize| {
+        // Batch 0 is sampled again for the progressive figure (its chain is not stored).
+        store.as_ref().is_some_and(|s| s.is_done(b)) && !(b == 0 && progressive.is_some())
+    };
+    let stop = || interrupted.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+    let put = |b: usize, x: Tensor| -> Result<()> {
+        if let Some(s) = &store {
+            s.put(b, &x)?;
         }
-        (ModelKind::Unet, None) => return Err(Error::msg("sample: give --checkpoint (or --model empirical)")),
-        (ModelKind::Unet, Some(checkpoint)) => {
-            let device = &opts.device;
-            let loaded = diffusers::load_any(&checkpoint, config.as_deref(), ema)?;
-            eprintln!("{}: {}", checkpoint.display(), loaded.kind);
-            let (unet, params) = build(&loaded, device)?;
-            let diffusion = Diffusion::new(&loaded.diffusion)?;
-            let dtype = precision.resolve(device)?;
-            let x = sample::generate_as(&unet, &params, &diffusion, &opts, dtype, &mut observe)?;
-            let (c, s) = (loaded.model.in_channels, loaded.model.image_size);
-            (x, [c, s, s])
+        if keep_in_memory {
+            in_memory.extend(x.to_vec()?);
+        }
+        Ok(())
+    };
+    let mut sink = Batches { skip: &skip, stop: &stop, put: Box::new(put) };
+    let finished = match &model {
+        Model::Empirical(train, diffusion) => {
+            let mut eps = |x: &Tensor, t: &[f32]| optimal_eps(train, &diffusion.schedule, x, t);
+            sample::generate_batches(&mut eps, image, diffusion, &opts, &mut observe, &mut sink)?
+        }
+        Model::Unet(unet, params, diffusion) => {
+            sample::generate_unet_batches(unet, params, diffusion, &opts, dtype, &mut observe, &mut sink)?
         }
     };
+    drop(sink);
     frame_err?;
     bar.finish_and_clear();
+    if !finished {
+        let s = store.as_ref().expect("only a run with a store stops early");
+        let done = s.done_count();
+        eprintln!(
+            "interrupted: {done} of {batches} batches are in {}; rerun the same command to finish",
+            s.dir().display()
+        );
+        let sig = ddpm_cuda::train::interrupt_signal().unwrap_or(2);
+        return Ok(ExitCode::from(ddpm_cuda::train::exit_status_for(sig)));
+    }
+    let images = match &store {
+        // The grid is read back from the stored bytes (the same pixels), so a resumed run has all of them.
+        Some(s) if grid.is_some() => {
+            let mut all = Vec::with_capacity(num * c * h * w);
+            for b in 0..batches {
+                all.extend(sample_store::from_nhwc_u8(&s.read(b)?, image)?.to_vec()?);
+            }
+            Some(Tensor::from_vec(all, &[num, c, h, w])?)
+        }
+        Some(_) => None,
+        None => Some(Tensor::from_vec(in_memory, &[num, c, h, w])?),
+    };
     // The npz first: a figure that fails to write does not cost the samples.
-    if let Some(path) = &npz {
-        report::save_npz(path, &images)?;
+    if let Some(s) = store {
+        let path = s.finish()?;
         eprintln!("wrote {}", path.display());
     }
     let kept = |e: Error| match &npz {
         Some(p) => Error::msg(format!("{e} (the samples were written to {})", p.display())),
         None => e,
     };
-    if let Some(path) = grid {
-        report::save_grid(&path, &images, (num as f64).sqrt().ceil() as usize, 2).map_err(kept)?;
+    if let (Some(path), Some(images)) = (grid, &images) {
+        report::save_grid(&path, images, (num as f64).sqrt().ceil() as usize, 2).map_err(kept)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = progressive {
@@ -213,4 +312,18 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
         eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SHA-256 of the model's configs and weights (the loaded values, so a retrained checkpoint under the same name is
+/// another model): a resumed --npz must come from the same ε-model.
+fn model_fingerprint(loaded: &diffusers::Loaded) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{:?}\n{:?}\n", loaded.model, loaded.diffusion).as_bytes());
+    for t in &loaded.weights {
+        h.update(format!("{:?}", t.shape()).as_bytes());
+        h.update(bytemuck::cast_slice::<f32, u8>(&t.to_vec()?));
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
 }

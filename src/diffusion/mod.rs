@@ -1,6 +1,7 @@
 //! The diffusion process: the forward noising q(x_t | x_0), the simplified training loss L_simple, and the
 //! reverse samplers (Algorithm 2 and DDIM). The model is any ε-predictor: `FnMut(x_t, t) -> ε̂`.
 
+pub mod graphed;
 pub mod schedule;
 
 use crate::config::DiffusionConfig;
@@ -128,6 +129,17 @@ impl Diffusion {
         }
     }
 
+    /// The steps a sampler takes, in order: each timestep index and its step's coefficients.
+    pub fn plan(&self, sampler: Sampler) -> Result<Vec<(usize, StepCoefs)>> {
+        Ok(match sampler {
+            Sampler::Ddpm => (0..self.schedule.steps()).rev().map(|t| (t, self.ddpm_coefs(t))).collect(),
+            Sampler::Ddim { steps, eta } => {
+                let ts = self.ddim_timesteps(steps)?;
+                ts.iter().enumerate().map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta))).collect()
+            }
+        })
+    }
+
     /// Generate samples from x_T ~ N(0, I). `on_step` sees every step (for progress bars and the
     /// progressive-generation figure).
     pub fn sample(
@@ -140,13 +152,7 @@ impl Diffusion {
         on_step: &mut dyn FnMut(&Step),
     ) -> Result<Tensor> {
         let n = shape[0];
-        let plan: Vec<(usize, StepCoefs)> = match sampler {
-            Sampler::Ddpm => (0..self.schedule.steps()).rev().map(|t| (t, self.ddpm_coefs(t))).collect(),
-            Sampler::Ddim { steps, eta } => {
-                let ts = self.ddim_timesteps(steps)?;
-                ts.iter().enumerate().map(|(i, &t)| (t, self.ddim_coefs(t, ts.get(i + 1).copied(), eta))).collect()
-            }
-        };
+        let plan = self.plan(sampler)?;
         let mut x = rng.normal_on(shape, device)?;
         let total = plan.len();
         for (i, (t, coefs)) in plan.into_iter().enumerate() {

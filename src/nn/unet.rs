@@ -279,7 +279,21 @@ impl UNet {
             ));
         }
         let emb = Var::constant(timestep_embedding(t, cfg.ch)?.to_device(&x.device())?);
-        let temb = self.linear_2.forward(cx, &silu(&self.linear_1.forward(cx, &emb)?)?)?;
+        self.forward_embedded(cx, x, &emb)
+    }
+
+    /// `forward` from the sinusoidal timestep embedding [N, ch] already on x's device (`timestep_embedding`'s
+    /// rows): a replayed CUDA graph reads it from device memory that is refilled at every step.
+    pub fn forward_embedded(&self, cx: &Ctx, x: &Var, emb: &Var) -> Result<Var> {
+        let n = x.value().dims4("unet")?.0;
+        let ch = self.config.ch;
+        if emb.shape() != [n, ch] {
+            return Err(Error::shape(
+                "unet",
+                format!("embedding {:?} for {n} images, expected [{n}, {ch}]", emb.shape()),
+            ));
+        }
+        let temb = self.linear_2.forward(cx, &silu(&self.linear_1.forward(cx, emb)?)?)?;
         let temb = silu(&temb)?;
 
         let x = &to_dtype(x, cx.dtype())?;

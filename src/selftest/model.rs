@@ -1,17 +1,20 @@
 //! Whole-model selftest cases: U-Net forward + backward (a small one and the cifar10 preset), the fused
-//! optimizer step, and two full training steps.
+//! optimizer step, two full training steps, and sampling (plain and as a replayed CUDA graph).
 
 use super::{case, input, Case, Shapes};
+use crate::backend::graph::GraphMode;
 use crate::config::Config;
 use crate::config::Precision;
+use crate::diffusion::{Diffusion, Sampler};
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::elementwise::add_scalar_tensor;
 use crate::ops::loss::mse;
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Ema, TrainStep};
 use crate::rng::Philox;
+use crate::sample::{self, SampleOptions};
 use crate::train::Trainer;
-use crate::{DType, Device, Result, Tape, Tensor, Var};
+use crate::{DType, Device, Error, Result, Tape, Tensor, Var};
 
 pub(super) fn small_unet() -> UNetConfig {
     UNetConfig {
@@ -111,6 +114,49 @@ fn optimizer_step(device: &Device, config: AdamConfig, with_ema: bool) -> Result
     Ok(out)
 }
 
+/// Four `TrainStep`s (clip · AdamW with warm-up · EMA: on CUDA the three multi-tensor launches) on fresh
+/// gradients each step, clipping active at steps 1 and 3 (norm ≫ 1) and not at 2 and 4 (gradients scaled by 1e-3),
+/// the rate 0, half and full (warm-up of 2 steps), tensors of uneven sizes (partial chunks, a one-element one);
+/// with `nan_at`, the test hook's NaN loss at that step, after which nothing may change. Returns [params, m, v, EMA
+/// shadow, then per step: loss, norm, lr as reported, or the bad step and whether its value is NaN].
+fn train_step_sequence(device: &Device, nan_at: Option<u64>) -> Result<Vec<Tensor>> {
+    let shapes: [&[usize]; 5] = [&[64, 32, 3, 3], &[130], &[300, 70], &[3, 6, 5, 7], &[1]];
+    let on = |s: &[usize], seed: u32| input(s, seed, device);
+    let mut params = shapes.iter().enumerate().map(|(i, s)| on(s, 10 + i as u32)).collect::<Result<Vec<_>>>()?;
+    let config = AdamConfig { lr: 1e-3, weight_decay: 0.01, decoupled: true, ..AdamConfig::default() };
+    let mut adam = Adam::new(config, &params)?;
+    let mut ema = Ema::new(&params, 0.9)?;
+    let mut step = TrainStep::new(1.0, 2)?;
+    step.inject_nan_at(nan_at);
+    let mut reported = Vec::new();
+    for k in 0..4u32 {
+        let scale = if k % 2 == 0 { 1.0 } else { 1e-3 };
+        let mut grads = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| on(s, 20 + 7 * k + i as u32)?.scale(scale))
+            .collect::<Result<Vec<_>>>()?;
+        let loss = Tensor::scalar(0.25 + k as f32).to_device(device)?;
+        step.step(&mut adam, &mut ema, &mut params, &mut grads, &loss)?;
+        let r = step.report()?;
+        // After a non-finite step only the verdict is defined (the rest is what each device last saw).
+        let values = match r.non_finite {
+            Some(bad) => vec![bad.step as f32, f32::from(u8::from(bad.value.is_nan()))],
+            None => vec![r.loss, r.grad_norm, r.lr],
+        };
+        for v in values {
+            reported.push(Tensor::scalar(v).to_device(device)?);
+        }
+    }
+    let (m, v, _) = adam.state();
+    let mut out = params;
+    out.extend(m.iter().cloned());
+    out.extend(v.iter().cloned());
+    out.extend(ema.shadow().iter().cloned());
+    out.extend(reported);
+    Ok(out)
+}
+
 /// Two full `Trainer` steps of the small model: [loss, grad norm] of each. (Parameters are not compared: Adam's
 /// first steps move each weight by about ±lr whatever its gradient's size, so a near-zero gradient whose sign
 /// differs by rounding flips a weight; the second step's loss is what that must not disturb.)
@@ -154,6 +200,41 @@ fn cifar10_layout_ch32() -> Result<UNetConfig> {
 /// a gradient lost or computed as zero scores 1.0, one of the wrong sign 2.0. The two training steps' loss and gradient norm: measured 1.2e-4.
 const BF16_UNET_TOL: f32 = 0.5;
 const BF16_TRAIN_TOL: f32 = 5e-3;
+
+/// Sampling the small model, batch 2: DDIM with 3 steps of the 1000-step schedule and η = 1 (noise at every step
+/// but the last), and Algorithm 2 over a 4-step schedule (noise at every step). On a CUDA device the chains run
+/// twice, with plain launches and with the step replayed as a CUDA graph, which must agree bit for bit (an error
+/// here otherwise); the plain chains are then judged against the CPU's.
+fn sample_chains(device: &Device) -> Result<Vec<Tensor>> {
+    let cfg = small_unet();
+    let (unet, store) = model(&cfg, device)?;
+    let mut dcfg = Config::preset("tiny")?.diffusion;
+    let long = Diffusion::new(&dcfg)?;
+    dcfg.steps = 4;
+    let short = Diffusion::new(&dcfg)?;
+    let chains = [(&long, Sampler::Ddim { steps: 3, eta: 1.0 }), (&short, Sampler::Ddpm)];
+    let mut out = Vec::new();
+    for (diffusion, sampler) in chains {
+        let run = |graphs| {
+            let opts = SampleOptions { n: 2, batch_size: 2, sampler, seed: 7, device: device.clone(), graphs };
+            sample::generate(&unet, &store, diffusion, &opts, &mut |_, _| {})
+        };
+        let plain = run(GraphMode::Off)?;
+        if !device.is_cpu() {
+            let graphed = run(GraphMode::On)?;
+            let (a, b) = (plain.to_vec()?, graphed.to_vec()?);
+            if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+                return Err(Error::msg(format!(
+                    "{sampler:?}: the CUDA-graph sampler gives {} at element {i}, plain launches {}",
+                    b[i], a[i]
+                )));
+            }
+        }
+        // `generate` hands its images back on the host; the selftest wants outputs where they were made.
+        out.push(plain.to_device(device)?);
+    }
+    Ok(out)
+}
 
 pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
     let bf16_cifar10 = match shapes {
@@ -213,6 +294,19 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
             1e-4,
             Box::new(|d| optimizer_step(d, AdamConfig::default(), false)),
         ),
+        // Tolerance 0: the multi-tensor step must give the CPU's bits.
+        case(
+            "train step clip+adamw+ema (multi-tensor)",
+            "5 tensors, 4 steps, warm-up 2, exact",
+            0.0,
+            Box::new(|d| train_step_sequence(d, None)),
+        ),
+        case(
+            "train step NaN loss skips (multi-tensor)",
+            "NaN at step 3 of 4, exact",
+            0.0,
+            Box::new(|d| train_step_sequence(d, Some(3))),
+        ),
         case(
             "unet fwd+bwd (small)",
             "[2, 3, 16, 16] ch32 attn@8",
@@ -231,5 +325,6 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
             BF16_TRAIN_TOL,
             Box::new(|d| train_steps_as(d, Precision::Bf16)),
         ),
+        case("sample (small, CUDA graph = plain)", "[2, 3, 16, 16] ddim 3, ddpm T=4", 1e-3, Box::new(sample_chains)),
     ]
 }

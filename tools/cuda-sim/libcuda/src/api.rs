@@ -577,7 +577,7 @@ pub unsafe extern "C" fn cuMemcpyHtoD_v2(dst: CUdeviceptr, src: *const c_void, n
 }
 #[no_mangle]
 pub unsafe extern "C" fn cuMemcpyDtoH_v2(dst: *mut c_void, src: CUdeviceptr, n: usize) -> CUresult {
-    cuMemcpyDtoHAsync_v2(dst, src, n, std::ptr::null_mut())
+    dtoh(dst, src, n, std::ptr::null_mut(), true)
 }
 #[no_mangle]
 pub unsafe extern "C" fn cuMemcpyDtoD_v2(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> CUresult {
@@ -592,8 +592,20 @@ pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(dst: CUdeviceptr, src: *const c_vo
 }
 #[no_mangle]
 pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream) -> CUresult {
+    dtoh(dst, src, n, s, false)
+}
+
+/// A device-to-host copy. The host waits for it (a host sync, counted as a blocking copy) when the call is the
+/// synchronous one or when `dst` is pageable memory (not from cuMemHostAlloc / cuMemHostRegister): a GPU's driver
+/// returns from cuMemcpyDtoHAsync into pageable memory only once the copy is done.
+fn dtoh(dst: *mut c_void, src: CUdeviceptr, n: usize, s: CUstream, synchronous: bool) -> CUresult {
     if n == 0 {
         return sticky();
+    }
+    let d = driver();
+    let pinned = d.lock().is_pinned(dst as usize, n);
+    if (synchronous || !pinned) && !capturing(s) {
+        d.count(&d.counters.blocking_copies);
     }
     enqueue(s, Node::DtoH { dst: dst as usize, src, len: n })
 }
@@ -635,6 +647,7 @@ pub unsafe extern "C" fn cuMemHostAlloc(pp: *mut *mut c_void, bytesize: usize, _
     if libc::posix_memalign(&mut p, 4096, bytesize.max(1)) != 0 {
         return CUresult::CUDA_ERROR_OUT_OF_MEMORY;
     }
+    driver().lock().pinned.insert(p as usize, bytesize);
     *pp = p;
     OK
 }
@@ -644,15 +657,18 @@ pub unsafe extern "C" fn cuMemAllocHost_v2(pp: *mut *mut c_void, bytesize: usize
 }
 #[no_mangle]
 pub unsafe extern "C" fn cuMemFreeHost(p: *mut c_void) -> CUresult {
+    driver().lock().pinned.remove(&(p as usize));
     libc::free(p);
     OK
 }
 #[no_mangle]
-pub unsafe extern "C" fn cuMemHostRegister_v2(_p: *mut c_void, _n: usize, _flags: c_uint) -> CUresult {
+pub unsafe extern "C" fn cuMemHostRegister_v2(p: *mut c_void, n: usize, _flags: c_uint) -> CUresult {
+    driver().lock().pinned.insert(p as usize, n);
     OK
 }
 #[no_mangle]
-pub unsafe extern "C" fn cuMemHostUnregister(_p: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuMemHostUnregister(p: *mut c_void) -> CUresult {
+    driver().lock().pinned.remove(&(p as usize));
     OK
 }
 

@@ -82,9 +82,16 @@ pub(crate) struct State {
     /// The first fatal launch error (illegal address, ...): every later call returns it, like a real context.
     pub sticky: Option<CUresult>,
     pub release_threshold: u64,
+    /// Page-locked host ranges (start → bytes): cuMemHostAlloc, cuMemAllocHost, cuMemHostRegister.
+    pub pinned: std::collections::BTreeMap<usize, usize>,
 }
 
 impl State {
+    /// Whether [p, p + n) lies inside one page-locked range.
+    pub fn is_pinned(&self, p: usize, n: usize) -> bool {
+        self.pinned.range(..=p).next_back().is_some_and(|(&start, &len)| p + n <= start + len)
+    }
+
     pub fn new_id(&mut self) -> usize {
         self.next_id += 16;
         0x5100_0000 + self.next_id
@@ -102,6 +109,8 @@ pub(crate) struct Counters {
     pub dtoh_copies: AtomicU64,
     pub dtod_copies: AtomicU64,
     pub syncs: AtomicU64,
+    /// Device-to-host copies the host waits for (synchronous, or into pageable memory): host syncs too.
+    pub blocking_copies: AtomicU64,
     pub event_waits: AtomicU64,
     pub cublas_calls: AtomicU64,
 }
@@ -387,7 +396,7 @@ extern "C" fn at_exit() {
         d.profile_line(&format!(
             "{{\"process\":{{\"kernel_launches\":{},\"graph_launches\":{},\"allocations\":{},\"frees\":{},\
              \"memsets\":{},\"htod_copies\":{},\"dtoh_copies\":{},\"dtod_copies\":{},\"syncs\":{},\
-             \"event_waits\":{},\"cublas_calls\":{}}}}}",
+             \"blocking_copies\":{},\"event_waits\":{},\"cublas_calls\":{}}}}}",
             g(&c.kernel_launches),
             g(&c.graph_launches),
             g(&c.allocations),
@@ -397,6 +406,7 @@ extern "C" fn at_exit() {
             g(&c.dtoh_copies),
             g(&c.dtod_copies),
             g(&c.syncs),
+            g(&c.blocking_copies),
             g(&c.event_waits),
             g(&c.cublas_calls)
         ));
@@ -435,6 +445,42 @@ pub unsafe extern "C" fn cudaSimRecordCublas(name: *const std::ffi::c_char, flop
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_the_host_waits_for_counts_as_blocking_and_an_async_one_into_pinned_memory_does_not() {
+        use std::ffi::c_void;
+        let d = driver();
+        let blocking = || d.counters.blocking_copies.load(Ordering::Relaxed);
+        let null = std::ptr::null_mut();
+        // SAFETY: the stand-in's own entry points with valid buffers of 16 bytes.
+        unsafe {
+            let mut dev = 0;
+            assert_eq!(api::cuMemAlloc_v2(&mut dev, 16), CUresult::CUDA_SUCCESS);
+            let src = [7u8; 16];
+            assert_eq!(api::cuMemcpyHtoD_v2(dev, src.as_ptr().cast(), 16), CUresult::CUDA_SUCCESS);
+            let before = blocking();
+            let mut pageable = [0u8; 16];
+            assert_eq!(api::cuMemcpyDtoHAsync_v2(pageable.as_mut_ptr().cast(), dev, 16, null), CUresult::CUDA_SUCCESS);
+            assert_eq!((blocking(), pageable), (before + 1, src), "async into pageable memory waits");
+            let mut pinned: *mut c_void = std::ptr::null_mut();
+            assert_eq!(api::cuMemHostAlloc(&mut pinned, 32, 0), CUresult::CUDA_SUCCESS);
+            assert_eq!(
+                api::cuMemcpyDtoHAsync_v2(pinned.cast::<u8>().add(8).cast(), dev, 16, null),
+                CUresult::CUDA_SUCCESS
+            );
+            assert_eq!(blocking(), before + 1, "async into pinned memory does not wait");
+            assert_eq!(*pinned.cast::<u8>().add(8), 7);
+            assert_eq!(
+                api::cuMemcpyDtoHAsync_v2(pinned.cast::<u8>().add(24).cast(), dev, 16, null),
+                CUresult::CUDA_SUCCESS
+            );
+            assert_eq!(blocking(), before + 2, "a copy past the pinned range's end is pageable");
+            assert_eq!(api::cuMemcpyDtoH_v2(pinned, dev, 16), CUresult::CUDA_SUCCESS);
+            assert_eq!(blocking(), before + 3, "the synchronous call waits");
+            assert_eq!(api::cuMemFreeHost(pinned), CUresult::CUDA_SUCCESS);
+            assert_eq!(api::cuMemFree_v2(dev), CUresult::CUDA_SUCCESS);
+        }
+    }
 
     #[test]
     fn json_strings_are_escaped() {
