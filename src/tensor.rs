@@ -183,7 +183,7 @@ impl Tensor {
             Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * s)),
             Storage::Cuda(c) => {
                 let (be, n) = (c.backend(), c.len());
-                let mut y = be.zeros(n)?;
+                let mut y = be.empty(n)?;
                 // Reads and writes n floats.
                 elementwise_scale_f32(be, grid_1d(n), c, &mut y, s, int("scale", n)?)?;
                 Storage::Cuda(y)

@@ -26,7 +26,7 @@ pub(super) fn apply_mask(pass: Pass, x: &CudaStorage, p: f32, draw: Philox) -> R
     if n > i32::MAX as usize {
         return Err(Error::shape("dropout", format!("{n} elements do not fit the kernel's int count")));
     }
-    let mut y = be.zeros(n)?;
+    let mut y = be.empty(n)?;
     let kernel = match pass {
         Pass::Forward => dropout_forward,
         Pass::Backward => dropout_backward,

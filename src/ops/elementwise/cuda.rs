@@ -4,7 +4,7 @@
 
 use super::{BinaryOp, Plan};
 use crate::backend::cuda::CudaStorage;
-use crate::backend::kernels::{add_f32, blocks, grid_1d, kernels};
+use crate::backend::kernels::{add_f32, grid_1d, kernels};
 use crate::{Error, Result};
 
 // add_f32 and elementwise_scale_f32 are the backend's (Tensor::add and Tensor::scale use them too).
@@ -19,8 +19,6 @@ kernels! {
     fn elementwise_bcast_f32(
         big: &CudaStorage, small: &CudaStorage, y: &mut CudaStorage, n: i32, inner: i32, small_len: i32, op: i32,
     );
-    /// out[j] = Σ of the g elements whose row index is ≡ j (mod len); one block per j.
-    fn elementwise_bcast_reduce_f32(g: &CudaStorage, out: &mut CudaStorage, n: i32, inner: i32, len: i32);
 }
 
 fn unsupported() -> Error {
@@ -70,7 +68,7 @@ pub(super) fn binary(
     };
     let n = big.len();
     let (n_i, inner_i, len_i) = (as_i32(n)?, as_i32(inner)?, as_i32(small_len)?);
-    let mut y = be.zeros(n)?;
+    let mut y = be.empty(n)?;
     // Reads n floats of big and small_len floats of small (indices (i / inner) % small_len), writes n of y.
     elementwise_bcast_f32(be, grid_1d(n), big, small, &mut y, n_i, inner_i, len_i, code)?;
     Ok(y)
@@ -78,18 +76,9 @@ pub(super) fn binary(
 
 /// Sum `g` down to a bias-like target of `target_len` elements; `plan` is Plan::new(g, g, target).
 pub(super) fn reduce(g: &CudaStorage, target_len: usize, plan: &Plan) -> Result<CudaStorage> {
-    let be = g.backend();
     let (inner, len) = plan.bias_layout().ok_or_else(unsupported)?;
     debug_assert_eq!(len, target_len);
-    let mut out = be.zeros(target_len)?;
-    if target_len == 0 || g.is_empty() {
-        return Ok(out);
-    }
-    let (n_i, inner_i, len_i) = (as_i32(g.len())?, as_i32(inner)?, as_i32(len)?);
-    // One block of 256 threads per target element: block j reads the g elements whose row index is ≡ j (mod len)
-    // and writes out[j].
-    elementwise_bcast_reduce_f32(be, blocks((len as u32, 1, 1), 256), g, &mut out, n_i, inner_i, len_i)?;
-    Ok(out)
+    crate::backend::cuda_reduce::bias_sum(g, inner, len)
 }
 
 /// y = x + s.
@@ -97,7 +86,7 @@ pub(super) fn add_scalar(x: &CudaStorage, s: f32) -> Result<CudaStorage> {
     let be = x.backend();
     let n = x.len();
     let n_i = as_i32(n)?;
-    let mut y = be.zeros(n)?;
+    let mut y = be.empty(n)?;
     // Reads and writes n floats.
     elementwise_add_scalar_f32(be, grid_1d(n), x, &mut y, s, n_i)?;
     Ok(y)
