@@ -169,7 +169,7 @@ impl Philox {
             Device::Cuda(backend) => {
                 let n: usize = shape.iter().product();
                 ensure_shape!(n <= i32::MAX as usize, "normal_on", "{n} elements do not fit the kernel's int count");
-                let mut out = backend.zeros(n)?;
+                let mut out = backend.empty(n)?;
                 // The kernel writes n floats of out (one thread per block of 4) and reads nothing else.
                 rng_normal_f32(backend, grid_1d(n.div_ceil(4)), &mut out, n as i32, self.seed, self.offset)?;
                 self.offset += 1;

@@ -216,7 +216,7 @@ impl Tensor {
             Storage::Cpu(v) => Storage::Cpu(cpu::map(v, |a| a * s)),
             Storage::Cuda(c) => {
                 let (be, n) = (c.backend(), c.len());
-                let mut y = be.zeros_as(c.dtype(), n)?;
+                let mut y = be.empty_as(c.dtype(), n)?;
                 // Reads and writes n elements.
                 match c.dtype() {
                     DType::F32 => elementwise_scale_f32(be, grid_1d(n), c, &mut y, s, int("scale", n)?)?,

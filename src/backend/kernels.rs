@@ -247,6 +247,10 @@ kernels! {
     /// One block: out[0] = scale · Σ partial, total[0] = Σ partial.
     fn reduce_finish_f64(partial: &CudaSlice<f64>, parts: i32, scale: f64, out: &mut CudaStorage,
         total: &mut CudaSlice<f64>);
+    /// Grid (len, splits): split s of channel j's sum into dst[j · splits + s] (see `cuda_reduce::bias_sum`).
+    fn reduce_bias_partial_f32(g: &CudaStorage, dst: &mut CudaStorage, n: i32, inner: i32, len: i32, chunk: i64);
+    /// out[j] = Σ_s partial[j · splits + s] in split order, one thread per channel.
+    fn reduce_bias_finish_f32(partial: &CudaStorage, out: &mut CudaStorage, len: i32, splits: i32);
 }
 
 /// What disagrees between the declarations and a PTX module (empty when they agree): a declared kernel missing from

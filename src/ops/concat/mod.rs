@@ -59,7 +59,8 @@ pub fn forward(xs: &[Tensor]) -> Result<Tensor> {
         }
         Storage::Cuda(c) => {
             let be = c.backend();
-            let mut y = be.zeros_as(c.dtype(), outer * out_block)?;
+            // The parts' blocks tile every row of y.
+            let mut y = be.empty_as(c.dtype(), outer * out_block)?;
             let mut at = 0;
             for (t, &p) in xs.iter().zip(&parts) {
                 let Storage::Cuda(src) = t.storage() else {
@@ -99,7 +100,7 @@ pub fn split(g: &Tensor, shapes: &[Vec<usize>], needs: &[bool]) -> Result<Vec<Op
                 Storage::Cpu(d)
             }
             Storage::Cuda(gc) => {
-                let mut d = gc.backend().zeros_as(gc.dtype(), outer * p)?;
+                let mut d = gc.backend().empty_as(gc.dtype(), outer * p)?;
                 cuda::block_copy(cuda::Direction::Out, gc, &mut d, outer, p, out_block, offset)?;
                 Storage::Cuda(d)
             }

@@ -20,7 +20,7 @@ kernels! {
 pub(super) fn q_sample(x: &CudaStorage, e: &CudaStorage, a: &[f32], b: &[f32], per: usize) -> Result<CudaStorage> {
     let be = x.backend();
     let (ca, cb) = (be.upload(a)?, be.upload(b)?);
-    let mut out = be.zeros(x.len())?;
+    let mut out = be.empty(x.len())?;
     // Reads `total` floats of x and noise and n of a, b; writes `total` floats.
     diffusion_q_sample(be, grid_1d(x.len()), x, e, &ca, &cb, &mut out, x.len() as i32, per as i32)?;
     Ok(out)
@@ -37,7 +37,7 @@ pub(super) fn reverse_step(x: &CudaStorage, e: &CudaStorage, z: Option<&CudaStor
             &zero
         }
     };
-    let mut out = be.zeros(x.len())?;
+    let mut out = be.empty(x.len())?;
     let (n, clip) = (x.len() as i32, c.clip as i32);
     // Reads n floats of x, eps, z; writes n floats.
     diffusion_reverse_step(

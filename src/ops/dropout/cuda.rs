@@ -35,7 +35,7 @@ pub(super) fn apply_mask(pass: Pass, x: &CudaStorage, p: f32, draw: Philox) -> R
     if n > i32::MAX as usize {
         return Err(Error::shape("dropout", format!("{n} elements do not fit the kernel's int count")));
     }
-    let mut y = be.zeros_as(x.dtype(), n)?;
+    let mut y = be.empty_as(x.dtype(), n)?;
     let cfg = grid_1d(n.div_ceil(4));
     // The kernel reads n elements of x and writes n of y.
     if x.dtype() == DType::Bf16 {

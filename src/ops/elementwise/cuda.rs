@@ -12,7 +12,7 @@ use half::bf16;
 
 use super::{BinaryOp, Plan};
 use crate::backend::cuda::CudaStorage;
-use crate::backend::kernels::{add_bf16, add_f32, blocks, grid_1d, kernels};
+use crate::backend::kernels::{add_bf16, add_f32, grid_1d, kernels};
 use crate::backend::DType;
 use crate::{Error, Result};
 
@@ -28,8 +28,6 @@ kernels! {
     fn elementwise_bcast_f32(
         big: &CudaStorage, small: &CudaStorage, y: &mut CudaStorage, n: i32, inner: i32, small_len: i32, op: i32,
     );
-    /// out[j] = Σ of the g elements whose row index is ≡ j (mod len); one block per j.
-    fn elementwise_bcast_reduce_f32(g: &CudaStorage, out: &mut CudaStorage, n: i32, inner: i32, len: i32);
     /// z = a · b on bf16 storage (f32 product, one rounding).
     fn mul_bf16(a: &CudaSlice<bf16>, b: &CudaSlice<bf16>, z: &mut CudaSlice<bf16>, n: i32);
     /// z = a − b on bf16 storage.
@@ -41,8 +39,6 @@ kernels! {
         big: &CudaSlice<bf16>, small: &CudaStorage, y: &mut CudaSlice<bf16>, n: i32, inner: i32, small_len: i32,
         op: i32,
     );
-    /// elementwise_bcast_reduce_f32 reading bf16 g (f32 sums and output).
-    fn elementwise_bcast_reduce_bf16(g: &CudaSlice<bf16>, out: &mut CudaStorage, n: i32, inner: i32, len: i32);
 }
 
 fn unsupported() -> Error {
@@ -108,7 +104,7 @@ pub(super) fn binary(
     };
     let n = big.len();
     let (n_i, inner_i, len_i) = (as_i32(n)?, as_i32(inner)?, as_i32(small_len)?);
-    let mut y = be.zeros_as(big.dtype(), n)?;
+    let mut y = be.empty_as(big.dtype(), n)?;
     // The small operand is read as f32 (a bf16 one is widened first, exactly).
     let small_f32;
     let small = if small.dtype() == DType::F32 {
@@ -131,24 +127,13 @@ pub(super) fn binary(
 /// Sum `g` down to a bias-like target of `target_len` elements; `plan` is Plan::new(g, g, target). The sum is f32
 /// whatever g's dtype.
 pub(super) fn reduce(g: &CudaStorage, target_len: usize, plan: &Plan) -> Result<CudaStorage> {
-    let be = g.backend();
     let (inner, len) = plan.bias_layout().ok_or_else(unsupported)?;
     debug_assert_eq!(len, target_len);
-    let mut out = be.zeros(target_len)?;
-    if target_len == 0 || g.is_empty() {
-        return Ok(out);
-    }
-    let (n_i, inner_i, len_i) = (as_i32(g.len())?, as_i32(inner)?, as_i32(len)?);
-    // One block of 256 threads per target element: block j reads the g elements whose row index is ≡ j (mod len)
-    // and writes out[j].
-    let cfg = blocks((len as u32, 1, 1), 256);
     match g.dtype() {
-        DType::F32 => elementwise_bcast_reduce_f32(be, cfg, g, &mut out, n_i, inner_i, len_i)?,
-        DType::Bf16 => {
-            elementwise_bcast_reduce_bf16(be, cfg, g.bf16("reduce_to_shape")?, &mut out, n_i, inner_i, len_i)?
-        }
+        DType::F32 => crate::backend::cuda_reduce::bias_sum(g, inner, len),
+        // Widened exactly first: the two-level f32 reduction reads f32.
+        DType::Bf16 => crate::backend::cuda_reduce::bias_sum(&g.cast(DType::F32)?, inner, len),
     }
-    Ok(out)
 }
 
 /// y = x + s.
@@ -156,7 +141,7 @@ pub(super) fn add_scalar(x: &CudaStorage, s: f32) -> Result<CudaStorage> {
     let be = x.backend();
     let n = x.len();
     let n_i = as_i32(n)?;
-    let mut y = be.zeros_as(x.dtype(), n)?;
+    let mut y = be.empty_as(x.dtype(), n)?;
     // Reads and writes n elements.
     match x.dtype() {
         DType::F32 => elementwise_add_scalar_f32(be, grid_1d(n), x, &mut y, s, n_i)?,

@@ -66,10 +66,11 @@ pub(super) fn forward(
     check(&l)?;
     let be = x.backend();
     let mut y = be.empty_as(x.dtype(), x.len())?;
-    let (mut mean, mut rstd) = (be.zeros(l.batch * l.groups)?, be.zeros(l.batch * l.groups)?);
     if x.is_empty() {
-        return Ok((y, mean, rstd));
+        return Ok((y, be.zeros(l.batch * l.groups)?, be.zeros(l.batch * l.groups)?));
     }
+    // Written by the block of each (n, group).
+    let (mut mean, mut rstd) = (be.empty(l.batch * l.groups)?, be.empty(l.batch * l.groups)?);
     let (c, g, s, silu_i) = (l.channels as i32, l.groups as i32, l.spatial as i32, i32::from(silu));
     // Block ng reads and writes group ng of x / y (M = C/G·S floats at ng·M) and writes mean[ng], rstd[ng]; gamma
     // and beta have C floats.
@@ -111,10 +112,11 @@ pub(super) fn backward(
 ) -> Result<(Option<CudaStorage>, CudaStorage, CudaStorage)> {
     check(&l)?;
     let be = x.backend();
-    let (mut dgamma, mut dbeta) = (be.zeros(l.channels)?, be.zeros(l.channels)?);
     if x.is_empty() {
-        return Ok((need_dx.then(|| be.zeros_as(x.dtype(), 0)).transpose()?, dgamma, dbeta));
+        return Ok((need_dx.then(|| be.zeros_as(x.dtype(), 0)).transpose()?, be.zeros(l.channels)?, be.zeros(l.channels)?));
     }
+    // Every channel is written by group_norm_param_grads_f32.
+    let (mut dgamma, mut dbeta) = (be.empty(l.channels)?, be.empty(l.channels)?);
     // Every (n, c) pair is written by the block of its group.
     let mut partial = be.empty(2 * l.batch * l.channels)?;
     // Without need_dx the kernel never writes dx; a one-element buffer stands in for the pointer.

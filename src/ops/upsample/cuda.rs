@@ -30,7 +30,7 @@ pub(super) enum Pass {
 /// Both kernels take (src, dst, n_dst, H, W) with H, W the input's size and one thread per dst element.
 pub(super) fn launch(pass: Pass, src: &CudaStorage, n_out: usize, h: usize, w: usize) -> Result<CudaStorage> {
     let be = src.backend();
-    let mut y = be.zeros_as(src.dtype(), n_out)?;
+    let mut y = be.empty_as(src.dtype(), n_out)?;
     if n_out == 0 {
         return Ok(y);
     }
