@@ -93,7 +93,7 @@ impl Chain {
         if src.len() != dst.len() {
             return Err(Error::shape("sampler", format!("ε̂ has {} values, x_t {}", src.len(), dst.len())));
         }
-        be.stream().memcpy_dtod(&src.buf, &mut dst.buf)?;
+        be.stream().memcpy_dtod(src.f32("sampler")?, dst.f32_mut("sampler")?)?;
         drop(eps);
         let [x0, x1] = &mut self.xs;
         let (x, out) = if k == 0 { (&*x0, x1) } else { (&*x1, x0) };

@@ -48,7 +48,7 @@ fn rows(t: &Tensor, start: usize, count: usize) -> Result<Tensor> {
         Storage::Cuda(c) => {
             let be = c.backend().clone();
             let mut out = be.empty(count * per)?;
-            be.stream().memcpy_dtod(&c.buf.slice(start * per..(start + count) * per), &mut out.buf)?;
+            be.stream().memcpy_dtod(&c.f32("rows")?.slice(start * per..(start + count) * per), out.f32_mut("rows")?)?;
             Storage::Cuda(out)
         }
     };
@@ -75,7 +75,7 @@ pub fn all_reduce_mean(comm: &Comm, grads: &mut [Tensor]) -> Result<()> {
             let Storage::Cuda(c) = g.storage() else {
                 return Err(Error::msg("data-parallel gradients must live on a CUDA device"));
             };
-            be.stream().memcpy_dtod(&c.buf, &mut bucket.slice_mut(off..off + c.len()))?;
+            be.stream().memcpy_dtod(c.f32("all-reduce")?, &mut bucket.slice_mut(off..off + c.len()))?;
             off += c.len();
         }
         comm.all_reduce_sum(&mut bucket)?;
@@ -87,7 +87,7 @@ pub fn all_reduce_mean(comm: &Comm, grads: &mut [Tensor]) -> Result<()> {
         for g in &mut grads[start..end] {
             let Storage::Cuda(c) = g.storage_mut()? else { unreachable!("checked above") };
             let len = c.len();
-            be.stream().memcpy_dtod(&m.buf.slice(off..off + len), &mut c.buf)?;
+            be.stream().memcpy_dtod(&m.f32("all-reduce")?.slice(off..off + len), c.f32_mut("all-reduce")?)?;
             off += len;
         }
         start = end;

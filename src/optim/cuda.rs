@@ -265,12 +265,12 @@ impl MultiTensor {
                 params[k].numel(),
                 self.host_table[row + 5]
             );
-            scratch[row] = address(&cuda_mut(&mut params[k])?.buf, &be);
-            scratch[row + 1] = address(&cuda_ref(&grads[k])?.buf, &be);
-            scratch[row + 2] = address(&cuda_mut(&mut m[k])?.buf, &be);
-            scratch[row + 3] = address(&cuda_mut(&mut v[k])?.buf, &be);
+            scratch[row] = address(cuda_mut(&mut params[k])?.f32("adam")?, &be);
+            scratch[row + 1] = address(cuda_ref(&grads[k])?.f32("adam")?, &be);
+            scratch[row + 2] = address(cuda_mut(&mut m[k])?.f32("adam")?, &be);
+            scratch[row + 3] = address(cuda_mut(&mut v[k])?.f32("adam")?, &be);
             scratch[row + 4] = match ema.as_deref_mut() {
-                Some(e) => address(&cuda_mut(&mut e[k])?.buf, &be),
+                Some(e) => address(cuda_mut(&mut e[k])?.f32("adam")?, &be),
                 None => 0,
             };
         }
