@@ -151,7 +151,8 @@ fn training_on_the_simulator_matches_the_cpu_and_resumes_on_the_cpu() {
     let mut args = train_args(d, nan.to_str().unwrap(), "cuda", "5");
     let at = args.iter().position(|a| *a == "--log-every").unwrap();
     args[at + 1] = "5";
-    args.extend(["--checkpoint-every", "3"]);
+    // f32 like the 3-step run it is compared with.
+    args.extend(["--checkpoint-every", "3", "--precision", "f32"]);
     let (out, reports) = sim(&args, &[("DDPM_CUDA_TEST_NAN_AT_STEP", "4")], "train-nan");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", show(&out));

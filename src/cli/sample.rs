@@ -162,6 +162,8 @@ pub fn run(args: SampleArgs) -> Result<ExitCode> {
     let batches = num.div_ceil(batch_size);
 
     // The ε-model: what it is for the manifest of a resumable --npz, and its image shape.
+    // One value per run: the variants' sizes do not matter.
+    #[allow(clippy::large_enum_variant)]
     enum Model {
         Empirical(TrainingSet, Diffusion),
         Unet(ddpm_cuda::nn::unet::UNet, ddpm_cuda::nn::ParamStore, Diffusion),
