@@ -37,6 +37,8 @@ fn cudarc_runs_on_the_stand_ins() {
         .env(CHILD, "1")
         .env("DDPM_CUDA_SIM_PROFILE", &profile)
         .env("DDPM_CUDA_SIM_REPORTS", &reports)
+        // One host thread: the launch stops at the first faulting CTA (in parallel, another CTA may fault too).
+        .env("DDPM_CUDA_SIM_THREADS", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -79,6 +81,8 @@ fn a_memory_fault_is_reported_and_fails_the_process() {
         .env(CHILD, "fault")
         .env("DDPM_CUDA_SIM_DEVICES", "2")
         .env("DDPM_CUDA_SIM_REPORTS", &reports)
+        // One host thread: the launch stops at the first faulting CTA (in parallel, another CTA may fault too).
+        .env("DDPM_CUDA_SIM_THREADS", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -134,6 +138,8 @@ fn devices_have_their_own_memory() {
         .env(CHILD, "devices")
         .env("DDPM_CUDA_SIM_DEVICES", "2")
         .env("DDPM_CUDA_SIM_REPORTS", &reports)
+        // One host thread: the launch stops at the first faulting CTA (in parallel, another CTA may fault too).
+        .env("DDPM_CUDA_SIM_THREADS", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
