@@ -35,8 +35,14 @@ impl ConvGeom {
     /// The kernel geometry, or an error when a size (or an index the kernels form) does not fit an `int`.
     fn new(g: &Geom) -> Result<ConvGeom> {
         let largest = [g.n * g.in_size(), g.n * g.out_size(), g.cout * g.k(), g.n * g.p() * g.kh * g.kw];
+        ConvGeom::checked(g, &largest, "CUDA kernels'")
+    }
+
+    /// The kernel geometry, or an error naming `kernels` when one of the `largest` indices they form does not fit
+    /// an `int`.
+    pub(super) fn checked(g: &Geom, largest: &[usize], kernels: &str) -> Result<ConvGeom> {
         if largest.iter().any(|&v| v > i32::MAX as usize) {
-            return Err(Error::shape("conv2d", format!("{g:?} is too large for the CUDA kernels' int indices")));
+            return Err(Error::shape("conv2d", format!("{g:?} is too large for the {kernels} int indices")));
         }
         let i = |v: usize| v as i32;
         Ok(ConvGeom {

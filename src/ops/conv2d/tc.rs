@@ -53,24 +53,7 @@ fn cfg(grid: (usize, usize, usize)) -> LaunchConfig {
 /// The kernels' geometry, or an error when an index they form does not fit an `int`.
 fn conv_geom(g: &Geom) -> Result<ConvGeom> {
     let largest = [g.n * g.in_size(), g.n * g.out_size(), 2 * g.cout * g.k(), g.n * g.h * g.w * g.kh * g.kw];
-    if largest.iter().any(|&v| v > i32::MAX as usize) {
-        return Err(Error::shape("conv2d", format!("{g:?} is too large for the tensor-core kernels' int indices")));
-    }
-    let i = |v: usize| v as i32;
-    Ok(ConvGeom {
-        n: i(g.n),
-        cin: i(g.cin),
-        h: i(g.h),
-        w: i(g.w),
-        cout: i(g.cout),
-        kh: i(g.kh),
-        kw: i(g.kw),
-        ho: i(g.ho),
-        wo: i(g.wo),
-        stride: i(g.stride),
-        pad_top: i(g.pad.top),
-        pad_left: i(g.pad.left),
-    })
+    ConvGeom::checked(g, &largest, "tensor-core kernels'")
 }
 
 fn ensure_len<T>(what: &str, s: &CudaSlice<T>, want: usize) -> Result<()> {
