@@ -82,6 +82,22 @@ const ZERO_BELOW: f32 = 1e-8;
 const SMALL_BELOW: f32 = 1e-7;
 const ZERO_FLOOR: f32 = 1e-5;
 
+/// The verdict on outputs that cannot be compared: a different count, or any of them not on `device` (a silent
+/// CPU fallback fails here, whatever the values).
+fn wrong_outputs<D: PartialEq + std::fmt::Display>(
+    want: &[Tensor],
+    got: &[Tensor],
+    devices: &[D],
+    device: &D,
+) -> Option<(f32, f32, String)> {
+    if want.len() != got.len() {
+        return Some((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
+    }
+    let away = misplaced(devices, device);
+    let on = &devices[*away.first()?];
+    Some((f32::NAN, f32::INFINITY, format!(" (output(s) {away:?} on {on}, not {device}: the device path fell back)")))
+}
+
 /// The verdict on one case: (max abs error, worst scaled error, a note on what went wrong; empty if nothing). A
 /// worst error above `tol` gets a note naming its output.
 /// `want` are the CPU reference's outputs, `got` the device's, on `devices` (where each output lives); `device`
@@ -94,14 +110,8 @@ fn judge<D: PartialEq + std::fmt::Display>(
     grads_from: Option<usize>,
     tol: f32,
 ) -> Result<(f32, f32, String)> {
-    if want.len() != got.len() {
-        return Ok((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
-    }
-    let away = misplaced(devices, device);
-    if !away.is_empty() {
-        let on = &devices[away[0]];
-        let note = format!(" (output(s) {away:?} on {on}, not {device}: the device path fell back)");
-        return Ok((f32::NAN, f32::INFINITY, note));
+    if let Some(failed) = wrong_outputs(want, got, devices, device) {
+        return Ok(failed);
     }
     let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
     let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
@@ -145,13 +155,8 @@ fn judge_norm<D: PartialEq + std::fmt::Display>(
     grads_from: Option<usize>,
     tol: f32,
 ) -> Result<(f32, f32, String)> {
-    if want.len() != got.len() {
-        return Ok((f32::NAN, f32::INFINITY, format!(" ({} outputs vs {})", want.len(), got.len())));
-    }
-    let away = misplaced(devices, device);
-    if !away.is_empty() {
-        let note = format!(" (output(s) {away:?} on {}, not {device}: the device path fell back)", devices[away[0]]);
-        return Ok((f32::NAN, f32::INFINITY, note));
+    if let Some(failed) = wrong_outputs(want, got, devices, device) {
+        return Ok(failed);
     }
     let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
     let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));

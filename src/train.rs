@@ -170,8 +170,10 @@ impl Trainer {
         self.report()
     }
 
-    /// Sample with the EMA weights (DDPM, all T steps unless `sampler` says otherwise).
+    /// Sample with the EMA weights (DDPM, all T steps unless `sampler` says otherwise), the U-Net in the run's
+    /// precision.
     pub fn sample_ema(&self, n: usize, sampler: Sampler, seed: u64) -> Result<Tensor> {
+        let dtype = self.config.train.precision.resolve(&self.device)?;
         let mut store = self.params.clone();
         store.set_tensors(self.ema.shadow().to_vec())?;
         let opts = crate::sample::SampleOptions {
@@ -182,7 +184,7 @@ impl Trainer {
             device: self.device.clone(),
             graphs: Default::default(),
         };
-        crate::sample::generate(&self.unet, &store, &self.diffusion, &opts, &mut |_, _| {})
+        crate::sample::generate_as(&self.unet, &store, &self.diffusion, &opts, dtype, &mut |_, _| {})
     }
 }
 

@@ -213,16 +213,33 @@ fn tiny_args<'a>(data: &'a str, out: &'a str, device: &'a str, steps: &'a str, l
     ]
 }
 
-/// Worst per-step |a − b| / b over two loss curves.
-fn worst_rel(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs()).fold(0.0, f64::max)
+/// Steps per window of the loss-curve comparison: single steps are one batch of 4 at random timesteps, so their
+/// losses scatter by a factor of two between neighbours; ten-step means follow the curve.
+const CURVE_WINDOW: usize = 10;
+
+/// Mean of each `CURVE_WINDOW`-step window.
+fn window_means(v: &[f64]) -> Vec<f64> {
+    v.chunks(CURVE_WINDOW).map(|w| w.iter().sum::<f64>() / w.len() as f64).collect()
 }
 
-/// Per-step tolerance of the bf16 curve against the f32 one (docs/CUDA.md, "Mixed precision", derives it).
-const BF16_CURVE_TOL: f64 = 0.05;
+/// Worst |a − b| / b over the windows of two loss curves.
+fn worst_window_rel(a: &[f64], b: &[f64]) -> f64 {
+    window_means(a).iter().zip(window_means(b)).map(|(x, y)| (x - y).abs() / y.abs()).fold(0.0, f64::max)
+}
+
+/// |a − b| / b of the mean loss after the first window (the part of the curve the weights shape).
+fn tail_mean_rel(a: &[f64], b: &[f64]) -> f64 {
+    let mean = |v: &[f64]| v[CURVE_WINDOW..].iter().sum::<f64>() / (v.len() - CURVE_WINDOW) as f64;
+    (mean(a) - mean(b)).abs() / mean(b)
+}
+
+/// Bands of the bf16 curve against the f32 one (docs/CUDA.md, "Mixed precision", derives them from the first
+/// complete run: windows within 11.9%, tail mean within 2.0%; the half-lr control 176% and 70%).
+const BF16_WINDOW_TOL: f64 = 0.20;
+const BF16_TAIL_MEAN_TOL: f64 = 0.05;
 
 #[test]
-#[ignore = "hours on the simulator (260 s per step measured on a busy 2-core machine): run with --ignored"]
+#[ignore = "about 20 minutes on the simulator (25 s per step on a busy 2-core machine): run with --ignored"]
 fn sim_slow_bf16_training_tracks_the_f32_cpu_loss_curve() {
     const STEPS: &str = "50";
     let data = temp_dir("sim-bf16-data");
@@ -240,17 +257,24 @@ fn sim_slow_bf16_training_tracks_the_f32_cpu_loss_curve() {
     }
     let (g, c, h) = (losses(&gpu), losses(&cpu), losses(&slow));
     assert_eq!((g.len(), c.len(), h.len()), (50, 50, 50));
-    let (bf16_err, control_err) = (worst_rel(&g, &c), worst_rel(&h, &c));
-    println!(
-        "bf16 vs f32: worst per-step relative loss difference {bf16_err:.4}; half-lr f32 control {control_err:.4}"
-    );
+    let (bf16_window, control_window) = (worst_window_rel(&g, &c), worst_window_rel(&h, &c));
+    let (bf16_tail, control_tail) = (tail_mean_rel(&g, &c), tail_mean_rel(&h, &c));
     for (step, (a, b)) in g.iter().zip(&c).enumerate() {
-        println!("step {step}: bf16 {a:.6} f32 {b:.6} half-lr {:.6}", h[step]);
+        println!("step {}: bf16 {a:.6} f32 {b:.6} half-lr {:.6}", step + 1, h[step]);
     }
-    assert!(bf16_err <= BF16_CURVE_TOL, "bf16 curve leaves the band: {bf16_err:.4} > {BF16_CURVE_TOL}");
+    for (w, ((a, b), c)) in window_means(&g).iter().zip(window_means(&c)).zip(window_means(&h)).enumerate() {
+        println!("steps {}-{}: bf16 {a:.4} f32 {b:.4} half-lr {c:.4}", w * CURVE_WINDOW + 1, (w + 1) * CURVE_WINDOW);
+    }
+    println!(
+        "bf16 vs f32: worst {CURVE_WINDOW}-step window {bf16_window:.4}, mean after step {CURVE_WINDOW} {bf16_tail:.4}; \
+         half-lr f32 control {control_window:.4}, {control_tail:.4}"
+    );
+    assert!(bf16_window <= BF16_WINDOW_TOL, "bf16 curve leaves the window band: {bf16_window:.4} > {BF16_WINDOW_TOL}");
+    assert!(bf16_tail <= BF16_TAIL_MEAN_TOL, "bf16 mean loss leaves the band: {bf16_tail:.4} > {BF16_TAIL_MEAN_TOL}");
     // The negative control: the same run with half the learning rate (a training dynamic as wrong as a gradient
-    // term gone) must fall outside the band, or the band would not show a broken bf16 backward.
-    assert!(control_err > BF16_CURVE_TOL, "the control stays in the band ({control_err:.4}): the test is blind");
+    // term gone) must fall outside both bands, or the bands would not show a broken bf16 backward.
+    assert!(control_window > BF16_WINDOW_TOL, "the control stays in the window band ({control_window:.4}): blind");
+    assert!(control_tail > BF16_TAIL_MEAN_TOL, "the control stays in the mean band ({control_tail:.4}): blind");
     // The loss went down in both runs (the curve is not flat noise).
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(mean(&g[40..]) < mean(&g[..10]) && mean(&c[40..]) < mean(&c[..10]), "no learning in 50 steps");

@@ -118,6 +118,64 @@ pub enum GemmImpl {
     Kernel,
 }
 
+/// Where a checked GEMM call goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// An empty product: nothing to do.
+    Empty,
+    Cublas,
+    Kernel,
+}
+
+/// The tile kernels' integer arguments: m, n, k, lda, ldb, ldc, ta, tb, and the batch strides.
+pub(crate) struct KernelArgs {
+    pub dims: [i32; 8],
+    pub strides: [i64; 3],
+}
+
+impl Gemm {
+    /// Check the buffers' lengths (`what` names the caller in errors) and pick the route for `imp`.
+    pub(crate) fn route(&self, what: &str, lens: [usize; 3], be: &CudaBackend, imp: GemmImpl) -> Result<Route> {
+        let need = self.lens();
+        if lens.iter().zip(need).any(|(&have, need)| have < need) {
+            return Err(Error::msg(format!(
+                "{what} {self:?}: buffers of {}, {}, {} elements are too short",
+                lens[0], lens[1], lens[2]
+            )));
+        }
+        if self.m == 0 || self.n == 0 || self.batch == 0 {
+            return Ok(Route::Empty);
+        }
+        Ok(match imp {
+            GemmImpl::Kernel => Route::Kernel,
+            GemmImpl::Cublas => Route::Cublas,
+            GemmImpl::Auto if be.blas().is_ok() => Route::Cublas,
+            GemmImpl::Auto => Route::Kernel,
+        })
+    }
+
+    /// The kernels' arguments, or an error when a size does not fit their `int`s or the batch their grid.
+    pub(crate) fn kernel_args(&self, what: &str) -> Result<KernelArgs> {
+        let to_i = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("{what}: {v} does not fit an int")));
+        if self.batch > 65535 {
+            return Err(Error::msg(format!("{what}: batch {} exceeds the kernel's grid", self.batch)));
+        }
+        Ok(KernelArgs {
+            dims: [
+                to_i(self.m)?,
+                to_i(self.n)?,
+                to_i(self.k)?,
+                to_i(self.lda)?,
+                to_i(self.ldb)?,
+                to_i(self.ldc)?,
+                i32::from(self.ta),
+                i32::from(self.tb),
+            ],
+            strides: [self.stride_a as i64, self.stride_b as i64, self.stride_c as i64],
+        })
+    }
+}
+
 /// Run `g` on device buffers (checked to be long enough).
 pub fn gemm(
     be: &Arc<CudaBackend>,
@@ -127,41 +185,40 @@ pub fn gemm(
     c: &mut CudaSlice<f32>,
     imp: GemmImpl,
 ) -> Result<()> {
-    let [la, lb, lc] = g.lens();
-    if a.len() < la || b.len() < lb || c.len() < lc {
-        return Err(Error::msg(format!(
-            "gemm {g:?}: buffers of {}, {}, {} floats are too short",
-            a.len(),
-            b.len(),
-            c.len()
-        )));
+    match g.route("gemm", [a.len(), b.len(), c.len()], be, imp)? {
+        Route::Empty => Ok(()),
+        Route::Cublas => {
+            let cfg = g.to_cublas()?;
+            // SAFETY: lens() bounds every matrix the config addresses inside the buffers (checked by route).
+            unsafe { be.blas()?.gemm_strided_batched(cfg, b, a, c) }
+                .map_err(|e| Error::Cuda(format!("cuBLAS sgemm: {e:?}")))
+        }
+        Route::Kernel => {
+            let KernelArgs { dims: [m, n, k, lda, ldb, ldc, ta, tb], strides: [sa, sb, sc] } = g.kernel_args("gemm")?;
+            let grid = (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, g.batch as u32);
+            // As for cuBLAS: every element the kernel touches lies inside the checked lengths.
+            gemm_batched_f32(
+                be,
+                blocks(grid, 256),
+                a,
+                b,
+                c,
+                m,
+                n,
+                k,
+                lda,
+                ldb,
+                ldc,
+                ta,
+                tb,
+                sa,
+                sb,
+                sc,
+                g.alpha,
+                g.beta,
+            )
+        }
     }
-    if g.m == 0 || g.n == 0 || g.batch == 0 {
-        return Ok(());
-    }
-    let use_blas = match imp {
-        GemmImpl::Kernel => false,
-        GemmImpl::Cublas => true,
-        GemmImpl::Auto => be.blas().is_ok(),
-    };
-    if use_blas {
-        let cfg = g.to_cublas()?;
-        // SAFETY: lens() bounds every matrix the config addresses inside the buffers (checked above).
-        unsafe { be.blas()?.gemm_strided_batched(cfg, b, a, c) }
-            .map_err(|e| Error::Cuda(format!("cuBLAS sgemm: {e:?}")))?;
-        return Ok(());
-    }
-    let to_i = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("gemm: {v} does not fit the kernel's int")));
-    if g.batch > 65535 {
-        return Err(Error::msg(format!("gemm: batch {} exceeds the kernel's grid", g.batch)));
-    }
-    let (m, n, k) = (to_i(g.m)?, to_i(g.n)?, to_i(g.k)?);
-    let (lda, ldb, ldc) = (to_i(g.lda)?, to_i(g.ldb)?, to_i(g.ldc)?);
-    let (ta, tb) = (i32::from(g.ta), i32::from(g.tb));
-    let (sa, sb, sc) = (g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
-    let grid = (g.n.div_ceil(64) as u32, g.m.div_ceil(64) as u32, g.batch as u32);
-    // As for cuBLAS: every element the kernel touches lies inside the checked lengths.
-    gemm_batched_f32(be, blocks(grid, 256), a, b, c, m, n, k, lda, ldb, ldc, ta, tb, sa, sb, sc, g.alpha, g.beta)
 }
 
 #[cfg(test)]

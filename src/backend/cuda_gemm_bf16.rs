@@ -12,7 +12,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfi
 use half::bf16;
 
 use super::cuda::CudaBackend;
-use super::cuda_gemm::{Gemm, GemmImpl};
+use super::cuda_gemm::{Gemm, GemmImpl, KernelArgs, Route};
 use super::kernels::{blocks, kernels};
 use crate::{Error, Result};
 
@@ -105,24 +105,11 @@ pub fn gemm_bf16_with<Out: GemmOut>(
     c: &mut CudaSlice<Out>,
     imp: GemmImpl,
 ) -> Result<()> {
-    let [la, lb, lc] = g.lens();
-    if a.len() < la || b.len() < lb || c.len() < lc {
-        return Err(Error::msg(format!(
-            "gemm_bf16 {g:?}: buffers of {}, {}, {} elements are too short",
-            a.len(),
-            b.len(),
-            c.len()
-        )));
-    }
-    if g.m == 0 || g.n == 0 || g.batch == 0 {
+    let route = g.route("gemm_bf16", [a.len(), b.len(), c.len()], be, imp)?;
+    if route == Route::Empty {
         return Ok(());
     }
-    let use_blas = match imp {
-        GemmImpl::Kernel => false,
-        GemmImpl::Cublas => true,
-        GemmImpl::Auto => be.blas().is_ok(),
-    };
-    if use_blas {
+    if route == Route::Cublas {
         let cfg = g.to_cublas()?;
         let blas = be.blas()?;
         let s = be.stream();
@@ -164,21 +151,7 @@ pub fn gemm_bf16_with<Out: GemmOut>(
         .map_err(|e| Error::Cuda(format!("cuBLAS GemmEx (bf16): {e:?}")))?;
         return Ok(());
     }
-    let to_i = |v: usize| i32::try_from(v).map_err(|_| Error::msg(format!("gemm_bf16: {v} does not fit an int")));
-    if g.batch > 65535 {
-        return Err(Error::msg(format!("gemm_bf16: batch {} exceeds the kernel's grid", g.batch)));
-    }
-    let dims = [
-        to_i(g.m)?,
-        to_i(g.n)?,
-        to_i(g.k)?,
-        to_i(g.lda)?,
-        to_i(g.ldb)?,
-        to_i(g.ldc)?,
-        i32::from(g.ta),
-        i32::from(g.tb),
-    ];
-    let strides = [g.stride_a as i64, g.stride_b as i64, g.stride_c as i64];
+    let KernelArgs { dims, strides } = g.kernel_args("gemm_bf16")?;
     let grid = (g.n.div_ceil(64) as u32, g.m.div_ceil(128) as u32, g.batch as u32);
     // As for cuBLAS: every element the kernel touches lies inside the checked lengths.
     Out::launch(be, blocks(grid, 128), a, b, c, dims, strides, g.alpha, g.beta)

@@ -71,21 +71,6 @@ impl KernelArg for &mut CudaStorage {
     }
 }
 
-/// A nullable output: `None` passes a null pointer (the kernel skips that output).
-impl KernelArg for Option<&mut CudaStorage> {
-    const SIZE: usize = 8;
-    fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
-        static NULL: u64 = 0;
-        match self {
-            Some(s) => s.push(be, b, kernel)?,
-            None => {
-                b.arg(&NULL);
-            }
-        }
-        Ok(())
-    }
-}
-
 impl<T> KernelArg for &CudaSlice<T> {
     const SIZE: usize = 8;
     fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
@@ -104,18 +89,25 @@ impl<T> KernelArg for &mut CudaSlice<T> {
     }
 }
 
-/// A nullable input: `None` passes a null pointer (the kernel skips that operand).
-impl<T> KernelArg for Option<&CudaSlice<T>> {
+/// A device pointer argument: what `Option` may wrap.
+pub trait PointerArg: KernelArg {}
+impl PointerArg for &CudaStorage {}
+impl PointerArg for &mut CudaStorage {}
+impl<T> PointerArg for &CudaSlice<T> {}
+impl<T> PointerArg for &mut CudaSlice<T> {}
+
+/// A nullable operand or output: `None` passes a null pointer (the kernel skips it).
+impl<A: PointerArg> KernelArg for Option<A> {
     const SIZE: usize = 8;
     fn push<'a>(&'a mut self, be: &CudaBackend, b: &mut LaunchArgs<'a>, kernel: &'static str) -> Result<()> {
         static NULL: u64 = 0;
         match self {
-            Some(s) => s.push(be, b, kernel)?,
+            Some(a) => a.push(be, b, kernel),
             None => {
                 b.arg(&NULL);
+                Ok(())
             }
         }
-        Ok(())
     }
 }
 
