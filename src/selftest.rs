@@ -9,6 +9,7 @@
 //! `SMALL_BELOW`), and every device output must live on the device: a silent CPU fallback fails the case.
 
 pub(crate) mod bf16;
+pub(crate) use bf16::BF16_ROUND;
 mod model;
 mod ops;
 
@@ -202,15 +203,6 @@ pub(crate) fn input(shape: &[usize], seed: u32, device: &Device) -> Result<Tenso
     Tensor::from_vec(v, shape)?.to_device(device)
 }
 
-/// bf16's unit roundoff: rounding to nearest with 8 significant bits (7 stored) moves a value by at most half an
-/// ulp, 2⁻⁸ of itself at the bottom of a binade (2⁻⁹ at the top: the contract's "2⁻⁹" is the best case; the
-/// simulator measured 2.5e-3 > 2⁻⁹ on plain bf16 adds).
-/// Under `compare`'s metric (|ref − dev| / (|ref| + rms)) one final rounding of an otherwise f32-exact output costs
-/// at most this, so a bf16 case's tolerance is `BF16_ROUND` + the f32 case's own tolerance for its maths (written
-/// at each case). The CPU reference runs on the same bf16-rounded inputs (`input_bf16`, `param_bf16`), so only the
-/// kernel's own rounding is measured.
-pub(crate) const BF16_ROUND: f32 = 1.0 / 256.0;
-
 /// `input` rounded to bf16 values: bf16 storage on a CUDA device, the same values as f32 on the CPU.
 pub(crate) fn input_bf16(shape: &[usize], seed: u32, device: &Device) -> Result<Tensor> {
     let t = round_bf16(&input(shape, seed, &Device::Cpu)?)?.to_device(device)?;
@@ -233,8 +225,7 @@ pub(crate) fn param_bf16(t: &Tensor, device: &Device) -> Result<Tensor> {
 
 /// A CPU tensor's values rounded to the nearest bf16 (ties to even), kept as f32.
 pub(crate) fn round_bf16(t: &Tensor) -> Result<Tensor> {
-    let v = t.to_vec()?.into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect();
-    Tensor::from_vec(v, t.shape())
+    Tensor::from_vec(bf16::round_bf16(&t.to_vec()?), t.shape())
 }
 
 /// `t` unchanged if it has `dtype` on a device (any dtype on the CPU), else an error: a bf16 case whose device
