@@ -190,6 +190,7 @@ fn two_and_four_simulated_gpus_train_like_one_and_resume_bit_exactly() {
         let head = &line[..line.find(what).unwrap_or_else(|| panic!("{line}"))];
         head.trim_end().rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
     };
+    println!("{line}");
     let (buckets, overlapped) = (number_before("bucket(s)"), number_before("overlapped"));
     assert!(buckets >= 3 && overlapped >= 2 && overlapped < buckets, "{line}");
     sim(&with(train_args(&data, four_d, "cuda:all", 3), 0.3, None), 4, "four-d");
