@@ -7,7 +7,8 @@
 //!   uninterrupted one does; the all-reduce overlapped with the backward pass (small buckets, several of them
 //!   started during the backward pass) gives the checkpoint of the non-overlapped one, bit for bit;
 //! - two processes started by hand with torchrun's variables (one simulated GPU each) train together exactly as
-//!   the in-process 2-GPU run does; killing one makes the other stop within the timeout, naming the lost rank.
+//!   the in-process 2-GPU run does; Ctrl-C on rank 0 stops both after the same step; killing one makes the other
+//!   stop within the timeout, naming the lost rank.
 //!
 //! Tolerance against one GPU. Step 1 runs on identical weights, so only the loss's own reduction differs: each
 //! replica's mean over its B/N images is an f64 sum rounded once to f32 (relative error ≤ 2⁻²⁴), and the N means
@@ -290,6 +291,20 @@ fn two_processes_train_together_and_a_killed_rank_stops_the_other() {
             == checkpoint_bits(&inproc.join("checkpoint.safetensors")),
         "two processes and one process with two GPUs wrote different checkpoints"
     );
+
+    // Ctrl-C on rank 0: agreed through the all-reduce, so both ranks stop after the same step (rank 0 saves it).
+    let (rank0, rank1) = long_pair(&data, "sigint-0", &reports);
+    let pid = rank0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", pid.as_str()]).status().unwrap().success());
+    let (out0, out1) = (rank0.wait_with_output().unwrap(), rank1.wait_with_output().unwrap());
+    assert_eq!(out0.status.code(), Some(130), "{}", show(&out0));
+    assert!(out1.status.success(), "{}", show(&out1));
+    // long_pair's run dir (fixtures::temp_dir's naming).
+    let run = std::env::temp_dir().join(format!("ddpm-cuda-test-{}-dist-proc-sigint-0", std::process::id()));
+    let last = metrics(&run).len();
+    let said = format!("interrupted by SIGINT (Ctrl-C) at step {last}:");
+    assert!(String::from_utf8_lossy(&out0.stderr).contains(&said), "{}", show(&out0));
+    assert!(String::from_utf8_lossy(&out1.stderr).contains(&format!("finished at step {last}")), "{}", show(&out1));
 
     // A long run; kill rank 1 once rank 0 has logged a step: rank 0 must stop within the timeout, naming rank 1.
     let (rank0, mut rank1) = long_pair(&data, "kill-1", &reports);
