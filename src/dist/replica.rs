@@ -22,6 +22,8 @@
 //! rank, while the backward pass goes on. Without overlap the same buckets are all-reduced after the backward
 //! pass: the same sums, bit for bit.
 //!
+//! At the run's last step every replica checks that its weights, EMA and moments are rank 0's, bit for bit.
+//!
 //! The stop flag (Ctrl-C, SIGTERM in any process) rides on the step's last all-reduce with the loss; it is read
 //! back after the next step is queued (waiting for this step only), so every rank stops after the same step,
 //! one step after the signal, with no host sync inside a step.
@@ -320,6 +322,9 @@ impl Replica {
                 self.bucket_bytes
             );
         }
+        if t.step == t.config.train.steps {
+            self.check_identical(t)?;
+        }
         if !agree {
             return Ok(false);
         }
@@ -327,6 +332,49 @@ impl Replica {
         let previous = self.flag.read()?;
         self.flag.copy_from(&self.scalars, &stream)?;
         Ok(previous)
+    }
+}
+
+impl Replica {
+    /// At the run's last step: this replica's weights, EMA and Adam moments must be rank 0's, bit for bit (a
+    /// digest broadcast from rank 0; one host read of the state per run).
+    fn check_identical(&self, t: &Trainer) -> Result<()> {
+        let (m, v, _) = t.adam.state();
+        let state = t.params.tensors().iter().chain(t.ema.shadow()).chain(m).chain(v);
+        let mut digest = Fnv::default();
+        for x in state {
+            x.to_vec()?.iter().for_each(|f| digest.add(&f.to_bits().to_le_bytes()));
+        }
+        let stream = self.be.stream();
+        let mut buf = stream.clone_htod(&digest.0.to_le_bytes())?;
+        self.comm.broadcast_bytes(&mut buf, 0)?;
+        let theirs = u64::from_le_bytes(stream.clone_dtoh(&buf)?.try_into().expect("8 bytes"));
+        if theirs != digest.0 {
+            return Err(Error::msg(format!(
+                "data parallel: after step {} the state of rank {} differs from rank 0's (digest {:016x} vs {theirs:016x})",
+                t.step,
+                self.comm.rank(),
+                digest.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
 }
 
