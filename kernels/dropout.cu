@@ -1,4 +1,4 @@
-// Inverted dropout (see src/ops/dropout.rs): element e is kept iff its Philox uniform u_e > p, and kept values are
+// Inverted dropout (see src/ops/dropout/mod.rs): element e is kept iff its Philox uniform u_e > p, and kept values are
 // x / (1 - p). The mask is regenerated from (seed, offset) in the backward, so nothing is stored.
 #include "rng.cu"
 #include "dtype.cuh"
@@ -8,38 +8,51 @@ static __device__ __forceinline__ T dropout_keep(unsigned int word, T x, float p
     return dt_as<T>(rng_uniform(word) > p ? dt_f32(x) / keep : 0.0f);
 }
 
-// One thread per block of 4 elements (one Philox call gives the 4 uniforms of elements 4i..4i+3).
+// Element e of x is element first + e of the draw (a data-parallel replica's slice of the global batch). One
+// thread per 4-element Philox block of the draw (one call gives the 4 uniforms of draw elements 4b..4b+3), from
+// the block holding element `first` on; the blocks at either end may hold elements outside x.
+template <typename T>
+static __device__ __forceinline__ void dropout_one(const T* __restrict__ x, T* __restrict__ y, long long e, int n,
+                                                   unsigned int word, float p, float keep) {
+    if (e >= 0 && e < n) y[e] = dropout_keep(word, x[e], p, keep);
+}
+
 template <typename T>
 static __device__ __forceinline__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, int n,
-                                                     float p, unsigned long long seed, unsigned long long offset) {
-    long long block = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long e = block * 4;
+                                                     float p, unsigned long long seed, unsigned long long offset,
+                                                     unsigned long long first) {
+    unsigned long long block = first / 4 + (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long e = (long long)(block * 4 - first);  // x's index of the block's element 0 (-3..-1 at the start)
     if (e >= n) return;
-    uint4 w = rng_block(seed, offset, (unsigned long long)block);
+    uint4 w = rng_block(seed, offset, block);
     float keep = 1.0f - p;
-    y[e] = dropout_keep(w.x, x[e], p, keep);
-    if (e + 1 < n) y[e + 1] = dropout_keep(w.y, x[e + 1], p, keep);
-    if (e + 2 < n) y[e + 2] = dropout_keep(w.z, x[e + 2], p, keep);
-    if (e + 3 < n) y[e + 3] = dropout_keep(w.w, x[e + 3], p, keep);
+    dropout_one(x, y, e, n, w.x, p, keep);
+    dropout_one(x, y, e + 1, n, w.y, p, keep);
+    dropout_one(x, y, e + 2, n, w.z, p, keep);
+    dropout_one(x, y, e + 3, n, w.w, p, keep);
 }
 
 extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* __restrict__ y, int n, float p,
-                                           unsigned long long seed, unsigned long long offset) {
-    dropout_apply(x, y, n, p, seed, offset);
+                                           unsigned long long seed, unsigned long long offset,
+                                           unsigned long long first) {
+    dropout_apply(x, y, n, p, seed, offset, first);
 }
 
 // dx = dy * mask / (1 - p): the forward's mask, regenerated.
 extern "C" __global__ void dropout_backward(const float* __restrict__ gy, float* __restrict__ gx, int n, float p,
-                                            unsigned long long seed, unsigned long long offset) {
-    dropout_apply(gy, gx, n, p, seed, offset);
+                                            unsigned long long seed, unsigned long long offset,
+                                            unsigned long long first) {
+    dropout_apply(gy, gx, n, p, seed, offset, first);
 }
 
 extern "C" __global__ void dropout_forward_bf16(const bf16* __restrict__ x, bf16* __restrict__ y, int n, float p,
-                                                unsigned long long seed, unsigned long long offset) {
-    dropout_apply(x, y, n, p, seed, offset);
+                                                unsigned long long seed, unsigned long long offset,
+                                                unsigned long long first) {
+    dropout_apply(x, y, n, p, seed, offset, first);
 }
 
 extern "C" __global__ void dropout_backward_bf16(const bf16* __restrict__ gy, bf16* __restrict__ gx, int n, float p,
-                                                 unsigned long long seed, unsigned long long offset) {
-    dropout_apply(gy, gx, n, p, seed, offset);
+                                                 unsigned long long seed, unsigned long long offset,
+                                                 unsigned long long first) {
+    dropout_apply(gy, gx, n, p, seed, offset, first);
 }

@@ -108,6 +108,19 @@ impl Tape {
 
     /// Back-propagate from any var with a given output gradient `seed` (same shape as the var).
     pub fn backward_with(&self, output: &Var, seed: Tensor) -> Result<Grads> {
+        self.backward_hooked(output, seed, &mut |_, _| Ok(()))
+    }
+
+    /// `backward_with`, calling `on_final(leaf id, gradient)` once for every leaf of the walk as soon as its
+    /// gradient is final: right after its last consumer (the lowest-numbered node using it) has back-propagated,
+    /// `None` if nothing sent it a gradient. Data-parallel training starts a gradient's all-reduce there while
+    /// the rest of the backward pass runs.
+    pub fn backward_hooked(
+        &self,
+        output: &Var,
+        seed: Tensor,
+        on_final: &mut dyn FnMut(usize, Option<&Tensor>) -> Result<()>,
+    ) -> Result<Grads> {
         let start = match &output.node {
             Some((tape, id)) if tape.same(self) => *id,
             _ => return Err(Error::msg("backward: the output was not computed on this tape")),
@@ -121,42 +134,72 @@ impl Tape {
         );
 
         let n = start + 1;
+        // final_after[c]: the leaves whose last consumer is node c (a leaf nobody uses is its own).
+        let mut final_after: Vec<Vec<usize>> = vec![Vec::new(); n];
+        {
+            let inner = self.0.borrow();
+            let mut last_use: Vec<Option<usize>> = vec![None; n];
+            for (id, node) in inner.nodes[..n].iter().enumerate() {
+                for &i in node.inputs.iter().flatten() {
+                    last_use[i] = Some(last_use[i].map_or(id, |u| u.min(id)));
+                }
+            }
+            for (id, node) in inner.nodes[..n].iter().enumerate() {
+                if node.inputs.is_empty() {
+                    final_after[last_use[id].unwrap_or(id)].push(id);
+                }
+            }
+        }
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[start] = Some(seed);
         let mut leaves = HashMap::new();
         for id in (0..n).rev() {
-            let Some(g) = grads[id].take() else { continue };
-            let (inputs, backward) = {
-                let mut inner = self.0.borrow_mut();
-                let node = &mut inner.nodes[id];
-                (node.inputs.clone(), node.backward.take())
-            };
-            if inputs.is_empty() {
-                leaves.insert(id, g);
-                continue;
-            }
-            let backward = backward.ok_or_else(|| Error::msg("backward: this tape was already back-propagated"))?;
-            let needs: Vec<bool> = inputs.iter().map(|i| i.is_some()).collect();
-            let input_grads = backward(&g, &needs)?;
-            drop(g);
-            if input_grads.len() != inputs.len() {
-                return Err(Error::msg(format!(
-                    "backward of node {id}: {} gradients for {} inputs",
-                    input_grads.len(),
-                    inputs.len()
-                )));
-            }
-            for (input, ig) in inputs.iter().zip(input_grads) {
-                let (Some(i), Some(ig)) = (input, ig) else {
-                    continue;
-                };
-                grads[*i] = Some(match grads[*i].take() {
-                    Some(acc) => acc.add(&ig)?,
-                    None => ig,
-                });
+            self.back_propagate(id, &mut grads, &mut leaves)?;
+            for &leaf in &final_after[id] {
+                on_final(leaf, grads[leaf].as_ref().or(leaves.get(&leaf)))?;
             }
         }
         Ok(Grads { by_id: leaves })
+    }
+
+    /// Node `id`'s step of the walk: its gradient to its inputs (a leaf's is kept in `leaves`).
+    fn back_propagate(
+        &self,
+        id: usize,
+        grads: &mut [Option<Tensor>],
+        leaves: &mut HashMap<usize, Tensor>,
+    ) -> Result<()> {
+        let Some(g) = grads[id].take() else { return Ok(()) };
+        let (inputs, backward) = {
+            let mut inner = self.0.borrow_mut();
+            let node = &mut inner.nodes[id];
+            (node.inputs.clone(), node.backward.take())
+        };
+        if inputs.is_empty() {
+            leaves.insert(id, g);
+            return Ok(());
+        }
+        let backward = backward.ok_or_else(|| Error::msg("backward: this tape was already back-propagated"))?;
+        let needs: Vec<bool> = inputs.iter().map(|i| i.is_some()).collect();
+        let input_grads = backward(&g, &needs)?;
+        drop(g);
+        if input_grads.len() != inputs.len() {
+            return Err(Error::msg(format!(
+                "backward of node {id}: {} gradients for {} inputs",
+                input_grads.len(),
+                inputs.len()
+            )));
+        }
+        for (input, ig) in inputs.iter().zip(input_grads) {
+            let (Some(i), Some(ig)) = (input, ig) else {
+                continue;
+            };
+            grads[*i] = Some(match grads[*i].take() {
+                Some(acc) => acc.add(&ig)?,
+                None => ig,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -216,4 +259,38 @@ pub fn to_dtype(var: &Var, dtype: DType) -> Result<Var> {
     }
     let y = var.value().to_dtype(dtype)?;
     Ok(record(y, &[var], move |g, _| Ok(vec![Some(g.to_dtype(from)?)])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(v: f32) -> Tensor {
+        Tensor::from_vec(vec![v], &[1]).unwrap()
+    }
+
+    /// Each leaf is reported once, after its last consumer, with its whole (accumulated) gradient; an unused leaf
+    /// with none; the gradients returned are the same.
+    #[test]
+    fn the_hook_sees_each_leaf_once_when_its_gradient_is_final() {
+        let tape = Tape::new();
+        let (a, b, c) = (tape.leaf(one(1.0)), tape.leaf(one(1.0)), tape.leaf(one(1.0)));
+        let scaled = |k: f32| move |g: &Tensor| g.scale(k);
+        let u = record(one(0.0), &[&a], move |g, _| Ok(vec![Some(scaled(2.0)(g)?)]));
+        let v = record(one(0.0), &[&u, &b, &a], move |g, _| {
+            Ok(vec![Some(g.clone()), Some(scaled(3.0)(g)?), Some(g.clone())])
+        });
+        let mut seen = Vec::new();
+        let grads = tape
+            .backward_hooked(&v, one(1.0), &mut |id, g| {
+                seen.push((id, g.map(|g| g.item().unwrap())));
+                Ok(())
+            })
+            .unwrap();
+        // b's only consumer is v (node 4); a's last is u (node 3, after v's 1 its 2 arrives); c has none.
+        assert_eq!(seen, vec![(b.id().unwrap(), Some(3.0)), (a.id().unwrap(), Some(3.0)), (c.id().unwrap(), None)]);
+        assert_eq!(grads.get(&a).unwrap().item().unwrap(), 3.0);
+        assert_eq!(grads.get(&b).unwrap().item().unwrap(), 3.0);
+        assert!(grads.get(&c).is_none());
+    }
 }

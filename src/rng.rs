@@ -147,6 +147,19 @@ impl Philox {
         self.draw(n, |w| w.map(uniform_from_u32))
     }
 
+    /// Elements `first .. first + n` of this draw's uniforms (what `uniform(first + n)` would give from index
+    /// `first` on: counters are random-access); does not advance.
+    pub fn uniform_at(&self, first: u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .into_par_iter()
+            .with_min_len(4096)
+            .map(|i| {
+                let e = first + i as u64;
+                uniform_from_u32(self.block(e / 4)[(e % 4) as usize])
+            })
+            .collect()
+    }
+
     /// `n` standard normals (Box–Muller); advances the offset by one.
     pub fn normal(&mut self, n: usize) -> Vec<f32> {
         self.draw(n, |w| {

@@ -2,6 +2,7 @@
 //! `Trainer` is one optimizer step and its state; `run` adds the data, logging, figures, checkpoints, Ctrl-C
 //! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::loader::Loader;
 use crate::data::{self, DatasetKind};
-use crate::diffusion::{Diffusion, Sampler};
+use crate::diffusion::{Diffusion, Sampler, TrainingBatch};
 use crate::nn::unet::UNet;
 use crate::nn::{Ctx, ParamStore};
 use crate::ops::loss::mse;
@@ -125,14 +126,34 @@ impl Trainer {
     /// order).
     pub fn loss_and_grads(&mut self, x0: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let batch = self.diffusion.training_batch(x0, &mut self.noise_rng)?;
+        self.batch_loss_and_grads(batch, 0, &mut |_, _| Ok(()))
+    }
+
+    /// The loss and parameter gradients of a drawn training batch whose row 0 is row `first_row` of the global
+    /// batch (data parallel: a replica's rows, whose dropout masks are those of their global rows; else 0).
+    /// `on_final(k, g)` is called once per parameter k (store index) as soon as its gradient g is final, during
+    /// the backward pass (zeros for a parameter the loss does not use).
+    pub fn batch_loss_and_grads(
+        &mut self,
+        batch: TrainingBatch,
+        first_row: usize,
+        on_final: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let tape = Tape::new();
         let dtype = self.config.train.precision.resolve(&self.device)?;
-        let cx = Ctx::with_grad(&tape, &self.params, true, self.dropout_rng).with_dtype(dtype);
+        let cx =
+            Ctx::with_grad(&tape, &self.params, true, self.dropout_rng).with_dtype(dtype).with_first_row(first_row);
         let eps = self.unet.forward(&cx, &Var::constant(batch.x_t), &batch.t)?;
         let loss = mse(&eps, &Var::constant(batch.noise))?;
-        let mut grads = tape.backward(&loss)?;
-        let grads = cx
-            .param_vars()
+        let vars = cx.param_vars();
+        let index: HashMap<usize, usize> = vars.iter().enumerate().filter_map(|(k, v)| Some((v.id()?, k))).collect();
+        let seed = Tensor::ones(loss.shape(), &self.device)?;
+        let mut grads = tape.backward_hooked(&loss, seed, &mut |id, g| match (index.get(&id), g) {
+            (None, _) => Ok(()),
+            (Some(&k), Some(g)) => on_final(k, g),
+            (Some(&k), None) => on_final(k, &Tensor::zeros(vars[k].shape(), &self.device)?),
+        })?;
+        let grads = vars
             .iter()
             .map(|v| grads.take(v).map_or_else(|| Tensor::zeros(v.shape(), &self.device), Ok))
             .collect::<Result<Vec<_>>>()?;
@@ -145,7 +166,13 @@ impl Trainer {
     /// they were; `report` says so.
     pub fn queue_step(&mut self, x0: &Tensor) -> Result<()> {
         let (loss, mut grads) = self.loss_and_grads(x0)?;
-        self.optimizer.step(&mut self.adam, &mut self.ema, self.params.tensors_mut(), &mut grads, &loss)?;
+        self.queue_update(&loss, &mut grads)
+    }
+
+    /// The optimizer half of `queue_step` (`TrainStep`: clip, warm-up Adam, EMA, guarded by the loss) on the
+    /// step's loss and gradients (data parallel: the replicas' mean loss and all-reduced mean gradients).
+    pub fn queue_update(&mut self, loss: &Tensor, grads: &mut [Tensor]) -> Result<()> {
+        self.optimizer.step(&mut self.adam, &mut self.ema, self.params.tensors_mut(), grads, loss)?;
         self.step += 1;
         Ok(())
     }
@@ -409,25 +436,21 @@ fn train_loop(
 
     while trainer.step < total {
         let batch = loader.next_batch()?;
-        // Data parallel: the replicas step together (their all-reduces carry the loss), so the stats are there;
-        // one device: the step is queued and its stats read only when something needs them.
+        // Data parallel: every replica queues the step (its all-reduces included); one device: the step is queued.
+        // Either way the stats are read (`report`) only when something needs them.
         let queued = match dp.as_deref_mut() {
-            Some(dp) => dp.step(trainer, &batch, interrupted).map(Some),
-            None => batch
-                .images_tensor()
-                .and_then(|x| x.to_device(&trainer.device))
-                .and_then(|x0| trainer.queue_step(&x0))
-                .map(|()| None),
-        };
-        let dp_stats = match queued {
-            Ok(s) => s,
-            Err(e) => {
-                bar.abandon();
-                return Err(e);
+            Some(dp) => dp.step(trainer, &batch, interrupted),
+            None => {
+                batch.images_tensor().and_then(|x| x.to_device(&trainer.device)).and_then(|x0| trainer.queue_step(&x0))
             }
         };
+        if let Err(e) = queued {
+            bar.abandon();
+            return Err(e);
+        }
         let step = trainer.step;
-        let stop = interrupted.load(Ordering::SeqCst);
+        // Data parallel: the stop every rank agreed on (see `DataParallel::step`).
+        let stop = dp.as_deref().map_or_else(|| interrupted.load(Ordering::SeqCst), |dp| dp.stop_agreed());
         let log = step.is_multiple_of(opts.log_every) || step == total;
         let sample = opts.sample_every > 0 && step.is_multiple_of(opts.sample_every);
         let save_now = step.is_multiple_of(opts.checkpoint_every) || step == total || stop;
@@ -437,7 +460,7 @@ fn train_loop(
         if !(log || sample || save_now || trainer.device.is_cpu()) {
             continue;
         }
-        let stats = match dp_stats.map_or_else(|| trainer.report(), Ok) {
+        let stats = match trainer.report() {
             Ok(s) => s,
             Err(e) => {
                 bar.abandon();

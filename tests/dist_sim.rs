@@ -2,10 +2,13 @@
 //! memory, and the libnccl.so stand-in), through the real binary:
 //!
 //! - 2 and 4 GPUs in one process (`--device cuda:0,1`, `cuda:all`) with global batch B log the same losses and
-//!   gradient norms, step for step, as one GPU with batch B; a 2-GPU run resumed at 2 GPUs ends bit for bit where
-//!   the uninterrupted one does;
+//!   gradient norms, step for step, as one GPU with batch B, without dropout and with it (every element's mask
+//!   follows its index in the global batch); a 2-GPU run resumed at 2 GPUs ends bit for bit where the
+//!   uninterrupted one does; the all-reduce overlapped with the backward pass (small buckets, several of them
+//!   started during the backward pass) gives the checkpoint of the non-overlapped one, bit for bit;
 //! - two processes started by hand with torchrun's variables (one simulated GPU each) train together exactly as
-//!   the in-process 2-GPU run does; killing one makes the other stop within the timeout, naming the lost rank.
+//!   the in-process 2-GPU run does; Ctrl-C on rank 0 stops both after the same step; killing one makes the other
+//!   stop within the timeout, naming the lost rank.
 //!
 //! Tolerance against one GPU. Step 1 runs on identical weights, so only the loss's own reduction differs: each
 //! replica's mean over its B/N images is an f64 sum rounded once to f32 (relative error ≤ 2⁻²⁴), and the N means
@@ -14,7 +17,9 @@
 //! a few ulp, ~1e-6 relative); Adam passes such differences on to the weights about proportionally (m̂/√v̂), so
 //! later losses and gradient norms move by a few 1e-7 relative per step at lr 1e-3: 1e-5 over three steps leaves
 //! a margin of more than 10×. A missing 1/N, a replica that skips the all-reduce or sees the wrong rows or noise,
-//! changes the loss or the norm at step 1 or 2 by far more (a percent or more).
+//! changes the loss or the norm at step 1 or 2 by far more (a percent or more). Dropout masks that differ from
+//! one GPU's change the run about as much as dropout itself does: the test checks that dropout 0.3 moves a loss or
+//! norm of the three steps by more than 100× the tolerance (here the step-3 norm, by ~2e-3).
 #[path = "common/fixtures.rs"]
 mod fixtures;
 
@@ -144,35 +149,83 @@ fn assert_close(what: &str, got: &[(f64, f64)], want: &[(f64, f64)]) {
     }
 }
 
+/// `args` with dropout `p` (the tiny preset has none) and gradient buckets of `kib` KiB.
+fn with(mut args: Vec<String>, dropout: f32, bucket_kib: Option<u64>) -> Vec<String> {
+    args.extend(["--set".into(), format!("model.dropout={dropout}")]);
+    if let Some(k) = bucket_kib {
+        args.extend(["--dist-bucket-kib".into(), k.to_string()]);
+    }
+    args
+}
+
 #[test]
 fn two_and_four_simulated_gpus_train_like_one_and_resume_bit_exactly() {
     let data = temp_dir("dist-data");
     write_images(&data);
-    let (one, two, four, resumed) =
-        (temp_dir("dist-one"), temp_dir("dist-two"), temp_dir("dist-four"), temp_dir("dist-resumed"));
-    for d in [&one, &two, &four, &resumed] {
+    let dirs: Vec<PathBuf> = ["one", "two", "four", "one-d", "two-d", "two-d-seq", "four-d", "resumed"]
+        .iter()
+        .map(|t| temp_dir(&format!("dist-{t}")))
+        .collect();
+    for d in &dirs {
         std::fs::remove_dir_all(d).unwrap();
     }
-    sim(&train_args(&data, &one, "cuda", 3), 1, "one");
-    let out = sim(&train_args(&data, &two, "cuda:0,1", 3), 2, "two");
+    let [one, two, four, one_d, two_d, two_d_seq, four_d, resumed] = &dirs[..] else { unreachable!() };
+    sim(&train_args(&data, one, "cuda", 3), 1, "one");
+    let out = sim(&train_args(&data, two, "cuda:0,1", 3), 2, "two");
     assert!(String::from_utf8_lossy(&out.stderr).contains("training on 2 GPUs"), "{}", show(&out));
-    sim(&train_args(&data, &four, "cuda:all", 3), 4, "four");
-    let reference = metrics(&one);
+    sim(&train_args(&data, four, "cuda:all", 3), 4, "four");
+    let reference = metrics(one);
     assert_eq!(reference.len(), 3);
     // The weights do move: the three losses are not all the same.
     assert!(reference.windows(2).any(|w| w[0].0 != w[1].0), "{reference:?}");
-    assert_close("2 GPUs", &metrics(&two), &reference);
-    assert_close("4 GPUs", &metrics(&four), &reference);
+    assert_close("2 GPUs", &metrics(two), &reference);
+    assert_close("4 GPUs", &metrics(four), &reference);
 
-    // 2 steps, then resume to 3 at the same GPU count: the uninterrupted run's checkpoint, bit for bit.
-    sim(&train_args(&data, &resumed, "cuda:0,1", 2), 2, "first-half");
-    let mut args = train_args(&data, &resumed, "cuda:0,1", 3);
+    // Dropout 0.3: the same masks on any GPU count. The 2-GPU run all-reduces in 4 KiB buckets (several, most of
+    // them started during the backward pass), the 4-GPU run in the default 25 MiB (one).
+    sim(&with(train_args(&data, one_d, "cuda", 3), 0.3, None), 1, "one-d");
+    let out = sim(&with(train_args(&data, two_d, "cuda:0,1", 3), 0.3, Some(4)), 2, "two-d");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = log.lines().find(|l| l.starts_with("all-reduce per step:")).unwrap_or_else(|| panic!("{log}"));
+    let number_before = |what: &str| -> usize {
+        let head = &line[..line.find(what).unwrap_or_else(|| panic!("{line}"))];
+        head.trim_end().rsplit([' ', '(']).next().unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    println!("{line}");
+    let (buckets, overlapped) = (number_before("bucket(s)"), number_before("overlapped"));
+    assert!(buckets >= 3 && overlapped >= 2 && overlapped < buckets, "{line}");
+    sim(&with(train_args(&data, four_d, "cuda:all", 3), 0.3, None), 4, "four-d");
+    let reference_d = metrics(one_d);
+    // Dropout does change the run, 100× beyond the tolerance, so other masks would fail the comparison below. (Not
+    // at step 1's loss: a ResBlock's dropout feeds its zero-initialised second conv; its gradient moves first.)
+    let moved =
+        reference_d.iter().zip(&reference).map(|(d, r)| ((d.0 - r.0) / r.0).abs().max(((d.1 - r.1) / r.1).abs()));
+    assert!(moved.fold(0.0, f64::max) > 1e-3, "{reference_d:?} vs {reference:?}");
+    assert_close("2 GPUs, dropout 0.3", &metrics(two_d), &reference_d);
+    assert_close("4 GPUs, dropout 0.3", &metrics(four_d), &reference_d);
+
+    // The same buckets all-reduced after the backward pass: the same bits.
+    let mut args = with(train_args(&data, two_d_seq, "cuda:0,1", 3), 0.3, Some(4));
+    args.push("--dist-no-overlap".into());
+    let out = sim(&args, 2, "two-d-seq");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(" 0 overlapped"), "{}", show(&out));
+    assert_eq!(metrics(two_d_seq), metrics(two_d));
+    assert!(
+        checkpoint_bits(&two_d_seq.join("checkpoint.safetensors"))
+            == checkpoint_bits(&two_d.join("checkpoint.safetensors")),
+        "the overlapped all-reduce gave another checkpoint than the one after the backward pass"
+    );
+
+    // 2 steps, then resume to 3 at the same GPU count (dropout 0.3): the uninterrupted run's checkpoint, bit for
+    // bit.
+    sim(&with(train_args(&data, resumed, "cuda:0,1", 2), 0.3, Some(4)), 2, "first-half");
+    let mut args = with(train_args(&data, resumed, "cuda:0,1", 3), 0.3, Some(4));
     args.push("--resume".into());
     sim(&args, 2, "resume");
-    assert_eq!(metrics(&resumed), metrics(&two));
+    assert_eq!(metrics(resumed), metrics(two_d));
     assert!(
         checkpoint_bits(&resumed.join("checkpoint.safetensors"))
-            == checkpoint_bits(&two.join("checkpoint.safetensors")),
+            == checkpoint_bits(&two_d.join("checkpoint.safetensors")),
         "the resumed 2-GPU checkpoint differs from the uninterrupted one"
     );
 
@@ -238,6 +291,20 @@ fn two_processes_train_together_and_a_killed_rank_stops_the_other() {
             == checkpoint_bits(&inproc.join("checkpoint.safetensors")),
         "two processes and one process with two GPUs wrote different checkpoints"
     );
+
+    // Ctrl-C on rank 0: agreed through the all-reduce, so both ranks stop after the same step (rank 0 saves it).
+    let (rank0, rank1) = long_pair(&data, "sigint-0", &reports);
+    let pid = rank0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", pid.as_str()]).status().unwrap().success());
+    let (out0, out1) = (rank0.wait_with_output().unwrap(), rank1.wait_with_output().unwrap());
+    assert_eq!(out0.status.code(), Some(130), "{}", show(&out0));
+    assert!(out1.status.success(), "{}", show(&out1));
+    // long_pair's run dir (fixtures::temp_dir's naming).
+    let run = std::env::temp_dir().join(format!("ddpm-cuda-test-{}-dist-proc-sigint-0", std::process::id()));
+    let last = metrics(&run).len();
+    let said = format!("interrupted by SIGINT (Ctrl-C) at step {last}:");
+    assert!(String::from_utf8_lossy(&out0.stderr).contains(&said), "{}", show(&out0));
+    assert!(String::from_utf8_lossy(&out1.stderr).contains(&format!("finished at step {last}")), "{}", show(&out1));
 
     // A long run; kill rank 1 once rank 0 has logged a step: rank 0 must stop within the timeout, naming rank 1.
     let (rank0, mut rank1) = long_pair(&data, "kill-1", &reports);

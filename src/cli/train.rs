@@ -50,6 +50,14 @@ pub struct TrainArgs {
     /// Seconds a data-parallel rank may stay silent (a dead or hung process) before the others stop, naming it.
     #[arg(long, default_value_t = 600, value_parser = positive_u64)]
     pub dist_timeout: u64,
+    /// Data parallel: gradients are all-reduced in buckets of at most this many KiB (parameters in reverse order,
+    /// as PyTorch DDP's bucket_cap_mb; default 25 MiB).
+    #[arg(long, default_value_t = 25 * 1024, value_parser = positive_u64)]
+    pub dist_bucket_kib: u64,
+    /// Data parallel: all-reduce the buckets after the backward pass instead of as soon as each bucket's
+    /// gradients are final (the same sums, bit for bit; for comparison).
+    #[arg(long)]
+    pub dist_no_overlap: bool,
     /// Seed of the initial weights, noise, dropout and data order [default: 0] (with --resume: the checkpoint's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -184,9 +192,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         grid_steps,
         quiet,
         dist_timeout,
+        dist_bucket_kib,
+        dist_no_overlap,
         ..
     } = args;
-    let layout = ddpm_cuda::dist::launch::layout(&device, std::time::Duration::from_secs(dist_timeout))?;
+    let layout =
+        ddpm_cuda::dist::launch::layout(&device, std::time::Duration::from_secs(dist_timeout))?.map(|mut l| {
+            l.bucket_bytes = usize::try_from(dist_bucket_kib).unwrap_or(usize::MAX / 1024) * 1024;
+            l.overlap = !dist_no_overlap;
+            l
+        });
     let device = match &layout {
         Some(l) => l.devices[0].clone(),
         None => Device::parse(&device)?,

@@ -6,7 +6,7 @@
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
 use cudarc::nccl::sys;
 
 use crate::backend::cuda::CudaBackend;
@@ -113,10 +113,15 @@ impl Comm {
 
     /// `buf` ← Σ over ranks of `buf`, in place, on this backend's stream.
     pub fn all_reduce_sum(&self, buf: &mut CudaSlice<f32>) -> Result<()> {
-        let n = buf.len();
         let stream = self.backend.stream().clone();
-        let (ptr, _sync) = buf.device_ptr_mut(&stream);
-        // SAFETY: in place on a live buffer of n floats, on the stream that owns it.
+        self.all_reduce_sum_on(buf, &stream)
+    }
+
+    /// `all_reduce_sum` on `stream` (a stream of this backend's context, e.g. one beside the compute stream).
+    pub fn all_reduce_sum_on(&self, buf: &mut CudaSlice<f32>, stream: &CudaStream) -> Result<()> {
+        let n = buf.len();
+        let (ptr, _sync) = buf.device_ptr_mut(stream);
+        // SAFETY: in place on a live buffer of n floats; the caller orders `stream` after its writers.
         let r = unsafe {
             sys::ncclAllReduce(
                 ptr as *const _,

@@ -38,6 +38,10 @@ pub struct Layout {
     pub process: Option<ProcessEnv>,
     /// How long a rank may be silent before the others give up on it.
     pub timeout: Duration,
+    /// The most bytes of gradients one all-reduce carries (`replica::BUCKET_BYTES` unless set).
+    pub bucket_bytes: usize,
+    /// All-reduce a bucket as soon as its gradients are final, during the backward pass (else after it).
+    pub overlap: bool,
 }
 
 impl Layout {
@@ -118,6 +122,8 @@ pub fn layout(spec: &str, timeout: Duration) -> Result<Option<Layout>> {
             devices: vec![device],
             process: Some(p),
             timeout,
+            bucket_bytes: super::replica::BUCKET_BYTES,
+            overlap: true,
         }));
     }
     let Some(list) = spec.strip_prefix("cuda:").filter(|l| l.contains(',') || *l == "all") else {
@@ -142,7 +148,15 @@ pub fn layout(spec: &str, timeout: Duration) -> Result<Option<Layout>> {
     if devices.len() == 1 {
         return Ok(None);
     }
-    Ok(Some(Layout { world: devices.len(), first_rank: 0, devices, process: None, timeout }))
+    Ok(Some(Layout {
+        world: devices.len(),
+        first_rank: 0,
+        devices,
+        process: None,
+        timeout,
+        bucket_bytes: super::replica::BUCKET_BYTES,
+        overlap: true,
+    }))
 }
 
 // --------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 //! `Trainer` (its thread keeps logging, samples and checkpoints); the other local replicas run in worker threads.
 //!
 //! - `comm`: the NCCL communicator of one rank (cudarc's `nccl::sys`, libnccl loaded at run time);
-//! - `replica`: one step on one replica (batch slice, noise rows, bucketed all-reduce, clip, Adam, EMA);
+//! - `replica`: one step on one replica (batch slice, noise rows, the Trainer's loss and gradients with the
+//!   bucketed all-reduce overlapped with the backward pass, the Trainer's one-pass optimizer);
 //! - `launch`: which GPUs (`--device cuda:0,1,2,3`, `cuda:all`) and, for several processes, the torchrun / SLURM
 //!   variables and the TCP handshake that hands every process the NCCL id.
 
@@ -20,17 +21,18 @@ use std::thread::JoinHandle;
 use crate::backend::cuda::CudaBackend;
 use crate::checkpoint::Checkpoint;
 use crate::data::loader::{Batch, Loader};
-use crate::train::{StepStats, Trainer};
+use crate::train::Trainer;
 use crate::{Device, Error, Result};
 
 use comm::{Comm, UniqueId};
 pub use launch::{Layout, ProcessGroup};
+use replica::Replica;
 
 enum Msg {
     Step(Arc<Batch>),
 }
 
-type StepResult = Result<(StepStats, bool)>;
+type StepResult = Result<bool>;
 
 struct Worker {
     rank: usize,
@@ -41,8 +43,10 @@ struct Worker {
 
 /// The replicas of this process and the communicator they share with every other process's.
 pub struct DataParallel {
-    comm: Comm,
+    replica: Replica,
     workers: Vec<Worker>,
+    /// Every rank agreed to stop after this step (see `step`).
+    stop: bool,
     /// The other processes, when the world spans several (dropped last: it tells them this one finished).
     group: Option<ProcessGroup>,
 }
@@ -89,41 +93,52 @@ impl DataParallel {
         state.adam_v = host(&state.adam_v)?;
         let mut workers = Vec::new();
         let mut ready = Vec::new();
+        let (bucket_bytes, overlap) = (layout.bucket_bytes, layout.overlap);
         for (i, device) in layout.devices.iter().enumerate().skip(1) {
             let rank = layout.first_rank + i;
             let backend = cuda_backend(device)?;
             let (state, id, world) = (state.clone(), *id, layout.world);
+            let buckets = (bucket_bytes, overlap);
             let (tx, rx_msg) = channel::<Msg>();
             let (tx_res, rx) = channel::<StepResult>();
             let (tx_ready, rx_ready) = channel::<Result<()>>();
             let handle = std::thread::Builder::new()
                 .name(format!("ddpm-replica-{rank}"))
-                .spawn(move || worker(rank, world, backend, state, id, rx_msg, tx_res, tx_ready))
+                .spawn(move || worker(rank, world, backend, state, id, buckets, rx_msg, tx_res, tx_ready))
                 .map_err(|e| Error::msg(format!("could not start the thread of replica {rank}: {e}")))?;
             ready.push(rx_ready);
             workers.push(Worker { rank, tx, rx, handle: Some(handle) });
         }
         // Our own rank joins while the workers join theirs (NCCL's init waits for every rank).
         let comm = Comm::join(&cuda_backend(&trainer.device)?, layout.first_rank, layout.world, id)?;
+        let replica = Replica::new(trainer, comm, bucket_bytes, overlap);
         for (w, r) in workers.iter().zip(ready) {
             r.recv().map_err(|_| Error::msg(format!("replica {} stopped while starting", w.rank)))??;
         }
-        Ok(DataParallel { comm, workers, group: None })
+        Ok(DataParallel { replica: replica?, workers, stop: false, group: None })
     }
 
     pub fn world(&self) -> usize {
-        self.comm.world()
+        self.replica.world()
     }
 
-    /// One step of every local replica on its slice of `batch`; returns this process's first replica's stats
-    /// (the same on every replica). A stop asked for in any process (`interrupted`: Ctrl-C, SIGTERM) is agreed
-    /// through the step's all-reduce and sets `interrupted` everywhere, so every rank stops after the same step.
-    pub fn step(&mut self, trainer: &mut Trainer, batch: &Batch, interrupted: &AtomicBool) -> Result<StepStats> {
+    /// Whether every rank has agreed to stop after the last step (see `step`).
+    pub fn stop_agreed(&self) -> bool {
+        self.stop
+    }
+
+    /// Queue one step of every local replica on its slice of `batch` through each replica's `Trainer`
+    /// (`trainer.report()` gives the step's mean loss and global norm; nothing here waits for the device). A stop
+    /// asked for in this process (`interrupted`: Ctrl-C, SIGTERM) ends the run after this step when this process
+    /// runs every rank; across processes it is agreed through the step's all-reduce and read back one step later,
+    /// so every rank stops after the same step. `stop_agreed` says when.
+    pub fn step(&mut self, trainer: &mut Trainer, batch: &Batch, interrupted: &AtomicBool) -> Result<()> {
         let shared = Arc::new(batch.clone());
         for w in &self.workers {
             w.tx.send(Msg::Step(shared.clone())).map_err(|_| Error::msg(format!("replica {} has stopped", w.rank)))?;
         }
-        let mine = replica::step(trainer, &self.comm, &shared, interrupted.load(Ordering::SeqCst));
+        let asked = interrupted.load(Ordering::SeqCst);
+        let mine = self.replica.step(trainer, &shared, asked, self.group.is_some());
         let mut worker_err = None;
         for w in &self.workers {
             match w.rx.recv() {
@@ -141,14 +156,15 @@ impl DataParallel {
             // name the lost rank (it ends the process) before this more generic error does.
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
-        let (stats, stop) = mine?;
+        let agreed_before = mine?;
         if let Some(e) = worker_err {
             return Err(Error::msg(e));
         }
-        if stop {
+        self.stop = if self.group.is_some() { agreed_before } else { asked };
+        if self.stop {
             interrupted.store(true, Ordering::SeqCst);
         }
-        Ok(stats)
+        Ok(())
     }
 }
 
@@ -172,6 +188,7 @@ fn worker(
     backend: Arc<CudaBackend>,
     state: Checkpoint,
     id: UniqueId,
+    (bucket_bytes, overlap): (usize, bool),
     rx: Receiver<Msg>,
     tx: Sender<StepResult>,
     ready: Sender<Result<()>>,
@@ -179,9 +196,10 @@ fn worker(
     let started = (|| {
         let trainer = Trainer::from_checkpoint(state, Device::Cuda(backend.clone()))?;
         let comm = Comm::join(&backend, rank, world, &id)?;
-        Ok::<_, Error>((trainer, comm))
+        let replica = Replica::new(&trainer, comm, bucket_bytes, overlap)?;
+        Ok::<_, Error>((trainer, replica))
     })();
-    let (mut trainer, comm) = match started {
+    let (mut trainer, mut replica) = match started {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -192,7 +210,7 @@ fn worker(
         }
     };
     while let Ok(Msg::Step(batch)) = rx.recv() {
-        let r = replica::step(&mut trainer, &comm, &batch, false);
+        let r = replica.step(&mut trainer, &batch, false, false);
         if tx.send(r).is_err() {
             return;
         }
@@ -210,7 +228,7 @@ pub fn follow(
     while trainer.step < trainer.config.train.steps {
         let batch = loader.next_batch()?;
         dp.step(trainer, &batch, interrupted)?;
-        if interrupted.load(Ordering::SeqCst) {
+        if dp.stop_agreed() {
             break;
         }
     }

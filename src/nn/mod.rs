@@ -112,25 +112,39 @@ pub struct Ctx {
     pub train: bool,
     rng: RefCell<Philox>,
     dtype: DType,
+    /// The row of the global batch that this pass's row 0 is (a data-parallel replica's slice; dropout masks
+    /// follow the global row).
+    first_row: usize,
 }
 
 impl Ctx {
     /// Parameters as leaves of `tape`: gradients flow to them.
     pub fn with_grad(tape: &Tape, store: &ParamStore, train: bool, rng: Philox) -> Ctx {
         let vars = store.tensors.iter().map(|t| tape.leaf(t.clone())).collect();
-        Ctx { vars, train, rng: RefCell::new(rng), dtype: DType::F32 }
+        Ctx { vars, train, rng: RefCell::new(rng), dtype: DType::F32, first_row: 0 }
     }
 
     /// Parameters as constants: nothing is recorded (sampling, evaluation).
     pub fn no_grad(store: &ParamStore) -> Ctx {
         let vars = store.tensors.iter().cloned().map(Var::constant).collect();
-        Ctx { vars, train: false, rng: RefCell::new(Philox::new(0)), dtype: DType::F32 }
+        Ctx { vars, train: false, rng: RefCell::new(Philox::new(0)), dtype: DType::F32, first_row: 0 }
     }
 
     /// The same context computing activations in `dtype`.
     pub fn with_dtype(mut self, dtype: DType) -> Ctx {
         self.dtype = dtype;
         self
+    }
+
+    /// The same context for rows `first_row ..` of a larger (global) batch.
+    pub fn with_first_row(mut self, first_row: usize) -> Ctx {
+        self.first_row = first_row;
+        self
+    }
+
+    /// The row of the global batch that this pass's row 0 is.
+    pub fn first_row(&self) -> usize {
+        self.first_row
     }
 
     /// The dtype activations are computed in.

@@ -10,7 +10,7 @@ use crate::autograd::{reshape, to_dtype};
 use crate::ops::attention::attention;
 use crate::ops::concat::concat_channels;
 use crate::ops::conv2d::{Conv2dParams, Padding};
-use crate::ops::dropout::dropout;
+use crate::ops::dropout::dropout_in_batch;
 use crate::ops::elementwise::add;
 use crate::ops::embedding::timestep_embedding;
 use crate::ops::silu::silu;
@@ -131,7 +131,7 @@ impl ResBlock {
         let n = x.shape()[0];
         let bias = reshape(&self.time_emb_proj.forward(cx, temb)?, &[n, self.cout, 1, 1])?;
         let h = self.norm2.forward_silu(cx, &add(&h, &bias)?)?;
-        let h = dropout(&h, self.dropout, &mut cx.rng(), cx.train)?;
+        let h = dropout_in_batch(&h, self.dropout, &mut cx.rng(), cx.train, cx.first_row())?;
         let h = self.conv2.forward(cx, &h)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(cx, x)?,

@@ -10,15 +10,17 @@ use crate::rng::Philox;
 use crate::{Error, Result};
 
 kernels! {
-    /// y = x · mask / (1 − p) with the mask of the draw (seed, offset).
-    fn dropout_forward(x: &CudaStorage, y: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64);
+    /// y = x · mask / (1 − p) with the mask of the draw (seed, offset), x's element e at the draw's `first + e`.
+    fn dropout_forward(x: &CudaStorage, y: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64, first: u64);
     /// gx = gy · mask / (1 − p), the same mask.
-    fn dropout_backward(gy: &CudaStorage, gx: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64);
+    fn dropout_backward(gy: &CudaStorage, gx: &mut CudaStorage, n: i32, p: f32, seed: u64, offset: u64,
+        first: u64);
     /// dropout_forward on bf16 storage.
-    fn dropout_forward_bf16(x: &CudaSlice<bf16>, y: &mut CudaSlice<bf16>, n: i32, p: f32, seed: u64, offset: u64);
+    fn dropout_forward_bf16(x: &CudaSlice<bf16>, y: &mut CudaSlice<bf16>, n: i32, p: f32, seed: u64, offset: u64,
+        first: u64);
     /// dropout_backward on bf16 storage.
     fn dropout_backward_bf16(gy: &CudaSlice<bf16>, gx: &mut CudaSlice<bf16>, n: i32, p: f32, seed: u64,
-        offset: u64);
+        offset: u64, first: u64);
 }
 
 /// Which kernel `apply_mask` runs.
@@ -28,28 +30,30 @@ pub(super) enum Pass {
     Backward,
 }
 
-/// x · mask / (1 − p) on the device.
-pub(super) fn apply_mask(pass: Pass, x: &CudaStorage, p: f32, draw: Philox) -> Result<CudaStorage> {
+/// x · mask / (1 − p) on the device, x's element e at the draw's element `first + e`.
+pub(super) fn apply_mask(pass: Pass, x: &CudaStorage, p: f32, draw: Philox, first: u64) -> Result<CudaStorage> {
     let be = x.backend();
     let n = x.len();
     if n > i32::MAX as usize {
         return Err(Error::shape("dropout", format!("{n} elements do not fit the kernel's int count")));
     }
     let mut y = be.empty_as(x.dtype(), n)?;
-    let cfg = grid_1d(n.div_ceil(4));
+    // One thread per 4-element Philox block of the draw that holds an element of x.
+    let (lo, hi) = (first / 4, (first + n as u64).div_ceil(4));
+    let cfg = grid_1d((hi - lo) as usize);
     // The kernel reads n elements of x and writes n of y.
     if x.dtype() == DType::Bf16 {
         let kernel = match pass {
             Pass::Forward => dropout_forward_bf16,
             Pass::Backward => dropout_backward_bf16,
         };
-        kernel(be, cfg, x.bf16("dropout")?, y.bf16_mut("dropout")?, n as i32, p, draw.seed(), draw.offset())?;
+        kernel(be, cfg, x.bf16("dropout")?, y.bf16_mut("dropout")?, n as i32, p, draw.seed(), draw.offset(), first)?;
         return Ok(y);
     }
     let kernel = match pass {
         Pass::Forward => dropout_forward,
         Pass::Backward => dropout_backward,
     };
-    kernel(be, cfg, x, &mut y, n as i32, p, draw.seed(), draw.offset())?;
+    kernel(be, cfg, x, &mut y, n as i32, p, draw.seed(), draw.offset(), first)?;
     Ok(y)
 }

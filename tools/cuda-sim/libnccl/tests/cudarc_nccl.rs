@@ -1,13 +1,13 @@
 //! cudarc's NCCL API through the stand-ins: this test re-runs its own binary under `scripts/cuda-sim.sh` with four
 //! simulated devices; the child drives `cudarc::nccl` as ddpm-cuda does: one thread per rank
-//! (`Comm::from_rank`), all-reduce in f32 and bf16 summed in rank order, broadcast, and one thread driving every
-//! rank inside a group (`Comm::from_devices`).
+//! (`Comm::from_rank`), all-reduce in f32 and bf16 summed in rank order, broadcast, one thread driving every
+//! rank inside a group (`Comm::from_devices`), and all-reduces on a second stream ordered by events.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use cudarc::driver::CudaContext;
-use cudarc::nccl::{group_end, group_start, result, Comm, Id, ReduceOp};
+use cudarc::driver::{CudaContext, CudaSlice, DevicePtrMut};
+use cudarc::nccl::{group_end, group_start, result, sys, Comm, Id, ReduceOp};
 use half::bf16;
 
 const CHILD: &str = "CUDA_SIM_NCCL_CHILD";
@@ -97,6 +97,53 @@ fn child() {
     for r in 0..n {
         assert_eq!(streams[r].clone_dtoh(&recvs[r]).unwrap(), vec![10.0, 0.5, 1.5]);
         assert_eq!(comms[r].ordinal(), r);
+    }
+    // A rank's collectives on a stream of their own, beside its compute stream (as ddpm-cuda overlaps the
+    // gradient all-reduce with the backward pass): buffers written on the compute stream, all-reduced one by one
+    // on the second after an event, read back after the second's event; each summed in rank order.
+    let id = Id::new().unwrap();
+    let internal = sys::ncclUniqueId { internal: *id.internal() };
+    let threads: Vec<_> = (0..n)
+        .map(|r| {
+            std::thread::spawn(move || {
+                let ctx = CudaContext::new(r).unwrap();
+                let (compute, side) = (ctx.new_stream().unwrap(), ctx.new_stream().unwrap());
+                let mut raw = std::mem::MaybeUninit::uninit();
+                // SAFETY: a valid out-pointer, initialised by the successful call.
+                let raw = unsafe {
+                    result::comm_init_rank(raw.as_mut_ptr(), n as i32, internal, r as i32).unwrap();
+                    raw.assume_init()
+                };
+                let mut buckets: Vec<CudaSlice<f32>> =
+                    (0..3).map(|k| compute.clone_htod(&[(10 * r + k) as f32, contribution(r)[1]]).unwrap()).collect();
+                for b in &mut buckets {
+                    side.wait(&compute.record_event(None).unwrap()).unwrap();
+                    let (ptr, _record) = b.device_ptr_mut(&side);
+                    // SAFETY: in place on a live buffer of 2 floats, ordered after its writer by the event.
+                    unsafe {
+                        result::all_reduce(
+                            ptr as *const _,
+                            ptr as *mut _,
+                            2,
+                            sys::ncclDataType_t::ncclFloat32,
+                            sys::ncclRedOp_t::ncclSum,
+                            raw,
+                            side.cu_stream() as sys::cudaStream_t,
+                        )
+                        .unwrap();
+                    }
+                }
+                compute.wait(&side.record_event(None).unwrap()).unwrap();
+                let sums: Vec<Vec<f32>> = buckets.iter().map(|b| compute.clone_dtoh(b).unwrap()).collect();
+                // SAFETY: the communicator made above, released once.
+                unsafe { result::comm_destroy(raw) }.unwrap();
+                sums
+            })
+        })
+        .collect();
+    for t in threads {
+        // Σ_r (10r + k) = 60 + 4k; the second element only in rank order gives 0.5.
+        assert_eq!(t.join().unwrap(), vec![vec![60.0, 0.5], vec![64.0, 0.5], vec![68.0, 0.5]]);
     }
     println!("nccl child: all checks passed");
 }
