@@ -467,7 +467,8 @@ fn push_conv_fused(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Con
             let mut out = vec![rounded(expect_dtype(y.into_value(), DType::Bf16)?)?];
             out.push(rounded(grad(&x, DType::Bf16)?)?);
             out.push(grad(&w, DType::F32)?);
-            for (on, v, dtype) in [(ep.bias, &b, DType::F32), (ep.add_nc, &add_nc, DType::F32), (ep.residual, &res, DType::Bf16)] {
+            let (wide, narrow) = (DType::F32, DType::Bf16);
+            for (on, v, dtype) in [(ep.bias, &b, wide), (ep.add_nc, &add_nc, wide), (ep.residual, &res, narrow)] {
                 if on {
                     out.push(grad(v, dtype)?);
                 }
