@@ -181,3 +181,85 @@ fn bad_shapes_are_errors_not_panics() {
     let gy = rand_tensor(&[1, 4, 4, 5], 9);
     assert!(matches!(conv2d::backward(&x, &w, &gy, p, [true; 3]), Err(Error::Shape { .. })));
 }
+
+/// The fused op's operands in a fixed order: x, w, then bias, add_nc [N, Cout] and the residual as `mask` (bits 0,
+/// 1, 2) passes them.
+fn fused_inputs(xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, mask: usize, seed: u64) -> Vec<Tensor> {
+    let y_shape = conv2d::forward(&rand_tensor(&xs, 0), &rand_tensor(&ws, 0), None, p).unwrap().shape().to_vec();
+    let mut t = vec![rand_tensor(&xs, seed), rand_tensor(&ws, seed + 1)];
+    for (bit, shape) in [vec![ws[0]], vec![xs[0], ws[0]], y_shape].into_iter().enumerate() {
+        if mask >> bit & 1 == 1 {
+            t.push(rand_tensor(&shape, seed + 2 + bit as u64));
+        }
+    }
+    t
+}
+
+fn run_fused(v: &[Var], p: Conv2dParams, mask: usize) -> ddpm_cuda::Result<Var> {
+    let mut rest = v[2..].iter();
+    let mut take = |bit: usize| if mask >> bit & 1 == 1 { rest.next() } else { None };
+    let (b, a, r) = (take(0), take(1), take(2));
+    conv2d::conv2d_fused(&v[0], &v[1], b, a, r, p)
+}
+
+#[test]
+fn fused_backward_matches_finite_differences_for_every_operand_combination() {
+    // y is linear in each input separately, so central differences are exact up to rounding.
+    let shapes = [
+        ([2, 3, 5, 4], [4, 3, 3, 3], Conv2dParams::same(3)),
+        ([2, 3, 6, 6], [2, 3, 3, 3], Conv2dParams::tf_same_down()),
+        ([1, 4, 3, 5], [3, 4, 1, 1], Conv2dParams::same(1)),
+    ];
+    for (i, (xs, ws, p)) in shapes.into_iter().enumerate() {
+        for mask in 0..8 {
+            let t = fused_inputs(xs, ws, p, mask, 200 + 10 * i as u64);
+            let name = format!("conv2d_fused {xs:?} {ws:?} operands {mask:03b}");
+            check_grads(&name, |v| run_fused(v, p, mask), &t, 1e-2, 2e-3, 60);
+        }
+    }
+}
+
+#[test]
+fn fused_f32_is_the_unfused_ops_bit_for_bit() {
+    // The U-Net's f32 results (and the CPU parity with diffusers) rest on this: conv + b, then + add_nc broadcast,
+    // then residual + that, values and gradients.
+    let (xs, ws, p) = ([2, 3, 5, 4], [4, 3, 3, 3], Conv2dParams::same(3));
+    let t = fused_inputs(xs, ws, p, 7, 300);
+    let gy = rand_tensor(&[2, 4, 5, 4], 310);
+    let run = |fused: bool| {
+        let tape = Tape::new();
+        let v: Vec<Var> = t.iter().map(|t| tape.leaf(t.clone())).collect();
+        let y = if fused {
+            run_fused(&v, p, 7).unwrap()
+        } else {
+            let h = conv2d(&v[0], &v[1], Some(&v[2]), p).unwrap();
+            let a = ddpm_cuda::autograd::reshape(&v[3], &[2, 4, 1, 1]).unwrap();
+            let h = ddpm_cuda::ops::elementwise::add(&h, &a).unwrap();
+            ddpm_cuda::ops::elementwise::add(&v[4], &h).unwrap()
+        };
+        let grads = tape.backward_with(&y, gy.clone()).unwrap();
+        let mut out = vec![y.value().to_vec().unwrap()];
+        out.extend(v.iter().map(|v| grads.get(v).unwrap().to_vec().unwrap()));
+        out.into_iter().map(|o| o.into_iter().map(f32::to_bits).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn fused_operand_shapes_are_checked() {
+    let x = Var::constant(rand_tensor(&[2, 3, 5, 4], 1));
+    let w = Var::constant(rand_tensor(&[4, 3, 3, 3], 2));
+    let p = Conv2dParams::same(3);
+    let f = |a: Option<&Var>, r: Option<&Var>| conv2d::conv2d_fused(&x, &w, None, a, r, p);
+    // add_nc must be [N, Cout] (a [Cout] or [N, Cout, 1, 1] one would broadcast silently), the residual y's shape.
+    for bad in [vec![4], vec![2, 4, 1, 1], vec![1, 4], vec![2, 3]] {
+        let a = Var::constant(rand_tensor(&bad, 3));
+        assert!(matches!(f(Some(&a), None), Err(Error::Shape { .. })), "add_nc {bad:?}");
+    }
+    for bad in [vec![2, 4, 5, 1], vec![1, 4, 5, 4], vec![2, 4, 4, 5]] {
+        let r = Var::constant(rand_tensor(&bad, 4));
+        assert!(matches!(f(None, Some(&r)), Err(Error::Shape { .. })), "residual {bad:?}");
+    }
+    let (a, r) = (Var::constant(rand_tensor(&[2, 4], 5)), Var::constant(rand_tensor(&[2, 4, 5, 4], 6)));
+    assert_eq!(f(Some(&a), Some(&r)).unwrap().shape(), [2, 4, 5, 4]);
+}

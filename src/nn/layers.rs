@@ -2,7 +2,7 @@
 
 use super::{Ctx, Init, ParamId, ParamStore};
 use crate::autograd::reshape;
-use crate::ops::conv2d::{conv2d, Conv2dParams};
+use crate::ops::conv2d::{conv2d, conv2d_fused, Conv2dParams};
 use crate::ops::group_norm::{group_norm, group_norm_silu};
 use crate::ops::linear::linear;
 use crate::rng::Philox;
@@ -33,6 +33,13 @@ impl Conv2d {
 
     pub fn forward(&self, cx: &Ctx, x: &Var) -> Result<Var> {
         conv2d(x, cx.p(self.weight), Some(cx.p(self.bias)), self.params)
+    }
+
+    /// conv(x) + bias + add_nc[n, c] + residual (`conv2d_fused`: one tensor-core launch in bf16): add_nc [N, out]
+    /// is a per-image, per-channel value (the ResBlock's time-embedding projection), the residual has the output's
+    /// shape.
+    pub fn forward_fused(&self, cx: &Ctx, x: &Var, add_nc: Option<&Var>, residual: Option<&Var>) -> Result<Var> {
+        conv2d_fused(x, cx.p(self.weight), Some(cx.p(self.bias)), add_nc, residual, self.params)
     }
 }
 
@@ -68,6 +75,12 @@ impl Linear {
     pub fn forward_pixels(&self, cx: &Ctx, x: &Var) -> Result<Var> {
         let w = reshape(cx.p(self.weight), &[self.cout, self.cin, 1, 1])?;
         conv2d(x, &w, Some(cx.p(self.bias)), Conv2dParams::same(1))
+    }
+
+    /// `residual + forward_pixels(x)` in one op (`conv2d_fused`; the attention block's output projection).
+    pub fn forward_pixels_residual(&self, cx: &Ctx, x: &Var, residual: &Var) -> Result<Var> {
+        let w = reshape(cx.p(self.weight), &[self.cout, self.cin, 1, 1])?;
+        conv2d_fused(x, &w, Some(cx.p(self.bias)), None, Some(residual), Conv2dParams::same(1))
     }
 }
 

@@ -11,7 +11,6 @@ use crate::ops::attention::attention;
 use crate::ops::concat::concat_channels;
 use crate::ops::conv2d::{Conv2dParams, Padding};
 use crate::ops::dropout::dropout_in_batch;
-use crate::ops::elementwise::add;
 use crate::ops::embedding::timestep_embedding;
 use crate::ops::silu::silu;
 use crate::ops::upsample::upsample_nearest2x;
@@ -101,7 +100,6 @@ pub struct ResBlock {
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
     dropout: f32,
-    cout: usize,
 }
 
 impl ResBlock {
@@ -121,23 +119,23 @@ impl ResBlock {
                 None
             },
             dropout: cfg.dropout,
-            cout,
         })
     }
 
-    /// `temb` is swish(time embedding), [N, 4ch], shared by every block.
+    /// `temb` is swish(time embedding), [N, 4ch], shared by every block. diffusers' ResnetBlock2D (output scale 1):
+    /// h = conv1(swish(norm1(x))) + time_emb_proj(temb)[:, :, None, None]; h = conv2(dropout(swish(norm2(h))));
+    /// out = shortcut(x) + h. Both adds ride in the convs' epilogues (`Conv2d::forward_fused`: in bf16 one launch
+    /// each, no separate pass over the activations; in f32 the same ops in the same order as unfused).
     pub fn forward(&self, cx: &Ctx, x: &Var, temb: &Var) -> Result<Var> {
-        let h = self.conv1.forward(cx, &self.norm1.forward_silu(cx, x)?)?;
-        let n = x.shape()[0];
-        let bias = reshape(&self.time_emb_proj.forward(cx, temb)?, &[n, self.cout, 1, 1])?;
-        let h = self.norm2.forward_silu(cx, &add(&h, &bias)?)?;
+        let time_bias = self.time_emb_proj.forward(cx, temb)?;
+        let h = self.conv1.forward_fused(cx, &self.norm1.forward_silu(cx, x)?, Some(&time_bias), None)?;
+        let h = self.norm2.forward_silu(cx, &h)?;
         let h = dropout_in_batch(&h, self.dropout, &mut cx.rng(), cx.train, cx.first_row())?;
-        let h = self.conv2.forward(cx, &h)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(cx, x)?,
             None => x.clone(),
         };
-        add(&skip, &h)
+        self.conv2.forward_fused(cx, &h, None, Some(&skip))
     }
 }
 
@@ -166,8 +164,8 @@ impl AttnBlock {
         let hn = self.group_norm.forward(cx, x)?;
         let tokens = |l: &Linear| reshape(&l.forward_pixels(cx, &hn)?, &[n, c, h * w]);
         let a = attention(&tokens(&self.to_q)?, &tokens(&self.to_k)?, &tokens(&self.to_v)?)?;
-        let out = self.to_out.forward_pixels(cx, &reshape(&a, &[n, c, h, w])?)?;
-        add(x, &out)
+        // diffusers adds the residual after to_out (x + out): fused into the projection's epilogue.
+        self.to_out.forward_pixels_residual(cx, &reshape(&a, &[n, c, h, w])?, x)
     }
 }
 

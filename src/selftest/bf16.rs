@@ -12,6 +12,12 @@
 //! - A bf16 output adds its one rounding to nearest even. bf16 has 8 significant bits (7 stored), so the spacing
 //!   of values in [2ᵉ, 2ᵉ⁺¹) is 2ᵉ⁻⁷ and the rounding error is at most 2ᵉ⁻⁸ ≤ 2⁻⁸ |value| (unit roundoff 2⁻⁸; the
 //!   contract's "2⁻⁹" would be f16-like, and real errors of 2.7e-3 > 2⁻⁹ occur) ([`tol_bf16_out`]).
+//! - The fused conv (`conv2d_fused`: conv + bias + add_nc[n, c] + residual, conv2d/check.rs): the epilogue adds
+//!   the three operands to the f32 sum of K products before the one rounding, so y is an f32 sum of K + 3 terms of
+//!   the products' size (operands in [−1, 1), as the products), rounded once: `tol_bf16_out(K + 3)`, as the
+//!   tensor-core kernel's own case. Its backward: dx as the plain conv's (Cout·kh·kw products, rounded), dW and db
+//!   f32 sums of N·Ho·Wo terms, d add_nc of Ho·Wo (`tol_f32_sum`), d residual dy copied (exact). The case is judged
+//!   with the largest of its outputs' tolerances.
 //! - Exact cases: small integers in {−2, …, 2} (exact in bf16) whose products and sums stay below 2²⁴ are exact in
 //!   f32 in any order, so the device must match the reference bit for bit (tolerance 0), after the reference is
 //!   rounded to bf16 like the kernel's output where the output is bf16.

@@ -7,7 +7,7 @@ use crate::selftest::bf16::{
     backend, bf16_result, f32_result, host_input, round_bf16, tol_bf16_out, tol_f32_sum, upload_bf16, upload_f32,
 };
 use crate::selftest::{case, expect_dtype, input, input_bf16, param_bf16, Case, Shapes, B, BF16_ROUND};
-use crate::{DType, Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tape, Tensor, Var};
 
 /// The benchmark rows (`ddpm-cuda bench kernels`): forward, data and weight gradient at a sample of the cifar10
 /// U-Net's convs, (cin, cout, H = W, k, params).
@@ -156,6 +156,41 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     for (xs, ws, p) in exact.into_iter().chain([([3, 6, 5, 7], [5, 6, 3, 3], down)]) {
         push_conv_tc(cases, xs, ws, p, Epilogue::ALL[3], true);
     }
+    // The Var-level fused op (`conv2d_fused`, the ResBlock's convs and the attention output projection): every
+    // combination of the epilogue operands on a shape of element-wise loads (3 and 6 channels) and on one of 16-byte
+    // loads with partial tiles in M (72 pixels), N (72 channels: 64 + 8) and K (360 = 11¼ steps); then the U-Net's
+    // own uses (conv1 + b + time embedding, conv2 and the 1×1 projection + b + residual); exact cases on both load
+    // paths.
+    let odd_s = ([3, 6, 5, 7], [5, 6, 3, 3], same(3));
+    let edge = ([2, 40, 6, 6], [72, 40, 3, 3], same(3));
+    for (xs, ws, p) in [odd_s, edge] {
+        for ep in Epilogue::EVERY {
+            push_conv_fused(cases, xs, ws, p, ep, false);
+        }
+    }
+    let (conv1, conv2) = (Epilogue::ALL[2], Epilogue { bias: true, add_nc: false, residual: true });
+    let resblock: Vec<([usize; 4], [usize; 4], Epilogue)> = match shapes {
+        Shapes::Full => vec![
+            ([B, 128, 32, 32], [128, 128, 3, 3], conv1),
+            ([B, 384, 16, 16], [256, 384, 3, 3], conv1),
+            ([B, 256, 16, 16], [256, 256, 3, 3], conv2),
+            ([B, 256, 16, 16], [256, 256, 1, 1], conv2),
+        ],
+        Shapes::Reduced => vec![
+            ([B, 32, 16, 16], [32, 32, 3, 3], conv1),
+            ([B, 32, 8, 8], [80, 32, 3, 3], conv1),
+            ([B, 80, 8, 8], [80, 80, 3, 3], conv2),
+            ([B, 80, 8, 8], [80, 80, 1, 1], conv2),
+        ],
+    };
+    for &(xs, ws, ep) in &resblock {
+        push_conv_fused(cases, xs, ws, same(ws[2]), ep, false);
+    }
+    let all = Epilogue::ALL[3];
+    for (xs, ws, p) in [odd_s, edge, (resblock[1].0, resblock[1].1, same(3))] {
+        push_conv_fused(cases, xs, ws, p, all, true);
+    }
+
     // bf16 arm, one shape per conv family of the U-Net (3-channel in and out, 3×3 same, stride-2, 1×1 skip).
     let bf16: Vec<([usize; 4], [usize; 4], Conv2dParams)> = match shapes {
         Shapes::Full => vec![
@@ -241,6 +276,17 @@ impl Epilogue {
         Epilogue { bias: true, add_nc: true, residual: false },
         Epilogue { bias: true, add_nc: true, residual: true },
     ];
+
+    /// Every combination of the three operands.
+    const EVERY: [Epilogue; 8] = {
+        let mut every = [Epilogue { bias: false, add_nc: false, residual: false }; 8];
+        let mut i = 0;
+        while i < 8 {
+            every[i] = Epilogue { bias: i & 1 != 0, add_nc: i & 2 != 0, residual: i & 4 != 0 };
+            i += 1;
+        }
+        every
+    };
 
     fn name(&self) -> String {
         let mut s = String::new();
@@ -350,6 +396,84 @@ fn push_conv_tc(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2d
             let (dw, db) = tc::backward_weight_bf16(&be, &g, &upload_bf16(&be, &x)?, &gy)?;
             let dt = tc::add_nc_grad_bf16(&be, &g, &gy)?;
             Ok(vec![f32_result(&be, dw, &ws)?, f32_result(&be, db, &[cout])?, f32_result(&be, dt, &[n, cout])?])
+        }),
+    ));
+}
+
+/// `conv2d_fused` on vars through the tape, bf16 on the device against the f32 CPU reference (the unfused ops, on
+/// the same bf16-rounded values), or (`exact`) on small integers, bit for bit: y (bf16), then the gradients dx
+/// (bf16), dW (f32) and those of the operands `ep` passes: db, d add_nc (f32), d residual (bf16, = dy).
+///
+/// Tolerance (selftest/bf16.rs): the largest of its outputs' — y sums K = Cin·kh·kw products and the three
+/// operands, then is rounded (`tol_bf16_out(K + 3)`); dx sums Cout·kh·kw products, rounded; dW and db sum N·Ho·Wo
+/// terms, d add_nc Ho·Wo (f32, `tol_f32_sum`); d residual is dy copied (exact).
+fn push_conv_fused(cases: &mut Vec<Case>, xs: [usize; 4], ws: [usize; 4], p: Conv2dParams, ep: Epilogue, exact: bool) {
+    let stride = if p.stride == 1 { String::new() } else { format!(" s{}", p.stride) };
+    let shape = format!("{:?}*{}x{}{}", xs, ws[0], ws[2], stride);
+    let g = Geom::new(&xs, &ws, None, p).expect("a valid case geometry");
+    let ys = g.out_shape();
+    let (n, cout) = (xs[0], ws[0]);
+    let tol = if exact {
+        0.0
+    } else {
+        let sums = tol_f32_sum(g.n * g.p());
+        tol_bf16_out(g.k() + 3).max(tol_bf16_out(cout * ws[2] * ws[3])).max(sums)
+    };
+    let kind = if exact { "conv2d fused exact" } else { "conv2d fused bf16" };
+    cases.push(case(
+        format!("{kind} fwd+bwd{}", ep.name()),
+        shape,
+        tol,
+        Box::new(move |d| {
+            let host = |shape: &[usize], seed: u32| -> Result<Tensor> {
+                Tensor::from_vec(host_input(shape, seed, exact)?, shape)?.to_device(d)
+            };
+            // Activations (x, the residual, dy) bf16 on the device; the weight, bias and add_nc f32.
+            let act = |shape: &[usize], seed: u32| -> Result<Tensor> {
+                let t = host(shape, seed)?;
+                if d.is_cpu() {
+                    Ok(t)
+                } else {
+                    t.to_dtype(DType::Bf16)
+                }
+            };
+            let tape = Tape::new();
+            let x = tape.leaf(act(&xs, 1)?);
+            let w = tape.leaf(host(&ws, 2)?);
+            let b = tape.leaf(host(&[cout], 3)?);
+            let add_nc = tape.leaf(host(&[n, cout], 5)?);
+            let res = tape.leaf(act(&ys, 6)?);
+            let y = conv2d::conv2d_fused(
+                &x,
+                &w,
+                ep.bias.then_some(&b),
+                ep.add_nc.then_some(&add_nc),
+                ep.residual.then_some(&res),
+                p,
+            )?;
+            let mut grads = tape.backward_with(&y, act(&ys, 4)?)?;
+            let mut grad = |v: &Var, dtype: DType| -> Result<Tensor> {
+                let g = grads.take(v).ok_or_else(|| Error::msg("conv2d fused: a gradient is missing"))?;
+                expect_dtype(g, dtype)
+            };
+            // Exact: the CPU's exact f32 results rounded once to bf16 where the device's output is bf16.
+            let rounded = |t: Tensor| -> Result<Tensor> {
+                if exact && d.is_cpu() {
+                    Tensor::from_vec(round_bf16(&t.to_vec()?), t.shape())
+                } else {
+                    Ok(t)
+                }
+            };
+            let mut out = vec![rounded(expect_dtype(y.into_value(), DType::Bf16)?)?];
+            out.push(rounded(grad(&x, DType::Bf16)?)?);
+            out.push(grad(&w, DType::F32)?);
+            let (wide, narrow) = (DType::F32, DType::Bf16);
+            for (on, v, dtype) in [(ep.bias, &b, wide), (ep.add_nc, &add_nc, wide), (ep.residual, &res, narrow)] {
+                if on {
+                    out.push(grad(v, dtype)?);
+                }
+            }
+            Ok(out)
         }),
     ));
 }

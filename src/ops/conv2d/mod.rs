@@ -17,10 +17,11 @@ use half::bf16;
 
 use rayon::prelude::*;
 
-use crate::autograd::{record, Var};
+use crate::autograd::{record, reshape, Var};
 use crate::backend::cpu::{self, Mat, Threads};
 use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::{DType, Storage};
+use crate::ops::elementwise;
 use crate::{ensure_shape, Error, Result, Tensor};
 
 pub mod check;
@@ -408,7 +409,7 @@ pub fn backward(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, needs: [bo
                 |s: Option<_>, shape: &[usize]| s.map(|s| Tensor::from_storage(Storage::Cuda(s), shape)).transpose();
             // db = Σ over n and pixels: the [N, C, H, W] → [1, C, 1, 1] broadcast reduction.
             let db = need_db
-                .then(|| crate::ops::elementwise::reduce_to_shape(gy, &[1, g.cout, 1, 1])?.reshape(&[g.cout]))
+                .then(|| elementwise::reduce_to_shape(gy, &[1, g.cout, 1, 1])?.reshape(&[g.cout]))
                 .transpose()?;
             return Ok(Conv2dGrads { dx: wrap(dx, x.shape())?, dw: wrap(dw, w.shape())?, db });
         }
@@ -463,41 +464,113 @@ fn backward_bf16(
     Ok(Conv2dGrads { dx, dw, db })
 }
 
-/// conv2d with a bf16 input under mixed precision: the f32 master weight is packed to bf16 once per call and kept
-/// for the backward's dx (not packed again); dW and db come back f32.
-fn conv2d_bf16(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
+/// conv2d with a bf16 input under mixed precision, with the epilogue operands of [`conv2d_fused`]: one tensor-core
+/// launch adds bias, add_nc and the residual to the f32 sums and rounds once. The f32 master weight is packed to
+/// bf16 once per call and kept for the backward's dx (not packed again); dW, db and d add_nc come back f32, dx and
+/// d residual (= dy) bf16.
+fn conv2d_bf16<'a>(
+    x: &'a Var,
+    w: &'a Var,
+    b: Option<&'a Var>,
+    add_nc: Option<&'a Var>,
+    residual: Option<&'a Var>,
+    p: Conv2dParams,
+) -> Result<Var> {
+    if let Some(b) = b {
+        ensure_shape!(b.value().rank() == 1, "conv2d", "bias must be 1-D, got {:?}", b.shape());
+    }
     let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.value().numel()), p)?;
-    let (Storage::Cuda(xc), Storage::Cuda(wc)) = (x.value().storage(), w.value().storage()) else {
-        return Err(Tensor::device_mismatch("conv2d", &[x.value(), w.value()]));
+    let operands: Vec<&Var> = [x, w].into_iter().chain(b).chain(add_nc).chain(residual).collect();
+    let values: Vec<&Tensor> = operands.iter().map(|v| v.value()).collect();
+    let on_cuda = |v: &'a Var| -> Result<&'a CudaStorage> {
+        match v.value().storage() {
+            Storage::Cuda(c) => Ok(c),
+            Storage::Cpu(_) => Err(Tensor::device_mismatch("conv2d", &values)),
+        }
     };
-    let bias = match b.map(|b| b.value().storage()) {
-        None => None,
-        Some(Storage::Cuda(c)) => Some(c),
-        Some(Storage::Cpu(_)) => return Err(Tensor::device_mismatch("conv2d", &[x.value(), w.value()])),
-    };
-    let packed = tc_bf16::pack_weight_bf16(xc.backend(), wc.f32("conv2d")?, &g)?;
-    let y = forward_bf16(&g, xc, &packed, bias)?;
+    let (xc, wc) = (on_cuda(x)?, on_cuda(w)?);
+    let bias = b.map(|b| on_cuda(b)?.f32("conv2d bias")).transpose()?;
+    let add = add_nc.map(|a| on_cuda(a)?.f32("conv2d add_nc")).transpose()?;
+    let res = residual.map(|r| on_cuda(r)?.bf16("conv2d residual")).transpose()?;
+    let be = xc.backend();
+    let packed = tc_bf16::pack_weight_bf16(be, wc.f32("conv2d")?, &g)?;
+    let y = tc_bf16::forward_bf16(be, &g, xc.bf16("conv2d")?, &packed, bias, add, res)?;
+    let y = Tensor::from_storage(Storage::Cuda(CudaStorage::from_bf16(y, be)), &g.out_shape())?;
     let xv = x.value().clone();
-    let mut inputs = vec![x, w];
-    inputs.extend(b);
-    Ok(record(y, &inputs, move |gy, needs| {
-        let has_bias = needs.len() == 3;
+    let (has_b, has_a, has_r) = (b.is_some(), add_nc.is_some(), residual.is_some());
+    Ok(record(y, &operands, move |gy, needs| {
+        // needs: x, w, then bias, add_nc, residual as far as they were given.
+        let mut optional = needs[2..].iter().copied();
+        let mut need = |given: bool| given && optional.next().unwrap_or(false);
+        let (need_db, need_da, need_dr) = (need(has_b), need(has_a), need(has_r));
         let (Storage::Cuda(xc), Storage::Cuda(gc)) = (xv.storage(), gy.storage()) else {
             return Err(Tensor::device_mismatch("conv2d backward", &[&xv, gy]));
         };
-        let grads = backward_bf16(&g, xc, &packed, gc, [needs[0], needs[1], has_bias && needs[2]])?;
+        let be = xc.backend();
+        let grads = backward_bf16(&g, xc, &packed, gc, [needs[0], needs[1], need_db])?;
         let mut out = vec![grads.dx, grads.dw];
-        if has_bias {
+        if has_b {
             out.push(grads.db);
+        }
+        if has_a {
+            let da = need_da
+                .then(|| -> Result<Tensor> {
+                    let da = tc_bf16::add_nc_grad_bf16(be, &g, gc.bf16("conv2d backward")?)?;
+                    Tensor::from_storage(Storage::Cuda(CudaStorage::from_slice(da, be)), &[g.n, g.cout])
+                })
+                .transpose()?;
+            out.push(da);
+        }
+        if has_r {
+            out.push(need_dr.then(|| gy.clone()));
         }
         Ok(out)
     }))
 }
 
+/// y = conv(x, w) + b[c] + add_nc[n, c] + residual on vars, each of the three optional: the U-Net ResBlock's convs
+/// with their bias, the time-embedding projection `add_nc` [N, Cout] (conv1) and the shortcut as `residual`, of
+/// y's shape (conv2). Backward: dx and dW as [`conv2d`]'s, db and d add_nc[n, c] = Σ over the pixels of dy (f32),
+/// d residual = dy.
+///
+/// bf16 (CUDA): one tensor-core launch whose epilogue adds all three to the f32 sums and rounds once (add_nc is
+/// f32, the residual bf16). f32 (CPU and CUDA): the separate ops in the U-Net's order — conv + b, then + add_nc
+/// broadcast over the pixels, then residual + that (diffusers' ResnetBlock2D: `input_tensor + hidden_states`) — so
+/// the f32 results, gradients included, are those of the unfused ops bit for bit.
+pub fn conv2d_fused(
+    x: &Var,
+    w: &Var,
+    b: Option<&Var>,
+    add_nc: Option<&Var>,
+    residual: Option<&Var>,
+    p: Conv2dParams,
+) -> Result<Var> {
+    let g = Geom::new(x.shape(), w.shape(), b.map(|b| b.value().numel()), p)?;
+    if let Some(a) = add_nc {
+        let want = [g.n, g.cout];
+        ensure_shape!(a.shape() == want, "conv2d", "add_nc {:?}, expected {want:?} (per image and channel)", a.shape());
+    }
+    if let Some(r) = residual {
+        let want = g.out_shape();
+        ensure_shape!(r.shape() == want, "conv2d", "residual {:?}, expected the output's {want:?}", r.shape());
+    }
+    if x.value().dtype() == DType::Bf16 {
+        return conv2d_bf16(x, w, b, add_nc, residual, p);
+    }
+    let mut y = conv2d(x, w, b, p)?;
+    if let Some(a) = add_nc {
+        y = elementwise::add(&y, &reshape(a, &[g.n, g.cout, 1, 1])?)?;
+    }
+    if let Some(r) = residual {
+        y = elementwise::add(r, &y)?;
+    }
+    Ok(y)
+}
+
 /// conv2d on vars: records the backward on the inputs' tape.
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
     if x.value().dtype() == DType::Bf16 {
-        return conv2d_bf16(x, w, b, p);
+        return conv2d_bf16(x, w, b, None, None, p);
     }
     let y = forward(x.value(), w.value(), b.map(|b| b.value()), p)?;
     let (xv, wv) = (x.value().clone(), w.value().clone());
