@@ -5,7 +5,8 @@
 // the forward and the input gradient read.
 //
 //   forward  y[(n,p), co]      = sum_k  col[(n,p), k] * Wf[co, k]     k = (ki, kj, ci), ci fastest
-//   dgrad    dx[(n,ih,iw), ci] = sum_q  dyg[(n,ih,iw), q] * Wd[ci, q]  q = (ki, kj, co): oh*s = ih + pt - ki
+//   dgrad    dx[(n,ih,iw), ci] = sum_q  dyg[(n,ih,iw), q] * Wd[ci, q]  q = (ki, kj, co): oh*s = ih + pt - ki, only
+//            the taps of (ih, iw)'s residue class mod s (one grid z per class: no taps that hit no output pixel)
 //   wgrad    dW[co, k]         = sum_r  dy[r, co] * col[r, k]         r = (n, oh, ow), split over gridDim.z
 //
 // Forward and dgrad tiles: 128 output pixels x 64 channels, 4 warps of 64x32; both operands K-major. The
@@ -24,6 +25,8 @@ struct Conv2dTcGeom {
 
 typedef TcTile<128, 64, 2, 2, false, false> ConvTcTile;   // forward, dgrad
 typedef TcTile<128, 64, 2, 2, true, true> ConvTcWTile;    // wgrad
+// Launch bounds: at most 170 registers for the forward and dgrad (3 blocks per SM, as their 46 KiB of shared memory
+// allow 4) and 128 for wgrad (4 per SM): the edge-tile branches of tc_mainloop would otherwise let ptxas take more.
 
 // ---------------------------------------------------------------------------------------------------------------
 // out[n, p, c] = in[n, c, p] (bf16, p = h*W + w). Grid (ceil(HW/32), ceil(C/32), N), block (32, 8).
@@ -47,22 +50,37 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// w [Cout, Cin, kh, kw] f32 -> packed bf16: Wf [Cout][kh][kw][Cin] then Wd [Cin][kh][kw][Cout] (2*Cout*K values).
+// How many of 0..k-1 are = r (mod s), and how many are < r (mod s) (r in 0..s-1).
+static __device__ __forceinline__ int tc_residue_count(int k, int s, int r) { return r < k ? (k - r + s - 1) / s : 0; }
+static __device__ __forceinline__ int tc_residue_below(int k, int s, int r) { return (k / s) * r + min(r, k % s); }
+
+// The input-gradient taps in residue-class order: tap (ki, kj) sorted by (ki mod s, kj mod s, ki, kj). The input
+// pixels with ih = rh (mod s), iw = rw (mod s) (a "phase") receive exactly the taps of class
+// ((rh + pad_top) mod s, (rw + pad_left) mod s), so each phase's taps are one contiguous run of Wd: the first tap of
+// class (ph, pw) is below(kh, ph)·kw + count(kh, ph)·below(kw, pw). For stride 1 this is the natural tap order.
+static __device__ __forceinline__ int tc_class_start(int kh, int kw, int s, int ph, int pw) {
+    return tc_residue_below(kh, s, ph) * kw + tc_residue_count(kh, s, ph) * tc_residue_below(kw, s, pw);
+}
+
+// w [Cout, Cin, kh, kw] f32 -> packed bf16: Wf [Cout][kh][kw][Cin] then Wd [Cin][taps in class order][Cout]
+// (2*Cout*K values).
 extern "C" __global__ void conv2d_tc_pack_weight_bf16(const float* __restrict__ w, bf16_t* __restrict__ packed,
-                                                      int cout, int cin, int khw) {
+                                                      int cout, int cin, int kh, int kw, int stride) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    int K = cin * khw;
+    int khw = kh * kw, K = cin * khw;
     if (i >= cout * K) return;
-    int co = i / K, r = i - co * K, ci = r / khw, tap = r - ci * khw;
+    int co = i / K, r = i - co * K, ci = r / khw, tap = r - ci * khw, ki = tap / kw, kj = tap - ki * kw;
+    int ph = ki % stride, pw = kj % stride;
+    int dtap = tc_class_start(kh, kw, stride, ph, pw) + (ki / stride) * tc_residue_count(kw, stride, pw) + kj / stride;
     bf16_t v = f32_to_bf16(w[i]);
     packed[(size_t)co * K + tap * cin + ci] = v;
-    packed[(size_t)cout * K + (size_t)ci * khw * cout + tap * cout + co] = v;
+    packed[(size_t)cout * K + (size_t)ci * khw * cout + dtap * cout + co] = v;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Forward. Grid (ceil(N*Ho*Wo / 128), ceil(Cout / 64)), 128 threads. x NHWC, wf = packed Wf [Cout][K].
 // bias [Cout], add_nc [N, Cout] (f32) and residual (bf16, NCHW like y) are each optional (null).
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 3)
     conv2d_forward_tc_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ wf, const float* __restrict__ bias,
                            const float* __restrict__ add_nc, const bf16_t* __restrict__ residual,
                            bf16_t* __restrict__ y, Conv2dTcGeom g) {
@@ -123,7 +141,7 @@ extern "C" __global__ void __launch_bounds__(128)
     };
 
     float acc[T::MT][T::NT][4] = {};
-    tc_mainloop<T>(smem, acc, (K + TC_BK - 1) / TC_BK, load);
+    tc_mainloop<T, true>(smem, acc, (K + TC_BK - 1) / TC_BK, load, min(T::BM, M - m0), min(T::BN, C - n0));
 
     tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
         int m = m0 + r, co = n0 + c;
@@ -139,48 +157,60 @@ extern "C" __global__ void __launch_bounds__(128)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Input gradient, a gather (no atomics). Grid (ceil(N*H*W / 128), ceil(Cin / 64)), 128 threads. dy NHWC
-// [N, Ho, Wo, Cout], w_packed = Wf then Wd [Cin][kh*kw*Cout] (this kernel reads Wd); dx NCHW.
-extern "C" __global__ void __launch_bounds__(128)
+// Input gradient, a gather (no atomics), one phase per blockIdx.z = rh * s + rw: the input pixels (n, ih, iw) with
+// ih = rh + s·a, iw = rw + s·b. Such a pixel reads exactly the taps ki = ph + s·ti, kj = pw + s·tj (ph, pw its tap
+// class, tc_class_start) from output pixel (a + bh − ti, b + bw − tj), so its reduction runs over that class's
+// taps only, q = (ti, tj, co), contiguous in the packed Wd: a stride-s conv skips the (s² − 1)/s² of the taps that
+// would multiply zeros. Per tap, the same products are summed in the same order as over all taps (the skipped ones
+// added only zeros), so with Cout a multiple of 16 (each mma k-step inside one tap) the result is unchanged.
+// Grid (ceil(N*ceil(H/s)*ceil(W/s) / 128), ceil(Cin / 64), s*s), 128 threads; a block past its phase's pixels returns.
+// dy NHWC [N, Ho, Wo, Cout], w_packed = Wf then Wd [Cin][kh*kw*Cout] (this kernel reads Wd); dx NCHW.
+extern "C" __global__ void __launch_bounds__(128, 3)
     conv2d_dgrad_tc_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w_packed,
                          bf16_t* __restrict__ dx, Conv2dTcGeom g) {
     typedef ConvTcTile T;
     __shared__ __align__(16) bf16_t smem[T::SMEM];
-    const int HW = g.h * g.w, P = g.ho * g.wo, M = g.n * HW, K = g.kh * g.kw * g.cout, C = g.cin;
-    const bf16_t* wd = w_packed + (size_t)g.cin * K;  // after Wf's Cout * Cin*kh*kw values
+    const int s = g.stride, rh = blockIdx.z / s, rw = blockIdx.z - rh * s;
+    const int hp = tc_residue_count(g.h, s, rh), wp = tc_residue_count(g.w, s, rw);  // the phase's rows, columns
+    const int HWp = hp * wp, M = g.n * HWp, C = g.cin;
     const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
+    if (m0 >= M) return;  // the whole block: this phase has fewer pixels than the largest
+    const int ph = (rh + g.pad_top) % s, pw = (rw + g.pad_left) % s, bh = (rh + g.pad_top) / s,
+              bw = (rw + g.pad_left) / s;
+    const int ntw = tc_residue_count(g.kw, s, pw);
+    const int K = g.kh * g.kw * g.cout, Kp = tc_residue_count(g.kh, s, ph) * ntw * g.cout;
+    const bf16_t* wd = w_packed + (size_t)g.cin * K + (size_t)tc_class_start(g.kh, g.kw, s, ph, pw) * g.cout;
+    const int P = g.ho * g.wo;
     const int t = threadIdx.x;
-    const bool vec_y = (g.cout & 7) == 0, vec_w = (K & 7) == 0;
+    const bool vec_y = (g.cout & 7) == 0;  // then K and every class start are multiples of 8 too
 
     const int a_kc = t & 3, a_row = t >> 2;
-    int ohb[4], owb[4];  // oh * s = ohb - ki
+    int ohb[4], owb[4];  // oh = ohb - ti, ow = owb - tj
     bool rok[4];
     const bf16_t* dyn[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         int m = m0 + a_row + 32 * i;
         rok[i] = m < M;
-        int mm = rok[i] ? m : 0, n = mm / HW, p = mm - n * HW;
-        ohb[i] = p / g.w + g.pad_top;
-        owb[i] = p % g.w + g.pad_left;
+        int mm = rok[i] ? m : 0, n = mm / HWp, p = mm - n * HWp;
+        ohb[i] = p / wp + bh;
+        owb[i] = p % wp + bw;
         dyn[i] = dy + (size_t)n * P * g.cout;
     }
-    // The output pixel (oh, ow) that tap (ki, kj) of input row i reads, or -1 off the output grid.
-    auto src_pixel = [&](int i, int ki, int kj) {
-        int ohs = ohb[i] - ki, ows = owb[i] - kj;
-        if (ohs < 0 || ows < 0) return -1;
-        int oh = ohs / g.stride, ow = ows / g.stride;
-        if (oh * g.stride != ohs || ow * g.stride != ows || oh >= g.ho || ow >= g.wo) return -1;
+    // The output pixel (oh, ow) that class tap (ti, tj) of row i reads, or -1 off the output grid.
+    auto src_pixel = [&](int i, int ti, int tj) {
+        int oh = ohb[i] - ti, ow = owb[i] - tj;
+        if ((unsigned)oh >= (unsigned)g.ho || (unsigned)ow >= (unsigned)g.wo) return -1;
         return oh * g.wo + ow;
     };
 
     auto load = [&](bf16_t* as, bf16_t* bs, int kt) {
         const int q = kt * TC_BK + a_kc * 8;
         if (vec_y) {
-            int tap = q / g.cout, co = q - tap * g.cout, ki = tap / g.kw, kj = tap - ki * g.kw;
+            int tap = q / g.cout, co = q - tap * g.cout, ti = tap / ntw, tj = tap - ti * ntw;
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                int op = rok[i] && q < K ? src_pixel(i, ki, kj) : -1;
+                int op = rok[i] && q < Kp ? src_pixel(i, ti, tj) : -1;
                 cp_async16(as + (a_row + 32 * i) * T::A_LD + a_kc * 8,
                            op >= 0 ? dyn[i] + (size_t)op * g.cout + co : dy, op >= 0 ? 16 : 0);
             }
@@ -192,9 +222,9 @@ extern "C" __global__ void __launch_bounds__(128)
                 for (int e = 0; e < 8; ++e) {
                     int qq = q + e;
                     bf16_t val = 0;
-                    if (rok[i] && qq < K) {
-                        int tap = qq / g.cout, co = qq - tap * g.cout, ki = tap / g.kw, kj = tap - ki * g.kw;
-                        int op = src_pixel(i, ki, kj);
+                    if (rok[i] && qq < Kp) {
+                        int tap = qq / g.cout, co = qq - tap * g.cout, ti = tap / ntw, tj = tap - ti * ntw;
+                        int op = src_pixel(i, ti, tj);
                         if (op >= 0) val = dyn[i][(size_t)op * g.cout + co];
                     }
                     v[e] = val;
@@ -202,17 +232,17 @@ extern "C" __global__ void __launch_bounds__(128)
                 st_shared8(as + (a_row + 32 * i) * T::A_LD + a_kc * 8, v);
             }
         }
-        tc_load_dense<T::BN, TC_BK, T::B_LD, T::THREADS>(bs, wd, K, n0, kt * TC_BK, C, K, vec_w);
+        tc_load_dense<T::BN, TC_BK, T::B_LD, T::THREADS>(bs, wd, K, n0, kt * TC_BK, C, Kp, vec_y);
     };
 
     float acc[T::MT][T::NT][4] = {};
-    tc_mainloop<T>(smem, acc, (K + TC_BK - 1) / TC_BK, load);
+    tc_mainloop<T, true>(smem, acc, (Kp + TC_BK - 1) / TC_BK, load, min(T::BM, M - m0), min(T::BN, C - n0));
 
     tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
         int m = m0 + r, ci = n0 + c;
         if (m < M && ci < C) {
-            int n = m / HW, p = m - n * HW;
-            dx[((size_t)n * C + ci) * HW + p] = f32_to_bf16(v);
+            int n = m / HWp, p = m - n * HWp, ih = rh + s * (p / wp), iw = rw + s * (p % wp);
+            dx[((size_t)n * C + ci) * g.h * g.w + (size_t)ih * g.w + iw] = f32_to_bf16(v);
         }
     });
 }
@@ -221,7 +251,7 @@ extern "C" __global__ void __launch_bounds__(128)
 // Weight gradient, packed order: out[z, co, k] = sum over r in split z of dy[r, co] * col[r, k], k = (ki, kj, ci).
 // Grid (ceil(K / 64), ceil(Cout / 128), splits), 128 threads; split z covers r in [z*chunk, min(R, (z+1)*chunk))
 // (chunk a multiple of TC_BK). x and dy NHWC. conv2d_tc_wgrad_sum_f32 then adds the splits in order and reorders.
-extern "C" __global__ void __launch_bounds__(128)
+extern "C" __global__ void __launch_bounds__(128, 4)
     conv2d_wgrad_tc_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ out,
                          int chunk, Conv2dTcGeom g) {
     typedef ConvTcWTile T;
@@ -273,7 +303,7 @@ extern "C" __global__ void __launch_bounds__(128)
 
     float acc[T::MT][T::NT][4] = {};
     int k_tiles = r_begin < r_end ? (r_end - r_begin + TC_BK - 1) / TC_BK : 0;
-    tc_mainloop<T>(smem, acc, k_tiles, load);
+    tc_mainloop<T>(smem, acc, k_tiles, load, min(T::BM, M - m0), min(T::BN, N - n0));
 
     float* o = out + (size_t)blockIdx.z * M * N;
     tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
