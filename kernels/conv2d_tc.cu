@@ -10,7 +10,8 @@
 //   wgrad    dW[co, k]         = sum_r  dy[r, co] * col[r, k]         r = (n, oh, ow), split over gridDim.z
 //
 // Forward and dgrad tiles: 128 output pixels x 64 channels, 4 warps of 64x32; both operands K-major. The
-// epilogues write NCHW directly (forward: + bias[co] + add_nc[n, co] + residual, rounded once to bf16).
+// epilogues stage the tile in shared memory and write NCHW in runs along the pixels (forward: + bias[co] +
+// add_nc[n, co] + residual, rounded once to bf16).
 // wgrad: 128 output channels x 64 weight columns with both operands read r-major (ldmatrix.trans).
 // Channel counts that are not a multiple of 8 (the 3-channel input and output convs) take element-wise loads.
 #include "mma_tile.cuh"
@@ -25,6 +26,26 @@ struct Conv2dTcGeom {
 
 typedef TcTile<128, 64, 2, 2, false, false> ConvTcTile;   // forward, dgrad
 typedef TcTile<128, 64, 2, 2, true, true> ConvTcWTile;    // wgrad
+
+// The forward and dgrad epilogues stage their 128 x 64 f32 tile in the pipeline's shared memory as [channel][pixel]
+// with this pitch: 33 KiB of its 45, and the fragment writes (8 pixels x 4 channel pairs per instruction) fall on 32
+// distinct banks.
+#define TC_EPI_LD (128 + 4)
+static_assert(64 * TC_EPI_LD * 4 <= ConvTcTile::SMEM * 2, "the epilogue tile must fit the pipeline's shared memory");
+
+// v[0..8) = s[0..8) (16-byte aligned f32, two 16-byte shared loads).
+static __device__ __forceinline__ void tc_stage_read8(float v[8], const float* s) {
+    float4 a = *reinterpret_cast<const float4*>(s), b = *reinterpret_cast<const float4*>(s + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+// 8 values rounded to bf16 as one 16-byte global store (dst 16-byte aligned).
+static __device__ __forceinline__ void tc_store8(bf16_t* dst, const float v[8]) {
+    unsigned w[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) w[e] = f32_to_bf16(v[2 * e]) | ((unsigned)f32_to_bf16(v[2 * e + 1]) << 16);
+    *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
+}
 // Launch bounds: at most 170 registers for the forward and dgrad (3 blocks per SM, as their 46 KiB of shared memory
 // allow 4) and 128 for wgrad (4 per SM): the edge-tile branches of tc_mainloop would otherwise let ptxas take more.
 
@@ -143,17 +164,48 @@ extern "C" __global__ void __launch_bounds__(128, 3)
     float acc[T::MT][T::NT][4] = {};
     tc_mainloop<T, true>(smem, acc, (K + TC_BK - 1) / TC_BK, load, min(T::BM, M - m0), min(T::BN, C - n0));
 
+    // Epilogue through shared memory: acc + bias + add_nc (f32) staged as [channel][pixel], then each thread adds the
+    // residual to 8 consecutive pixels of one channel, rounds them once and stores them as one 16-byte run of y (NCHW;
+    // a warp writes two channels' 256 contiguous bytes), element by element where P is not a multiple of 8. The same
+    // f32 additions in the same order as in registers, so the same bits.
+    float* stage = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is done with the pipeline's stages
     tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
         int m = m0 + r, co = n0 + c;
         if (m < M && co < C) {
+            if (bias) v += bias[co];
+            if (add_nc) v += add_nc[(size_t)(m / P) * C + co];
+        }
+        stage[c * TC_EPI_LD + r] = v;
+    });
+    __syncthreads();
+    const bool vec_out = (P & 7) == 0;
+    for (int i = t; i < T::BN * (T::BM / 8); i += T::THREADS) {
+        int c = i / (T::BM / 8), r = (i - c * (T::BM / 8)) * 8, co = n0 + c, m = m0 + r;
+        if (co >= C || m >= M) continue;
+        float v[8];
+        tc_stage_read8(v, stage + c * TC_EPI_LD + r);
+        if (vec_out) {
+            // 8 pixels of one image (P and m0 are multiples of 8, so M is too): 16-byte aligned in y and residual.
             int n = m / P, p = m - n * P;
             size_t o = ((size_t)n * C + co) * P + p;
-            if (bias) v += bias[co];
-            if (add_nc) v += add_nc[(size_t)n * C + co];
-            if (residual) v += bf16_to_f32(residual[o]);
-            y[o] = f32_to_bf16(v);
+            if (residual) {
+                uint4 u = *reinterpret_cast<const uint4*>(residual + o);
+                const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+                for (int e = 0; e < 8; ++e) v[e] += bf16_to_f32((bf16_t)(w[e / 2] >> (16 * (e & 1))));
+            }
+            tc_store8(y + o, v);
+        } else {
+            for (int e = 0; e < 8 && m + e < M; ++e) {
+                int n = (m + e) / P, p = (m + e) - n * P;
+                size_t o = ((size_t)n * C + co) * P + p;
+                float x = v[e];
+                if (residual) x += bf16_to_f32(residual[o]);
+                y[o] = f32_to_bf16(x);
+            }
         }
-    });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -238,13 +290,31 @@ extern "C" __global__ void __launch_bounds__(128, 3)
     float acc[T::MT][T::NT][4] = {};
     tc_mainloop<T, true>(smem, acc, (Kp + TC_BK - 1) / TC_BK, load, min(T::BM, M - m0), min(T::BN, C - n0));
 
-    tc_for_each_acc<T>(acc, [&](int r, int c, float v) {
-        int m = m0 + r, ci = n0 + c;
-        if (m < M && ci < C) {
-            int n = m / HWp, p = m - n * HWp, ih = rh + s * (p / wp), iw = rw + s * (p % wp);
-            dx[((size_t)n * C + ci) * g.h * g.w + (size_t)ih * g.w + iw] = f32_to_bf16(v);
+    // Epilogue through shared memory ([channel][phase pixel], f32), then stores along the pixels: at stride 1 (one
+    // phase, the plane's pixels in order) 8 consecutive pixels of one channel as one 16-byte run where H·W is a
+    // multiple of 8; else one pixel per thread with consecutive threads on consecutive phase pixels (s apart).
+    float* stage = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is done with the pipeline's stages
+    tc_for_each_acc<T>(acc, [&](int r, int c, float v) { stage[c * TC_EPI_LD + r] = v; });
+    __syncthreads();
+    const int HW = g.h * g.w;
+    if (s == 1 && (HW & 7) == 0) {
+        for (int i = t; i < T::BN * (T::BM / 8); i += T::THREADS) {
+            int c = i / (T::BM / 8), r = (i - c * (T::BM / 8)) * 8, ci = n0 + c, m = m0 + r;
+            if (ci >= C || m >= M) continue;
+            float v[8];
+            tc_stage_read8(v, stage + c * TC_EPI_LD + r);
+            int n = m / HW, p = m - n * HW;  // 8 pixels of one image, 16-byte aligned
+            tc_store8(dx + ((size_t)n * C + ci) * HW + p, v);
         }
-    });
+    } else {
+        for (int i = t; i < T::BN * T::BM; i += T::THREADS) {
+            int c = i / T::BM, r = i - c * T::BM, ci = n0 + c, m = m0 + r;
+            if (ci >= C || m >= M) continue;
+            int n = m / HWp, p = m - n * HWp, ih = rh + s * (p / wp), iw = rw + s * (p % wp);
+            dx[((size_t)n * C + ci) * HW + (size_t)ih * g.w + iw] = f32_to_bf16(stage[c * TC_EPI_LD + r]);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
