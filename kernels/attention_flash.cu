@@ -9,10 +9,11 @@
 // the 8 rows of an ldmatrix fall on distinct banks), so the "channel × token" operands (Qᵀ, K in S = QᵀK) are read
 // with ldmatrix.trans and the "token × channel" ones (V in O = P Vᵀ) with plain ldmatrix.
 //
-// Backward (deterministic, no atomics): D = rowsum(dO ⊙ O) first; dV = Σ_i Pᵀ dO, dK = scale · Σ_i dSᵀ Q over the
-// query blocks (one kernel each, key-major, so each gets a whole 16×C f32 accumulator per warp), and dQ =
-// scale · Σ_j dS K over the key blocks (query-major); P = exp(scale · S − lse) and dS = P ⊙ (dP − D) are recomputed
-// from q, k, v, dO and the saved lse.
+// Backward (deterministic, no atomics): D = rowsum(dO ⊙ O) first; then one kernel per block of FA_BM keys streams the
+// query blocks, recomputing P = exp(scale · S − lse) and dS = P ⊙ (dP − D) from q, k, v, dO and the saved lse once,
+// accumulating dV = Σ_i Pᵀ dO and dK = scale · Σ_i dSᵀ Q in registers and writing that key block's share of dQ,
+// dS K, to an f32 scratch; a last kernel adds the key blocks' shares in a fixed order (dQ = scale · Σ_blocks).
+// Five T²·C products (S, dP, dV, dK, dQ), each once.
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4): A (16×16) a0 = (g, 2t..2t+1),
 // a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..); B (16×8) b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g);
@@ -74,19 +75,19 @@ static __device__ __forceinline__ unsigned fa_pack(float lo, float hi) {
 
 // Tokens [n0, n0 + N) of every channel of a [C][T] matrix g into shared s ([C][N + FA_PAD]); tokens >= T are zero.
 // vec (T % 8 == 0: every 8-token chunk is 16-byte aligned and wholly in or out) uses cp.async, else plain loads.
-template <int N>
+template <int N, int NT = FA_THREADS>
 static __device__ __forceinline__ void fa_load_tile(fa_bf16* s, const fa_bf16* g, int C, int T, int n0, bool vec) {
     constexpr int CHUNKS = N / 8, PITCH = N + FA_PAD;
     const int total = C * CHUNKS;
     if (vec) {
-        for (int idx = threadIdx.x; idx < total; idx += FA_THREADS) {
+        for (int idx = threadIdx.x; idx < total; idx += NT) {
             const int c = idx / CHUNKS, ch = idx % CHUNKS, n = n0 + ch * 8;
             const bool in = n < T;
             fa_cp_async16(fa_smem(s + c * PITCH + ch * 8), in ? g + (size_t)c * T + n : g, in ? 16u : 0u);
         }
     } else {
         const unsigned short* gs = reinterpret_cast<const unsigned short*>(g);
-        for (int idx = threadIdx.x; idx < total; idx += FA_THREADS) {
+        for (int idx = threadIdx.x; idx < total; idx += NT) {
             const int c = idx / CHUNKS, ch = idx % CHUNKS, n = n0 + ch * 8;
             unsigned* d = reinterpret_cast<unsigned*>(s + c * PITCH + ch * 8);
 #pragma unroll
@@ -100,10 +101,11 @@ static __device__ __forceinline__ void fa_load_tile(fa_bf16* s, const fa_bf16* g
 }
 
 // Shared s ([C][FA_PM], the CTA's FA_BM tokens from m0) -> tokens [m0, min(m0 + FA_BM, T)) of the [C][T] matrix g.
+template <int NT = FA_THREADS>
 static __device__ __forceinline__ void fa_store_tile(fa_bf16* g, const fa_bf16* s, int C, int T, int m0, bool vec) {
     constexpr int CHUNKS = FA_BM / 8;
     const int total = C * CHUNKS;
-    for (int idx = threadIdx.x; idx < total; idx += FA_THREADS) {
+    for (int idx = threadIdx.x; idx < total; idx += NT) {
         const int c = idx / CHUNKS, ch = idx % CHUNKS, n = m0 + ch * 8;
         const fa_bf16* src = s + c * FA_PM + ch * 8;
         if (vec) {
@@ -133,12 +135,14 @@ static __device__ __forceinline__ void fa_stage_acc(fa_bf16* s, const float (&ac
     }
 }
 
-// s (16 × FA_BN, f32, zeroed here) = Xᵀ Y over the C channels: X shared [C][px] (the warp's 16 tokens from column
-// x0), Y shared [C][FA_PN] (FA_BN tokens). Both operands are channel-major, so both are ldmatrix.trans.
-static __device__ __forceinline__ void fa_scores(float (&s)[FA_BN / 8][4], const fa_bf16* x, int px, int x0,
+// s (16 × NB, f32, zeroed here) = Xᵀ Y over the C channels: X shared [C][px] (the warp's 16 tokens from column
+// x0), Y shared [C][FA_PN] (NB tokens from its first column). Both operands are channel-major, so both are
+// ldmatrix.trans. Each score is summed over the channels in the same order whatever NB.
+template <int NB = FA_BN>
+static __device__ __forceinline__ void fa_scores(float (&s)[NB / 8][4], const fa_bf16* x, int px, int x0,
                                                  const fa_bf16* y, int C, int lane) {
 #pragma unroll
-    for (int nt = 0; nt < FA_BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+    for (int nt = 0; nt < NB / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
     const int mat = lane >> 3, r = lane & 7;
     // A = Xᵀ: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
     const unsigned a_addr = fa_smem(x + (r + (mat >> 1) * 8) * px + x0 + (mat & 1) * 8);
@@ -148,7 +152,7 @@ static __device__ __forceinline__ void fa_scores(float (&s)[FA_BN / 8][4], const
         unsigned a[4];
         fa_ldsm_x4_trans(a, a_addr + kk * px * 2);
 #pragma unroll
-        for (int p = 0; p < FA_BN / 16; ++p) {
+        for (int p = 0; p < NB / 16; ++p) {
             unsigned b[4];
             fa_ldsm_x4_trans(b, b_addr + (kk * FA_PN + p * 16) * 2);
             fa_mma(s[2 * p], a, b[0], b[1]);
@@ -305,108 +309,49 @@ extern "C" __global__ void attention_flash_backward_dot_bf16(const fa_bf16* __re
     d[idx] = sum;
 }
 
-// dQ = scale · Σ_j dS K, dS = P ⊙ (dP − D), P = exp(scale · QᵀK − lse), dP = dOᵀ V. Grid (ceil(T / FA_BM), B),
-// FA_THREADS threads, dynamic shared memory (2·C·FA_PM + 4·C·FA_PN)·2 bytes: the Q and dO tiles, and two stages of
-// the K and V blocks (the next block loads while this one is used).
-extern "C" __global__ void __launch_bounds__(FA_THREADS) attention_flash_backward_dq_bf16(
+// The backward's key-block kernel. Grid (ceil(T / FA_BM), B), FA_KV_THREADS threads (8 warps), dynamic shared memory
+// fa_kv_smem(C) bytes: the K and V tiles [C][FA_PM]; two stages of (Q block, dO block [C][FA_PN], then lse (log2
+// units) and D of the block's queries, FA_BN floats each); Pᵀ and dSᵀ of the current query block [FA_BM][FA_PN].
+// Per query block of FA_BN:
+//   1. warp w computes Sᵀ = KᵀQ and dPᵀ = Vᵀ dO for keys 16·(w % 4).. and queries 16·(w / 4).. (each score once),
+//      then Pᵀ (0 past T on either side) and dSᵀ = Pᵀ ⊙ (dPᵀ − D), rounded to bf16 into shared memory;
+//   2. warp w accumulates dV += Pᵀ dOᵀ and dK += dSᵀ Qᵀ for keys 16·(w % 4).. and the 16-channel pairs = w / 4
+//      (mod 2): two 16 × C/2 f32 accumulators, as many registers as one 16 × C;
+//   3. warp w computes the block's dQ share dS K (FA_BN queries × C, reduced over the FA_BM keys) for queries
+//      16·(w % 2).. and the channel pairs = w / 2 (mod 4) and stores it, f32, to part[blockIdx.x] [B, C, T].
+// Per element, S, dP, P, dS, dV and dK are summed in the same order as by one warp per 16 keys (the products of a
+// k-step in channel or query order, the query blocks in order). dK (× scale) and dV are staged through the K and V
+// tiles and stored as bf16; attention_flash_backward_dq_sum_bf16 then adds the shares.
+#define FA_KV_WARPS 8
+#define FA_KV_THREADS (FA_KV_WARPS * 32)
+
+extern "C" __global__ void __launch_bounds__(FA_KV_THREADS) attention_flash_backward_kv_bf16(
     const fa_bf16* __restrict__ q, const fa_bf16* __restrict__ k, const fa_bf16* __restrict__ v,
     const fa_bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
-    fa_bf16* __restrict__ dq, int C, int T, float scale) {
-    fa_bf16* sq = reinterpret_cast<fa_bf16*>(fa_shared);
-    fa_bf16* sdo = sq + C * FA_PM;
-    fa_bf16* stage = sdo + C * FA_PM;  // stage st: K at stage + 2·st·C·FA_PN, V right after
-    const int b = blockIdx.y, m0 = blockIdx.x * FA_BM;
-    const size_t off = (size_t)b * C * T;
-    q += off, k += off, v += off, dout += off, dq += off;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const bool vec = (T & 7) == 0;
-    const float scale_log2 = scale * 1.4426950408889634f;
-
-    // Rows g and g + 8 of the warp: lse in log2 units and D (rows >= T: 0, never stored).
-    float lse2[2], dd[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int i = m0 + warp * 16 + g + 8 * r;
-        lse2[r] = i < T ? lse[(size_t)b * T + i] * 1.4426950408889634f : 0.0f;
-        dd[r] = i < T ? dsum[(size_t)b * T + i] : 0.0f;
-    }
-
-    fa_load_tile<FA_BM>(sq, q, C, T, m0, vec);
-    fa_load_tile<FA_BM>(sdo, dout, C, T, m0, vec);
-    fa_load_tile<FA_BN>(stage, k, C, T, 0, vec);
-    fa_load_tile<FA_BN>(stage + C * FA_PN, v, C, T, 0, vec);
-    fa_cp_commit();
-
-    float acc[FA_CMAX / 8][4];
-#pragma unroll
-    for (int nc = 0; nc < FA_CMAX / 8; ++nc) acc[nc][0] = acc[nc][1] = acc[nc][2] = acc[nc][3] = 0.0f;
-
-    const int blocks = (T + FA_BN - 1) / FA_BN;
-    for (int jb = 0; jb < blocks; ++jb) {
-        const int n0 = jb * FA_BN;
-        const fa_bf16* sk = stage + 2 * (jb & 1) * C * FA_PN;
-        const fa_bf16* sv = sk + C * FA_PN;
-        fa_cp_wait_all();
-        __syncthreads();  // block jb landed; every warp is done with block jb - 1 (the other stage)
-        if (jb + 1 < blocks) {
-            fa_bf16* nk = stage + 2 * ((jb + 1) & 1) * C * FA_PN;
-            fa_load_tile<FA_BN>(nk, k, C, T, n0 + FA_BN, vec);
-            fa_load_tile<FA_BN>(nk + C * FA_PN, v, C, T, n0 + FA_BN, vec);
-            fa_cp_commit();
-        }
-        float p[FA_BN / 8][4], dp[FA_BN / 8][4];
-        fa_scores(p, sq, FA_PM, warp * 16, sk, C, lane);
-        fa_scores(dp, sdo, FA_PM, warp * 16, sv, C, lane);
-#pragma unroll
-        for (int nt = 0; nt < FA_BN / 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int r = e >> 1;
-                const bool in = n0 + nt * 8 + 2 * t4 + (e & 1) < T;
-                const float pe = in ? exp2f(fmaf(p[nt][e], scale_log2, -lse2[r])) : 0.0f;
-                p[nt][e] = pe * (dp[nt][e] - dd[r]);  // dS (unscaled)
-            }
-        }
-        unsigned da[FA_BN / 16][4];
-        fa_to_a(da, p);
-        fa_accumulate(acc, da, sk, C, lane);
-    }
-
-    const float mul[2] = {scale, scale};
-    __syncthreads();  // the Q tile becomes the output's staging tile
-    fa_stage_acc(sq, acc, mul, C, warp * 16, lane);
-    __syncthreads();
-    fa_store_tile(dq, sq, C, T, m0, vec);
-}
-
-// dV (DK false) or dK (DK true) for the CTA's FA_BM keys, streaming the query blocks. Transposed scores
-// Sᵀ = KᵀQ (16 keys × FA_BN queries per warp), Pᵀ = exp(scale · Sᵀ − lse_i); dV += Pᵀ dOᵀ; for dK also
-// dPᵀ = Vᵀ dO, dSᵀ = Pᵀ ⊙ (dPᵀ − D_i), dK += scale · dSᵀ Qᵀ. Shared: the K tile (and for dK the V tile), [C][FA_PM];
-// two stages of (Q block, dO block, [C][FA_PN] each, then lse and D of the block, FA_BN floats each).
-template <bool DK>
-static __device__ __forceinline__ void fa_backward_kv(const fa_bf16* __restrict__ q, const fa_bf16* __restrict__ k,
-                                                      const fa_bf16* __restrict__ v, const fa_bf16* __restrict__ dout,
-                                                      const float* __restrict__ lse, const float* __restrict__ dsum,
-                                                      fa_bf16* __restrict__ grad, int C, int T, float scale) {
+    fa_bf16* __restrict__ dk, fa_bf16* __restrict__ dv, float* __restrict__ part, int C, int T, float scale) {
     fa_bf16* sk = reinterpret_cast<fa_bf16*>(fa_shared);
-    fa_bf16* sv = sk + C * FA_PM;  // dK only
-    unsigned char* stage0 = reinterpret_cast<unsigned char*>(sk + (DK ? 2 : 1) * C * FA_PM);
+    fa_bf16* sv = sk + C * FA_PM;
+    unsigned char* stage0 = reinterpret_cast<unsigned char*>(sv + C * FA_PM);
     const int stage_bytes = 2 * C * FA_PN * 2 + 2 * FA_BN * 4;
-    const int b = blockIdx.y, m0 = blockIdx.x * FA_BM;
+    fa_bf16* sp = reinterpret_cast<fa_bf16*>(stage0 + 2 * stage_bytes);  // Pᵀ [FA_BM keys][FA_PN]
+    fa_bf16* sds = sp + FA_BM * FA_PN;                                      // dSᵀ
+    const int B = gridDim.y, b = blockIdx.y, m0 = blockIdx.x * FA_BM;
     const size_t off = (size_t)b * C * T;
-    q += off, k += off, v += off, dout += off, grad += off;
+    q += off, k += off, v += off, dout += off, dk += off, dv += off;
+    part += ((size_t)blockIdx.x * B + b) * C * T;
     lse += (size_t)b * T, dsum += (size_t)b * T;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t4 = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int mat = lane >> 3, r8 = lane & 7;
     const bool vec = (T & 7) == 0;
     const float scale_log2 = scale * 1.4426950408889634f;
+    const int pairs = C / 16;
 
-    // One stage's pieces: Q block, dO block, lse (log2 units) and D of its queries (0 past T).
     auto load_stage = [&](int st, int n0) {
         fa_bf16* s_q = reinterpret_cast<fa_bf16*>(stage0 + st * stage_bytes);
         fa_bf16* s_do = s_q + C * FA_PN;
         float* s_l = reinterpret_cast<float*>(s_do + C * FA_PN);
-        fa_load_tile<FA_BN>(s_q, q, C, T, n0, vec);
-        fa_load_tile<FA_BN>(s_do, dout, C, T, n0, vec);
+        fa_load_tile<FA_BN, FA_KV_THREADS>(s_q, q, C, T, n0, vec);
+        fa_load_tile<FA_BN, FA_KV_THREADS>(s_do, dout, C, T, n0, vec);
         if (threadIdx.x < FA_BN) {
             const int i = n0 + threadIdx.x;
             s_l[threadIdx.x] = i < T ? lse[i] * 1.4426950408889634f : 0.0f;
@@ -414,14 +359,27 @@ static __device__ __forceinline__ void fa_backward_kv(const fa_bf16* __restrict_
         }
     };
 
-    fa_load_tile<FA_BM>(sk, k, C, T, m0, vec);
-    if (DK) fa_load_tile<FA_BM>(sv, v, C, T, m0, vec);
+    fa_load_tile<FA_BM, FA_KV_THREADS>(sk, k, C, T, m0, vec);
+    fa_load_tile<FA_BM, FA_KV_THREADS>(sv, v, C, T, m0, vec);
     load_stage(0, 0);
     fa_cp_commit();
 
-    float acc[FA_CMAX / 8][4];
+    // Step 1's tile: keys ks0.. (16), queries qs0.. (16) of the block. Step 2's: keys ks0.., channel pairs h, h + 2, ...
+    // Step 3's: queries qd0.. (16), channel pairs cg, cg + 4, ...
+    const int ks0 = (warp & 3) * 16, qs0 = (warp >> 2) * 16, h = warp >> 2;
+    const int qd0 = (warp & 1) * 16, cg = warp >> 1;
+    float acc_dv[FA_CMAX / 16][4], acc_dk[FA_CMAX / 16][4];
 #pragma unroll
-    for (int nc = 0; nc < FA_CMAX / 8; ++nc) acc[nc][0] = acc[nc][1] = acc[nc][2] = acc[nc][3] = 0.0f;
+    for (int i = 0; i < FA_CMAX / 16; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc_dv[i][e] = acc_dk[i][e] = 0.0f;
+    // ldmatrix row addresses: Pᵀ / dSᵀ as A (keys × queries, plain), dSᵀ as A of dS (queries × keys, .trans), the
+    // [C][pitch] tiles as B with the channel as n (plain; pitch FA_PN for Q / dO, FA_PM for K).
+    const unsigned pa_addr = fa_smem(sp + (ks0 + (lane & 15)) * FA_PN + (lane >> 4) * 8);
+    const unsigned da_addr = fa_smem(sds + (ks0 + (lane & 15)) * FA_PN + (lane >> 4) * 8);
+    const unsigned dst_addr = fa_smem(sds + ((lane & 7) + ((lane >> 4) << 3)) * FA_PN + qd0 + ((lane >> 3) & 1) * 8);
+    const int z_row = (mat >> 1) * 8 + r8, z_col = (mat & 1) * 8;
+    const unsigned k_addr = fa_smem(sk + z_row * FA_PM + z_col);
 
     const int blocks = (T + FA_BN - 1) / FA_BN;
     for (int ib = 0; ib < blocks; ++ib) {
@@ -430,56 +388,120 @@ static __device__ __forceinline__ void fa_backward_kv(const fa_bf16* __restrict_
         const fa_bf16* s_do = s_q + C * FA_PN;
         const float* s_l = reinterpret_cast<const float*>(s_do + C * FA_PN);
         fa_cp_wait_all();
-        __syncthreads();  // block ib landed; every warp is done with block ib - 1 (the other stage)
+        __syncthreads();  // block ib landed; every warp is done with block ib - 1 (its stage, Pᵀ and dSᵀ)
         if (ib + 1 < blocks) {
             load_stage((ib + 1) & 1, n0 + FA_BN);
             fa_cp_commit();
         }
-        float p[FA_BN / 8][4];
-        fa_scores(p, sk, FA_PM, warp * 16, s_q, C, lane);
+
+        // 1. Pᵀ and dSᵀ for (keys ks0.., queries qs0..).
+        {
+            float p[2][4], dp[2][4];
+            fa_scores<16>(p, sk, FA_PM, ks0, s_q + qs0, C, lane);
+            fa_scores<16>(dp, sv, FA_PM, ks0, s_do + qs0, C, lane);
 #pragma unroll
-        for (int nt = 0; nt < FA_BN / 8; ++nt) {
+            for (int nt = 0; nt < 2; ++nt) {
+                float ds[4];
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int col = nt * 8 + 2 * t4 + (e & 1);
-                p[nt][e] = n0 + col < T ? exp2f(fmaf(p[nt][e], scale_log2, -s_l[col])) : 0.0f;
+                for (int e = 0; e < 4; ++e) {
+                    const int col = qs0 + nt * 8 + 2 * t4 + (e & 1), key = m0 + ks0 + g + 8 * (e >> 1);
+                    p[nt][e] = n0 + col < T && key < T ? exp2f(fmaf(p[nt][e], scale_log2, -s_l[col])) : 0.0f;
+                    ds[e] = p[nt][e] * (dp[nt][e] - s_l[FA_BN + col]);
+                }
+                const int col = qs0 + nt * 8 + 2 * t4, row = ks0 + g;
+                *reinterpret_cast<unsigned*>(sp + row * FA_PN + col) = fa_pack(p[nt][0], p[nt][1]);
+                *reinterpret_cast<unsigned*>(sp + (row + 8) * FA_PN + col) = fa_pack(p[nt][2], p[nt][3]);
+                *reinterpret_cast<unsigned*>(sds + row * FA_PN + col) = fa_pack(ds[0], ds[1]);
+                *reinterpret_cast<unsigned*>(sds + (row + 8) * FA_PN + col) = fa_pack(ds[2], ds[3]);
             }
         }
-        unsigned a[FA_BN / 16][4];
-        if (DK) {
-            float dp[FA_BN / 8][4];
-            fa_scores(dp, sv, FA_PM, warp * 16, s_do, C, lane);
+        __syncthreads();  // Pᵀ and dSᵀ of the whole block are in shared memory
+
+        // 2. dV += Pᵀ dOᵀ, dK += dSᵀ Qᵀ on this warp's keys and channel pairs.
+        {
+            unsigned pa[2][4], da[2][4];
 #pragma unroll
-            for (int nt = 0; nt < FA_BN / 8; ++nt)
+            for (int ks = 0; ks < 2; ++ks) {
+                fa_ldsm_x4(pa[ks], pa_addr + ks * 32);
+                fa_ldsm_x4(da[ks], da_addr + ks * 32);
+            }
+            const unsigned do_addr = fa_smem(s_do + z_row * FA_PN + z_col), q_addr = fa_smem(s_q + z_row * FA_PN + z_col);
 #pragma unroll
-                for (int e = 0; e < 4; ++e) p[nt][e] *= dp[nt][e] - s_l[FA_BN + nt * 8 + 2 * t4 + (e & 1)];
-            fa_to_a(a, p);
-            fa_accumulate(acc, a, s_q, C, lane);
-        } else {
-            fa_to_a(a, p);
-            fa_accumulate(acc, a, s_do, C, lane);
+            for (int i = 0; i < FA_CMAX / 32; ++i) {
+                const int ncp = h + 2 * i;
+                if (ncp < pairs) {
+#pragma unroll
+                    for (int ks = 0; ks < 2; ++ks) {
+                        unsigned bq[4], bd[4];
+                        fa_ldsm_x4(bd, do_addr + (ncp * 16 * FA_PN + ks * 16) * 2);
+                        fa_mma(acc_dv[2 * i], pa[ks], bd[0], bd[1]);
+                        fa_mma(acc_dv[2 * i + 1], pa[ks], bd[2], bd[3]);
+                        fa_ldsm_x4(bq, q_addr + (ncp * 16 * FA_PN + ks * 16) * 2);
+                        fa_mma(acc_dk[2 * i], da[ks], bq[0], bq[1]);
+                        fa_mma(acc_dk[2 * i + 1], da[ks], bq[2], bq[3]);
+                    }
+                }
+            }
+        }
+
+        // 3. This key block's share of dQ for queries qd0.. and channel pairs cg, cg + 4, ...: Σ over the FA_BM keys.
+        {
+            unsigned a[FA_BM / 16][4];
+#pragma unroll
+            for (int kk = 0; kk < FA_BM / 16; ++kk) fa_ldsm_x4_trans(a[kk], dst_addr + kk * 16 * FA_PN * 2);
+            const int qa = n0 + qd0 + g, qb = qa + 8;
+#pragma unroll
+            for (int i = 0; i < FA_CMAX / 64; ++i) {
+                const int ncp = cg + 4 * i;
+                if (ncp < pairs) {
+                    float d[2][4] = {};
+#pragma unroll
+                    for (int kk = 0; kk < FA_BM / 16; ++kk) {
+                        unsigned bk[4];
+                        fa_ldsm_x4(bk, k_addr + (ncp * 16 * FA_PM + kk * 16) * 2);
+                        fa_mma(d[0], a[kk], bk[0], bk[1]);
+                        fa_mma(d[1], a[kk], bk[2], bk[3]);
+                    }
+#pragma unroll
+                    for (int j = 0; j < 2; ++j)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int c = ncp * 16 + j * 8 + 2 * t4 + (e & 1), qi = e < 2 ? qa : qb;
+                            if (qi < T) part[(size_t)c * T + qi] = d[j][e];
+                        }
+                }
+            }
         }
     }
 
-    const float mul[2] = {DK ? scale : 1.0f, DK ? scale : 1.0f};
-    __syncthreads();  // the K tile becomes the output's staging tile
-    fa_stage_acc(sk, acc, mul, C, warp * 16, lane);
+    // dK (× scale) and dV through the K and V tiles, as bf16, then coalesced stores.
+    __syncthreads();  // every warp is done with the K and V tiles
+    const int row = ks0 + g;
+#pragma unroll
+    for (int i = 0; i < FA_CMAX / 32; ++i) {
+        const int ncp = h + 2 * i;
+        if (ncp < pairs) {
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int c = ncp * 16 + j * 8 + 2 * t4 + (e & 1), rr = row + 8 * (e >> 1);
+                    sk[c * FA_PM + rr] = __float2bfloat16_rn(acc_dk[2 * i + j][e] * scale);
+                    sv[c * FA_PM + rr] = __float2bfloat16_rn(acc_dv[2 * i + j][e]);
+                }
+        }
+    }
     __syncthreads();
-    fa_store_tile(grad, sk, C, T, m0, vec);
+    fa_store_tile<FA_KV_THREADS>(dk, sk, C, T, m0, vec);
+    fa_store_tile<FA_KV_THREADS>(dv, sv, C, T, m0, vec);
 }
 
-// dV. Grid (ceil(T / FA_BM), B), FA_THREADS threads, dynamic shared memory C·FA_PM·2 + 2·(4·C·FA_PN + 8·FA_BN) bytes.
-extern "C" __global__ void __launch_bounds__(FA_THREADS) attention_flash_backward_dv_bf16(
-    const fa_bf16* __restrict__ q, const fa_bf16* __restrict__ k, const fa_bf16* __restrict__ dout,
-    const float* __restrict__ lse, fa_bf16* __restrict__ dv, int C, int T, float scale) {
-    fa_backward_kv<false>(q, k, k, dout, lse, lse, dv, C, T, scale);
-}
-
-// dK. Grid (ceil(T / FA_BM), B), FA_THREADS threads, dynamic shared memory 2·C·FA_PM·2 + 2·(4·C·FA_PN + 8·FA_BN)
-// bytes.
-extern "C" __global__ void __launch_bounds__(FA_THREADS) attention_flash_backward_dk_bf16(
-    const fa_bf16* __restrict__ q, const fa_bf16* __restrict__ k, const fa_bf16* __restrict__ v,
-    const fa_bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
-    fa_bf16* __restrict__ dk, int C, int T, float scale) {
-    fa_backward_kv<true>(q, k, v, dout, lse, dsum, dk, C, T, scale);
+// dq [B, C, T] = scale · Σ over the key blocks kb = 0, 1, ... (in order) of part[kb] [B, C, T]; one thread per value.
+extern "C" __global__ void attention_flash_backward_dq_sum_bf16(const float* __restrict__ part, fa_bf16* __restrict__ dq,
+                                                                int blocks, int n, float scale) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float sum = 0.0f;
+    for (int kb = 0; kb < blocks; ++kb) sum += part[(size_t)kb * n + i];
+    dq[i] = __float2bfloat16_rn(sum * scale);
 }

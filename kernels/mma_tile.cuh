@@ -125,16 +125,22 @@ static __device__ __forceinline__ void tc_load_dense(bf16_t* s, const bf16_t* __
     }
 }
 
-// acc += the stage's A (BM x TC_BK) times B (TC_BK x BN), this warp's WTM x WTN part.
-template <class T>
+// acc += the stage's A (BM x TC_BK) times B (TC_BK x BN), this warp's WTM x WTN part. Only the block tile's first
+// m_valid rows and n_valid columns are ever stored; with FINE, the warp's mma tiles (and their ldmatrix loads) wholly
+// past them are skipped (warp-uniform branches; the skipped accumulators stay zero and unread), so a partial edge
+// tile (a batch-1 4x4 level, a 3-channel output conv) issues only the mma that touch real outputs. Without FINE the
+// caller skips whole warps only (tc_mainloop): the per-tile branches cost the weight gradient registers (ptxas, sm_90:
+// 40 bytes of spills at its 128-register bound).
+template <class T, bool FINE>
 static __device__ __forceinline__ void tc_stage_mma(const bf16_t* As, const bf16_t* Bs, float (&acc)[T::MT][T::NT][4],
-                                                    int wm, int wn, int lane) {
+                                                    int wm, int wn, int lane, int m_valid, int n_valid) {
 #pragma unroll
     for (int kk = 0; kk < TC_BK; kk += 16) {
         unsigned a[T::MT][4], b[T::NT][2];
 #pragma unroll
         for (int mt = 0; mt < T::MT; ++mt) {
             int m0 = wm * T::WTM + mt * 16;
+            if (FINE && m0 >= m_valid) continue;
             if (T::AT) {
                 // Matrices (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) -> a0..a3.
                 int k = kk + (lane & 7) + ((lane >> 4) << 3), m = m0 + ((lane >> 3) & 1) * 8;
@@ -148,6 +154,7 @@ static __device__ __forceinline__ void tc_stage_mma(const bf16_t* As, const bf16
 #pragma unroll
         for (int np = 0; np < T::NT / 2; ++np) {
             int n0 = wn * T::WTN + np * 16;
+            if (FINE && n0 >= n_valid) continue;
             unsigned r[4];
             if (T::BT) {
                 // Matrices (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15).
@@ -166,15 +173,20 @@ static __device__ __forceinline__ void tc_stage_mma(const bf16_t* As, const bf16
 #pragma unroll
         for (int mt = 0; mt < T::MT; ++mt)
 #pragma unroll
-            for (int nt = 0; nt < T::NT; ++nt) mma_bf16_16816(acc[mt][nt], a[mt], b[nt]);
+            for (int nt = 0; nt < T::NT; ++nt)
+                if (!FINE || (wm * T::WTM + mt * 16 < m_valid && wn * T::WTN + nt * 8 < n_valid))
+                    mma_bf16_16816(acc[mt][nt], a[mt], b[nt]);
     }
 }
 
 // The pipelined reduction over k_tiles steps: `load(as, bs, kt)` fills stage buffers as / bs with step kt's tiles
 // (cp.async, or plain shared stores for the element-wise paths); TC_STAGES - 1 steps are in flight while one is
 // multiplied. The stage a load overwrites was last read in the previous iteration, before this iteration's barrier.
-template <class T, class Load>
-static __device__ __forceinline__ void tc_mainloop(bf16_t* smem, float (&acc)[T::MT][T::NT][4], int k_tiles, Load load) {
+// m_valid / n_valid: how many of the block tile's rows / columns are real outputs; a warp whose tile lies wholly past
+// them multiplies nothing, and with FINE the others skip their empty mma tiles (tc_stage_mma).
+template <class T, bool FINE = false, class Load>
+static __device__ __forceinline__ void tc_mainloop(bf16_t* smem, float (&acc)[T::MT][T::NT][4], int k_tiles, Load load,
+                                                   int m_valid = T::BM, int n_valid = T::BN) {
     bf16_t* As = smem;
     bf16_t* Bs = smem + TC_STAGES * T::A_STAGE;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -194,7 +206,8 @@ static __device__ __forceinline__ void tc_mainloop(bf16_t* smem, float (&acc)[T:
         }
         cp_async_commit();
         int s = kt % TC_STAGES;
-        tc_stage_mma<T>(As + s * T::A_STAGE, Bs + s * T::B_STAGE, acc, wm, wn, lane);
+        if (wm * T::WTM < m_valid && wn * T::WTN < n_valid)
+            tc_stage_mma<T, FINE>(As + s * T::A_STAGE, Bs + s * T::B_STAGE, acc, wm, wn, lane, m_valid, n_valid);
     }
     cp_async_wait<0>();
 }

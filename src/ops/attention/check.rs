@@ -124,7 +124,8 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
 }
 
 /// The fused bf16 kernels' cases (`flash.rs`): partial query and key tiles, the scalar-load path (T % 8 ≠ 0), several
-/// tiles, C = 16 / 32 / 64 / 256, the cifar10 level T = 256, and an exact case.
+/// tiles, C = 16 / 32 / 64 / 256, the cifar10 level T = 256, and an exact case. The backward's dQ is the sum of one
+/// share per block of 64 keys: 1 (T = 10), 2 (T = 70), 3 with a partial last block and batch 2 (T = 136), 4 (T = 256).
 ///
 /// Tolerances: the inputs are rounded to bf16 first and the f32 CPU reference runs on the rounded values, so only the
 /// kernels' own rounding is measured. With u = 2⁻⁹ (bf16's unit roundoff) and ε_P the relative error of a

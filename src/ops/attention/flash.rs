@@ -23,16 +23,13 @@ kernels! {
     /// D [B, T] = Σ_c dO ⊙ O, one thread per (b, token).
     fn attention_flash_backward_dot_bf16(out: &CudaSlice<bf16>, dout: &CudaSlice<bf16>, d: &mut CudaSlice<f32>,
         b: i32, c: i32, t: i32);
-    /// dq [B, C, T]; grid (⌈T/64⌉, B), 128 threads, `dq_smem(C)` bytes.
-    fn attention_flash_backward_dq_bf16(q: &CudaSlice<bf16>, k: &CudaSlice<bf16>, v: &CudaSlice<bf16>,
-        dout: &CudaSlice<bf16>, lse: &CudaSlice<f32>, d: &CudaSlice<f32>, dq: &mut CudaSlice<bf16>, c: i32, t: i32,
-        scale: f32);
-    /// dv [B, C, T]; grid (⌈T/64⌉, B), 128 threads, `kv_smem(C, false)` bytes.
-    fn attention_flash_backward_dv_bf16(q: &CudaSlice<bf16>, k: &CudaSlice<bf16>, dout: &CudaSlice<bf16>,
-        lse: &CudaSlice<f32>, dv: &mut CudaSlice<bf16>, c: i32, t: i32, scale: f32);
-    /// dk [B, C, T]; grid (⌈T/64⌉, B), 128 threads, `kv_smem(C, true)` bytes.
-    fn attention_flash_backward_dk_bf16(q: &CudaSlice<bf16>, k: &CudaSlice<bf16>, v: &CudaSlice<bf16>,
-        dout: &CudaSlice<bf16>, lse: &CudaSlice<f32>, d: &CudaSlice<f32>, dk: &mut CudaSlice<bf16>, c: i32, t: i32,
+    /// dk, dv [B, C, T] and each key block's share of dQ (unscaled) part [⌈T/64⌉, B, C, T] f32; grid (⌈T/64⌉, B),
+    /// 256 threads, `kv_smem(C)` bytes.
+    fn attention_flash_backward_kv_bf16(q: &CudaSlice<bf16>, k: &CudaSlice<bf16>, v: &CudaSlice<bf16>,
+        dout: &CudaSlice<bf16>, lse: &CudaSlice<f32>, d: &CudaSlice<f32>, dk: &mut CudaSlice<bf16>,
+        dv: &mut CudaSlice<bf16>, part: &mut CudaSlice<f32>, c: i32, t: i32, scale: f32);
+    /// dq = scale · Σ over the `blocks` key blocks (in order) of part; one thread per of the n = B·C·T values.
+    fn attention_flash_backward_dq_sum_bf16(part: &CudaSlice<f32>, dq: &mut CudaSlice<bf16>, blocks: i32, n: i32,
         scale: f32);
 }
 
@@ -42,22 +39,19 @@ const BN: usize = 32;
 const PAD: usize = 8;
 /// The largest channel count (FA_CMAX): the f32 accumulator is 16 × C per warp, in registers.
 const C_MAX: usize = 256;
-/// Threads per CTA (FA_THREADS).
+/// Threads per CTA of the forward (FA_THREADS) and of the backward's key-block kernel (FA_KV_THREADS).
 const THREADS: u32 = 128;
+const KV_THREADS: u32 = 256;
 
 /// Shared bytes of the forward: the Q tile [C][BM + PAD], one K and one V block [C][BN + PAD], bf16.
 fn fwd_smem(c: usize) -> usize {
     (c * (BM + PAD) + 2 * c * (BN + PAD)) * 2
 }
 
-/// Shared bytes of the dq kernel: the Q and dO tiles, two stages of the K and V blocks.
-fn dq_smem(c: usize) -> usize {
-    (2 * c * (BM + PAD) + 4 * c * (BN + PAD)) * 2
-}
-
-/// Shared bytes of the dk (`dk`) or dv kernel: the K tile (and V for dk), two stages of (Q, dO blocks, lse, D).
-fn kv_smem(c: usize, dk: bool) -> usize {
-    (if dk { 2 } else { 1 }) * c * (BM + PAD) * 2 + 2 * (4 * c * (BN + PAD) + 8 * BN)
+/// Shared bytes of the backward's key-block kernel: the K and V tiles, two stages of (Q, dO blocks, lse, D), Pᵀ and
+/// dSᵀ of a query block [BM][BN + PAD].
+fn kv_smem(c: usize) -> usize {
+    2 * c * (BM + PAD) * 2 + 2 * (4 * c * (BN + PAD) + 8 * BN) + 2 * BM * (BN + PAD) * 2
 }
 
 /// Whether the fused kernels handle this shape (else the caller falls back): C a multiple of 16 up to 256, T ≥ 1
@@ -66,15 +60,22 @@ pub(crate) fn flash_supports(c: usize, t: usize) -> bool {
     c.is_multiple_of(16) && (16..=C_MAX).contains(&c) && t >= 1 && c.checked_mul(t).is_some_and(|n| n <= i32::MAX as usize)
 }
 
-/// The launch of a fused kernel: (⌈T/64⌉, B) CTAs with `smem` bytes of dynamic shared memory (the kernel is allowed
+/// The launch of a fused kernel: (⌈T/64⌉, B) CTAs of `threads` with `smem` bytes of dynamic shared memory (the kernel is allowed
 /// that much first: above 48 KiB needs the opt-in).
-fn launch_cfg(be: &Arc<CudaBackend>, name: &'static str, b: usize, t: usize, smem: usize) -> Result<LaunchConfig> {
+fn launch_cfg(
+    be: &Arc<CudaBackend>,
+    name: &'static str,
+    b: usize,
+    t: usize,
+    threads: u32,
+    smem: usize,
+) -> Result<LaunchConfig> {
     let f = be.function(name)?;
     f.set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
         .map_err(|e| Error::Cuda(format!("{name}: allowing {smem} bytes of shared memory: {e:?}")))?;
     Ok(LaunchConfig {
         grid_dim: (t.div_ceil(BM) as u32, b as u32, 1),
-        block_dim: (THREADS, 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: smem as u32,
     })
 }
@@ -114,12 +115,14 @@ pub(crate) fn flash_forward_bf16(
     if b == 0 {
         return Ok((out, lse));
     }
-    let cfg = launch_cfg(be, "attention_flash_forward_bf16", b, t, fwd_smem(c))?;
+    let cfg = launch_cfg(be, "attention_flash_forward_bf16", b, t, THREADS, fwd_smem(c))?;
     attention_flash_forward_bf16(be, cfg, q, k, v, &mut out, &mut lse, c_i, t_i, scale)?;
     Ok((out, lse))
 }
 
-/// (dq, dk, dv) bf16 [B, C, T], recomputing the scores from q, k and lse.
+/// (dq, dk, dv) bf16 [B, C, T], recomputing the scores from q, k and lse: D = rowsum(dO ⊙ O), then one kernel per
+/// key block (dK, dV, and the block's share of dQ into an f32 scratch of ⌈T/64⌉·B·C·T values), then the shares added
+/// in key-block order (deterministic: no atomics).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn flash_backward_bf16(
     be: &Arc<CudaBackend>,
@@ -143,7 +146,10 @@ pub(crate) fn flash_backward_bf16(
         ("dout", dout.len(), n),
     ];
     let (c_i, t_i, scale) = check("attention backward (fused)", b, c, t, &lens)?;
-    // SAFETY: each kernel writes every element of its output.
+    let blocks = t.div_ceil(BM);
+    let n_i = int("attention backward (fused)", n)?;
+    // SAFETY: each kernel writes every element of its output: dk, dv (every token < T of every channel), the
+    // scratch (every key block's share of every (b, c, token < T)), dq, d.
     let mut dq = unsafe { be.stream().alloc::<bf16>(n) }?;
     let mut dk = unsafe { be.stream().alloc::<bf16>(n) }?;
     let mut dv = unsafe { be.stream().alloc::<bf16>(n) }?;
@@ -151,12 +157,11 @@ pub(crate) fn flash_backward_bf16(
     if b == 0 {
         return Ok((dq, dk, dv));
     }
+    let mut part = unsafe { be.stream().alloc::<f32>(blocks * n) }?;
     attention_flash_backward_dot_bf16(be, grid_1d(b * t), out, dout, &mut d, int("attention", b)?, c_i, t_i)?;
-    let cfg = launch_cfg(be, "attention_flash_backward_dv_bf16", b, t, kv_smem(c, false))?;
-    attention_flash_backward_dv_bf16(be, cfg, q, k, dout, lse, &mut dv, c_i, t_i, scale)?;
-    let cfg = launch_cfg(be, "attention_flash_backward_dk_bf16", b, t, kv_smem(c, true))?;
-    attention_flash_backward_dk_bf16(be, cfg, q, k, v, dout, lse, &d, &mut dk, c_i, t_i, scale)?;
-    let cfg = launch_cfg(be, "attention_flash_backward_dq_bf16", b, t, dq_smem(c))?;
-    attention_flash_backward_dq_bf16(be, cfg, q, k, v, dout, lse, &d, &mut dq, c_i, t_i, scale)?;
+    let cfg = launch_cfg(be, "attention_flash_backward_kv_bf16", b, t, KV_THREADS, kv_smem(c))?;
+    attention_flash_backward_kv_bf16(be, cfg, q, k, v, dout, lse, &d, &mut dk, &mut dv, &mut part, c_i, t_i, scale)?;
+    let blocks_i = int("attention backward (fused)", blocks)?;
+    attention_flash_backward_dq_sum_bf16(be, grid_1d(n), &part, &mut dq, blocks_i, n_i, scale)?;
     Ok((dq, dk, dv))
 }

@@ -134,6 +134,17 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
     tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], same(3)));
     tc_shapes.push(([3, 6, 5, 7], [5, 6, 3, 3], down));
     tc_shapes.push(([3, 6, 11, 9], [70, 6, 5, 4], odd));
+    // The input gradient's stride phases (ih mod s, iw mod s, each reducing over its own taps): stride 2 with odd
+    // and even sizes (phases of different pixel counts, several tiles per phase, blocks past a smaller phase's
+    // pixels), Cout a multiple of 8 but not of 16 (mma k-steps across two taps), and stride 3 over a 2×2 kernel
+    // (phases that no tap reaches: their dx is zero).
+    let wide = Conv2dParams { stride: 3, padding: Padding { top: 1, bottom: 0, left: 0, right: 2 } };
+    let phases = [
+        ([2, 16, 7, 10], [24, 16, 3, 3], down),
+        ([2, 16, 23, 21], [32, 16, 3, 3], down),
+        ([1, 8, 8, 7], [16, 8, 2, 2], wide),
+    ];
+    tc_shapes.extend(phases);
     for (i, &(xs, ws, p)) in tc_shapes.iter().enumerate() {
         push_conv_tc(cases, xs, ws, p, Epilogue::ALL[i % 4], false);
     }
@@ -153,7 +164,7 @@ pub(crate) fn cases(cases: &mut Vec<Case>, shapes: Shapes) {
             ([B, 32, 16, 16], [3, 32, 3, 3], same(3)),
         ]
     };
-    for (xs, ws, p) in exact.into_iter().chain([([3, 6, 5, 7], [5, 6, 3, 3], down)]) {
+    for (xs, ws, p) in exact.into_iter().chain([([3, 6, 5, 7], [5, 6, 3, 3], down)]).chain(phases) {
         push_conv_tc(cases, xs, ws, p, Epilogue::ALL[3], true);
     }
     // The Var-level fused op (`conv2d_fused`, the ResBlock's convs and the attention output projection): every

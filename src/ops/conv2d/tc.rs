@@ -19,14 +19,15 @@ use crate::{Error, Result};
 kernels! {
     /// out[n, p, c] = in[n, c, p]; grid (⌈HW/32⌉, ⌈C/32⌉, N), block (32, 8).
     fn nchw_to_nhwc_bf16(input: &CudaSlice<bf16>, out: &mut CudaSlice<bf16>, c: i32, hw: i32);
-    /// f32 [Cout, Cin, kh, kw] → bf16 Wf [Cout][kh][kw][Cin] then Wd [Cin][kh][kw][Cout].
-    fn conv2d_tc_pack_weight_bf16(w: &CudaSlice<f32>, packed: &mut CudaSlice<bf16>, cout: i32, cin: i32, khw: i32);
+    /// f32 [Cout, Cin, kh, kw] → bf16 Wf [Cout][kh][kw][Cin] then Wd [Cin][taps by residue class mod stride][Cout].
+    fn conv2d_tc_pack_weight_bf16(w: &CudaSlice<f32>, packed: &mut CudaSlice<bf16>, cout: i32, cin: i32, kh: i32,
+        kw: i32, stride: i32);
     /// y = conv(x, Wf) + bias[c] + add_nc[n, c] + residual (each optional), x NHWC, y NCHW.
     fn conv2d_forward_tc_bf16(
         x: &CudaSlice<bf16>, wf: &CudaSlice<bf16>, bias: Option<&CudaSlice<f32>>, add_nc: Option<&CudaSlice<f32>>,
         residual: Option<&CudaSlice<bf16>>, y: &mut CudaSlice<bf16>, g: ConvGeom,
     );
-    /// dx (NCHW) from dy (NHWC) and Wd (the second half of the packed weight).
+    /// dx (NCHW) from dy (NHWC) and Wd (the second half of the packed weight); grid z = the stride² phases.
     fn conv2d_dgrad_tc_bf16(dy: &CudaSlice<bf16>, w_packed: &CudaSlice<bf16>, dx: &mut CudaSlice<bf16>, g: ConvGeom);
     /// Partial dW (packed column order) per split of the N·Ho·Wo reduction; x and dy NHWC.
     fn conv2d_wgrad_tc_bf16(
@@ -90,8 +91,9 @@ fn to_nhwc(be: &Arc<CudaBackend>, x: &CudaSlice<bf16>, n: usize, c: usize, hw: u
 }
 
 /// The f32 master weight [Cout, Cin, kh, kw] rounded (to nearest even) to bf16 in the layouts the tensor-core
-/// kernels read: Wf [Cout][kh][kw][Cin] (forward) followed by Wd [Cin][kh][kw][Cout] (input gradient), 2·Cout·K
-/// values. One pass.
+/// kernels read: Wf [Cout][kh][kw][Cin] (forward) followed by Wd [Cin][taps][Cout] (input gradient, the taps grouped
+/// by their residue class mod the stride, so each input-pixel phase reads one contiguous run; the natural order at
+/// stride 1), 2·Cout·K values. One pass.
 pub(crate) fn pack_weight_bf16(be: &Arc<CudaBackend>, w: &CudaSlice<f32>, g: &Geom) -> Result<CudaSlice<bf16>> {
     conv_geom(g)?;
     let len = g.cout * g.k();
@@ -105,7 +107,9 @@ pub(crate) fn pack_weight_bf16(be: &Arc<CudaBackend>, w: &CudaSlice<f32>, g: &Ge
         &mut packed,
         g.cout as i32,
         g.cin as i32,
-        (g.kh * g.kw) as i32,
+        g.kh as i32,
+        g.kw as i32,
+        g.stride as i32,
     )?;
     Ok(packed)
 }
@@ -146,7 +150,8 @@ pub(crate) fn forward_bf16(
     Ok(y)
 }
 
-/// dx (bf16, NCHW) from dy (bf16, NCHW) and the packed weight: a gather over the taps (no atomics).
+/// dx (bf16, NCHW) from dy (bf16, NCHW) and the packed weight: a gather over the taps (no atomics), the input pixels
+/// in stride² phases (ih mod s, iw mod s), each reducing over only the taps that reach it.
 pub(crate) fn backward_data_bf16(
     be: &Arc<CudaBackend>,
     g: &Geom,
@@ -162,8 +167,14 @@ pub(crate) fn backward_data_bf16(
     }
     let mut dx = empty(be, g.n * g.in_size())?;
     let dyh = to_nhwc(be, dy, g.n, g.cout, g.p())?;
-    let grid = ((g.n * g.h * g.w).div_ceil(FWD_TILE.0), g.cin.div_ceil(FWD_TILE.1), 1);
-    // Reads dyh and Wd (the second half of the packed weight); writes every element of dx once.
+    // Phases: the largest, (0, 0), has ⌈H/s⌉·⌈W/s⌉ pixels per image; blocks past a smaller phase's pixels return.
+    let s = g.stride;
+    if s * s > 65535 {
+        return Err(Error::shape("conv2d", format!("stride {s} exceeds the input-gradient kernel's grid")));
+    }
+    let grid = ((g.n * g.h.div_ceil(s) * g.w.div_ceil(s)).div_ceil(FWD_TILE.0), g.cin.div_ceil(FWD_TILE.1), s * s);
+    // Reads dyh and Wd (the second half of the packed weight); every input pixel is in exactly one phase, so every
+    // element of dx is written once.
     conv2d_dgrad_tc_bf16(be, cfg(grid), &dyh, w_packed, &mut dx, cg)?;
     Ok(dx)
 }
