@@ -1,6 +1,10 @@
 //! The training loop: data → q_sample → U-Net → L_simple → backward → clip → Adam (with warm-up) → EMA.
 //! `Trainer` is one optimizer step and its state; `run` adds the data, logging, figures, checkpoints, Ctrl-C
-//! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit.
+//! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit. On a CUDA
+//! device the step is `device::DeviceStep`'s: device-side draws and counters, captured as a CUDA graph after a
+//! warm-up step and replayed (`--cuda-graphs`), bit-identical to plain launches.
+
+mod device;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::graph::GraphMode;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::loader::Loader;
@@ -51,6 +56,10 @@ pub struct Trainer {
     pub device: Device,
     /// Clipping, warm-up Adam and EMA as one guarded step (on CUDA: three launches, nothing read back).
     pub optimizer: TrainStep,
+    /// `--cuda-graphs`: whether the CUDA step is captured and replayed (ignored on the CPU).
+    pub graphs: GraphMode,
+    /// The CUDA step's fixed buffers, device counters and graph (made at the first CUDA step).
+    cuda_step: Option<device::DeviceStep>,
 }
 
 /// Test-only hook: `DDPM_CUDA_TEST_NAN_AT_STEP=k` makes the loss of step k read as NaN (to test that the run
@@ -84,6 +93,8 @@ impl Trainer {
             ema,
             adam,
             device,
+            graphs: GraphMode::default(),
+            cuda_step: None,
         })
     }
 
@@ -144,10 +155,27 @@ impl Trainer {
     /// the device. A step whose loss or gradient norm is not finite, and every step after it, leaves the weights as
     /// they were; `report` says so.
     pub fn queue_step(&mut self, x0: &Tensor) -> Result<()> {
+        if let Device::Cuda(be) = &self.device {
+            return self.queue_step_cuda(&be.clone(), device::Images::Device(x0));
+        }
         let (loss, mut grads) = self.loss_and_grads(x0)?;
         self.optimizer.step(&mut self.adam, &mut self.ema, self.params.tensors_mut(), &mut grads, &loss)?;
         self.step += 1;
         Ok(())
+    }
+
+    /// How many steps ran as one CUDA graph launch (0 on the CPU, with `--cuda-graphs off` or after a failed capture).
+    pub fn graph_launches(&self) -> u64 {
+        self.cuda_step.as_ref().map_or(0, |d| d.graph_launches)
+    }
+
+    /// `queue_step` on a loader batch: on CUDA its images are copied straight into the step's input buffer (no
+    /// allocation).
+    pub fn queue_batch(&mut self, batch: &crate::data::loader::Batch) -> Result<()> {
+        if let Device::Cuda(be) = &self.device {
+            return self.queue_step_cuda(&be.clone(), device::Images::Host(&batch.images, &batch.shape));
+        }
+        self.queue_step(&batch.images_tensor()?)
     }
 
     /// The last queued step's loss, gradient norm and rate (on CUDA: waits for the device), or an error naming the
@@ -202,6 +230,8 @@ pub struct RunOptions {
     /// Sampler for the periodic grids (DDIM keeps them cheap on CPU).
     pub grid_sampler: Sampler,
     pub quiet: bool,
+    /// `--cuda-graphs` for the one-device CUDA step (data-parallel steps launch plainly).
+    pub graphs: GraphMode,
 }
 
 /// Which signal stopped the run (0: none yet), written by the signal handlers.
@@ -318,6 +348,7 @@ pub fn run_on(opts: RunOptions, layout: Option<crate::dist::Layout>) -> Result<T
         }
         Trainer::new(opts.config.clone(), opts.seed, opts.device.clone())?
     };
+    trainer.graphs = opts.graphs;
     let cfg = trainer.config.clone();
 
     if opts.download {
@@ -411,11 +442,7 @@ fn train_loop(
         // one device: the step is queued and its stats read only when something needs them.
         let queued = match dp.as_deref_mut() {
             Some(dp) => dp.step(trainer, &batch, interrupted).map(Some),
-            None => batch
-                .images_tensor()
-                .and_then(|x| x.to_device(&trainer.device))
-                .and_then(|x0| trainer.queue_step(&x0))
-                .map(|()| None),
+            None => trainer.queue_batch(&batch).map(|()| None),
         };
         let dp_stats = match queued {
             Ok(s) => s,
