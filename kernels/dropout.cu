@@ -1,5 +1,6 @@
 // Inverted dropout (see src/ops/dropout/mod.rs): element e is kept iff its Philox uniform u_e > p, and kept values are
-// x / (1 - p). The mask is regenerated from (seed, offset) in the backward, so nothing is stored.
+// x / (1 - p). The mask is regenerated from (seed, offset) in the backward, so nothing is stored. The offset is
+// rng_offset(counter, offset): read from the device when the stream is counted there (a captured training step).
 #include "rng.cu"
 #include "dtype.cuh"
 
@@ -20,11 +21,12 @@ static __device__ __forceinline__ void dropout_one(const T* __restrict__ x, T* _
 template <typename T>
 static __device__ __forceinline__ void dropout_apply(const T* __restrict__ x, T* __restrict__ y, int n,
                                                      float p, unsigned long long seed, unsigned long long offset,
-                                                     unsigned long long first) {
+                                                     unsigned long long first,
+                                                     const unsigned long long* __restrict__ counter) {
     unsigned long long block = first / 4 + (unsigned long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long e = (long long)(block * 4 - first);  // x's index of the block's element 0 (-3..-1 at the start)
     if (e >= n) return;
-    uint4 w = rng_block(seed, offset, block);
+    uint4 w = rng_block(seed, rng_offset(counter, offset), block);
     float keep = 1.0f - p;
     dropout_one(x, y, e, n, w.x, p, keep);
     dropout_one(x, y, e + 1, n, w.y, p, keep);
@@ -34,25 +36,29 @@ static __device__ __forceinline__ void dropout_apply(const T* __restrict__ x, T*
 
 extern "C" __global__ void dropout_forward(const float* __restrict__ x, float* __restrict__ y, int n, float p,
                                            unsigned long long seed, unsigned long long offset,
-                                           unsigned long long first) {
-    dropout_apply(x, y, n, p, seed, offset, first);
+                                           unsigned long long first,
+                                           const unsigned long long* __restrict__ counter) {
+    dropout_apply(x, y, n, p, seed, offset, first, counter);
 }
 
 // dx = dy * mask / (1 - p): the forward's mask, regenerated.
 extern "C" __global__ void dropout_backward(const float* __restrict__ gy, float* __restrict__ gx, int n, float p,
                                             unsigned long long seed, unsigned long long offset,
-                                            unsigned long long first) {
-    dropout_apply(gy, gx, n, p, seed, offset, first);
+                                            unsigned long long first,
+                                            const unsigned long long* __restrict__ counter) {
+    dropout_apply(gy, gx, n, p, seed, offset, first, counter);
 }
 
 extern "C" __global__ void dropout_forward_bf16(const bf16* __restrict__ x, bf16* __restrict__ y, int n, float p,
                                                 unsigned long long seed, unsigned long long offset,
-                                                unsigned long long first) {
-    dropout_apply(x, y, n, p, seed, offset, first);
+                                                unsigned long long first,
+                                                const unsigned long long* __restrict__ counter) {
+    dropout_apply(x, y, n, p, seed, offset, first, counter);
 }
 
 extern "C" __global__ void dropout_backward_bf16(const bf16* __restrict__ gy, bf16* __restrict__ gx, int n, float p,
                                                  unsigned long long seed, unsigned long long offset,
-                                                 unsigned long long first) {
-    dropout_apply(gy, gx, n, p, seed, offset, first);
+                                                 unsigned long long first,
+                                                 const unsigned long long* __restrict__ counter) {
+    dropout_apply(gy, gx, n, p, seed, offset, first, counter);
 }

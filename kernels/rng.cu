@@ -33,6 +33,13 @@ static __device__ __forceinline__ uint4 rng_block(unsigned long long seed, unsig
     return rng_philox4x32_10(c, k);
 }
 
+// The offset of a draw: `*counter + rel` for a stream counted on the device (src/rng.rs `DeviceCounter`: a replayed
+// CUDA graph keeps its arguments, so the step's offset comes from memory the device advances), else `rel` itself.
+static __device__ __forceinline__ unsigned long long rng_offset(const unsigned long long* __restrict__ counter,
+                                                                unsigned long long rel) {
+    return counter != nullptr ? counter[0] + rel : rel;
+}
+
 // Exact: a 24-bit integer times a power of two.
 static __device__ __forceinline__ float rng_uniform(unsigned int x) {
     return (float)((x >> 8) + 1u) * 5.9604644775390625e-8f;

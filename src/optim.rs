@@ -432,6 +432,36 @@ impl TrainStep {
         adam.step_with_ema(params, grads, lr, Some(ema))
     }
 
+    /// The host's share of a step the device ran without `step` being called (a replayed CUDA graph of a captured
+    /// `step`: the kernels advance their own state): the step count and the rate `report` gives.
+    pub fn count_replayed_step(&mut self, adam: &mut Adam) {
+        self.lr = warmup_lr(adam.step, adam.config.lr, self.warmup_steps);
+        adam.step += 1;
+    }
+
+    /// After capturing a CUDA graph of `step`: what the capture could not upload (the multi-tensor table of the
+    /// graph's gradient addresses) goes to the device now, before the graph's first replay.
+    pub fn after_capture(&mut self) -> Result<()> {
+        match &mut self.device {
+            Some(d) => d.upload_pending_table(),
+            None => Ok(()),
+        }
+    }
+
+    /// The device addresses of every buffer `step` updates in place (parameters, Adam moments, EMA shadow), each
+    /// made unshared first (a tensor sharing its storage is copied, as `step` would): a captured step writes to
+    /// these addresses at every replay, so the caller replays only while they are unchanged. Empty on the CPU.
+    pub fn owned_addresses(adam: &mut Adam, ema: &mut Ema, params: &mut [Tensor]) -> Result<Vec<u64>> {
+        if params.first().is_none_or(|p| p.device().is_cpu()) {
+            return Ok(Vec::new());
+        }
+        let mut out = cuda::addresses(params)?;
+        for set in [&mut adam.m, &mut adam.v, &mut ema.shadow] {
+            out.extend(cuda::addresses(set)?);
+        }
+        Ok(out)
+    }
+
     /// The last step's loss, norm and rate, and the first non-finite step. On CUDA this waits for the device.
     pub fn report(&self) -> Result<StepReport> {
         let Some(device) = &self.device else {

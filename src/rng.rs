@@ -25,7 +25,9 @@
 
 use rayon::prelude::*;
 
-use crate::backend::cuda::CudaStorage;
+use cudarc::driver::{CudaSlice, DevicePtr};
+
+use crate::backend::cuda::{CudaBackend, CudaStorage};
 use crate::backend::kernels::{grid_1d, kernels};
 use crate::backend::{Device, Storage};
 use crate::{ensure_shape, Result, Tensor};
@@ -92,16 +94,58 @@ pub fn box_muller(u1: f32, u2: f32) -> (f32, f32) {
 pub struct Philox {
     seed: u64,
     offset: u64,
+    /// Where the CUDA kernels of this stream's draws read their offset from (see `counted_on`).
+    device: Option<DeviceCounter>,
+}
+
+/// A u64 in device memory that holds a stream's offset, advanced by the device itself: a captured CUDA graph replays
+/// its kernels with the arguments of the capture, so a kernel drawing from a stream bound to a counter reads the
+/// draw's offset as `*counter + (offset − origin)` (kernels/rng.cu `rng_offset`), which is this step's when the
+/// counter has been advanced past the earlier steps. The host `offset` still counts every draw (checkpoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceCounter {
+    /// The counter's device address; whoever binds a stream keeps the buffer alive while its draws' kernels run.
+    addr: u64,
+    ordinal: usize,
+    /// The host offset at binding time, which the counter holds when the first draw's kernel runs.
+    origin: u64,
 }
 
 impl Philox {
     pub fn new(seed: u64) -> Philox {
-        Philox { seed, offset: 0 }
+        Philox { seed, offset: 0, device: None }
     }
 
     /// Resume a stream from a checkpointed `(seed, offset)`.
     pub fn from_state(seed: u64, offset: u64) -> Philox {
-        Philox { seed, offset }
+        Philox { seed, offset, device: None }
+    }
+
+    /// This stream with its CUDA draws' offsets read from `counters[index]` on `be`, which must hold the current
+    /// `offset` when the next draw's kernel runs (see `DeviceCounter`).
+    pub fn counted_on(self, counters: &CudaSlice<u64>, index: usize, be: &CudaBackend) -> Result<Philox> {
+        ensure_shape!(index < counters.len(), "Philox::counted_on", "counter {index} of {}", counters.len());
+        let (base, _record) = counters.device_ptr(be.stream());
+        let addr = base + 8 * index as u64;
+        Ok(Philox { device: Some(DeviceCounter { addr, ordinal: be.ordinal(), origin: self.offset }), ..self })
+    }
+
+    /// The same stream state with its offsets counted on the host only.
+    pub fn uncounted(self) -> Philox {
+        Philox { device: None, ..self }
+    }
+
+    /// What a CUDA kernel on `be` takes for this draw: (the device counter's address, 0 for none; the value added to
+    /// it, or the offset itself without a counter). A counter on another device is `Error::DeviceMismatch`.
+    pub fn device_offset(&self, be: &CudaBackend) -> Result<(u64, u64)> {
+        match self.device {
+            None => Ok((0, self.offset)),
+            Some(c) if c.ordinal != be.ordinal() => Err(crate::Error::DeviceMismatch {
+                op: "philox",
+                devices: format!("cuda:{}, cuda:{}", be.ordinal(), c.ordinal),
+            }),
+            Some(c) => Ok((c.addr, self.offset.wrapping_sub(c.origin))),
+        }
     }
 
     pub fn seed(&self) -> u64 {
@@ -180,6 +224,10 @@ impl Philox {
         match device {
             Device::Cpu => self.normal_tensor(shape),
             Device::Cuda(backend) => {
+                if self.device.is_some() {
+                    // rng_normal_f32 takes its offset as an argument: it would not follow the device's count.
+                    return Err(crate::Error::msg("normal_on: this stream's offsets are counted on the device"));
+                }
                 let n: usize = shape.iter().product();
                 ensure_shape!(n <= i32::MAX as usize, "normal_on", "{n} elements do not fit the kernel's int count");
                 let mut out = backend.empty(n)?;

@@ -1,6 +1,10 @@
 //! The training loop: data → q_sample → U-Net → L_simple → backward → clip → Adam (with warm-up) → EMA.
 //! `Trainer` is one optimizer step and its state; `run` adds the data, logging, figures, checkpoints, Ctrl-C
-//! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit.
+//! handling and `--resume`. With the same seed, N steps + resume + N steps equals 2N steps bit for bit. On a CUDA
+//! device the step is `device::DeviceStep`'s: device-side draws and counters, captured as a CUDA graph after a
+//! warm-up step and replayed (`--cuda-graphs`), bit-identical to plain launches.
+
+mod device;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::graph::GraphMode;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::loader::Loader;
@@ -29,6 +34,12 @@ const DATA_STREAM: u64 = 4;
 
 pub fn stream_seed(seed: u64, stream: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
+}
+
+/// What the U-Net is given of a batch's timesteps: their values (it embeds them) or their embedding rows.
+pub(crate) enum Timesteps<'a> {
+    Values(&'a [f32]),
+    Embedded(Tensor),
 }
 
 pub struct StepStats {
@@ -52,6 +63,10 @@ pub struct Trainer {
     pub device: Device,
     /// Clipping, warm-up Adam and EMA as one guarded step (on CUDA: three launches, nothing read back).
     pub optimizer: TrainStep,
+    /// `--cuda-graphs`: whether the CUDA step is captured and replayed (ignored on the CPU).
+    pub graphs: GraphMode,
+    /// The CUDA step's fixed buffers, device counters and graph (made at the first CUDA step).
+    cuda_step: Option<device::DeviceStep>,
 }
 
 /// Test-only hook: `DDPM_CUDA_TEST_NAN_AT_STEP=k` makes the loss of step k read as NaN (to test that the run
@@ -85,6 +100,8 @@ impl Trainer {
             ema,
             adam,
             device,
+            graphs: GraphMode::default(),
+            cuda_step: None,
         })
     }
 
@@ -139,15 +156,44 @@ impl Trainer {
         first_row: usize,
         on_final: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        let TrainingBatch { x_t, t, noise } = batch;
+        let (loss, grads, dropout_rng) =
+            self.forward_backward(x_t, Timesteps::Values(&t), noise, self.dropout_rng, first_row, &mut None, on_final)?;
+        self.dropout_rng = dropout_rng;
+        Ok((loss, grads))
+    }
+
+    /// One L_simple evaluation and its backward pass with dropout drawn from `dropout_rng`: the loss (one element),
+    /// the parameter gradients (store order, zeros for a parameter the loss does not use) and `dropout_rng` moved
+    /// past the step's draws. `seed` is d loss / d loss: reused when it has the loss's shape, else made (ones) and
+    /// kept there. `on_final` as in `batch_loss_and_grads`. The tape and the bound parameters are gone on return,
+    /// so the weights are the optimizer's alone again.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_backward(
+        &self,
+        x_t: Tensor,
+        t: Timesteps,
+        noise: Tensor,
+        dropout_rng: Philox,
+        first_row: usize,
+        seed: &mut Option<Tensor>,
+        on_final: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<(Tensor, Vec<Tensor>, Philox)> {
         let tape = Tape::new();
         let dtype = self.config.train.precision.resolve(&self.device)?;
-        let cx =
-            Ctx::with_grad(&tape, &self.params, true, self.dropout_rng).with_dtype(dtype).with_first_row(first_row);
-        let eps = self.unet.forward(&cx, &Var::constant(batch.x_t), &batch.t)?;
-        let loss = mse(&eps, &Var::constant(batch.noise))?;
+        let cx = Ctx::with_grad(&tape, &self.params, true, dropout_rng).with_dtype(dtype).with_first_row(first_row);
+        let x_t = Var::constant(x_t);
+        let eps = match t {
+            Timesteps::Values(t) => self.unet.forward(&cx, &x_t, t)?,
+            Timesteps::Embedded(emb) => self.unet.forward_embedded(&cx, &x_t, &Var::constant(emb))?,
+        };
+        let loss = mse(&eps, &Var::constant(noise))?;
+        let seed = match seed {
+            Some(s) if s.shape() == loss.shape() => s.clone(),
+            _ => seed.insert(Tensor::ones(loss.shape(), &self.device)?).clone(),
+        };
         let vars = cx.param_vars();
         let index: HashMap<usize, usize> = vars.iter().enumerate().filter_map(|(k, v)| Some((v.id()?, k))).collect();
-        let seed = Tensor::ones(loss.shape(), &self.device)?;
         let mut grads = tape.backward_hooked(&loss, seed, &mut |id, g| match (index.get(&id), g) {
             (None, _) => Ok(()),
             (Some(&k), Some(g)) => on_final(k, g),
@@ -157,14 +203,16 @@ impl Trainer {
             .iter()
             .map(|v| grads.take(v).map_or_else(|| Tensor::zeros(v.shape(), &self.device), Ok))
             .collect::<Result<Vec<_>>>()?;
-        self.dropout_rng = cx.into_rng();
-        Ok((loss.value().clone(), grads))
+        Ok((loss.value().clone(), grads, cx.into_rng()))
     }
 
     /// Queue one optimizer step on a batch of clean images x0 [B, C, H, W] in [−1, 1]: on CUDA nothing waits for
     /// the device. A step whose loss or gradient norm is not finite, and every step after it, leaves the weights as
     /// they were; `report` says so.
     pub fn queue_step(&mut self, x0: &Tensor) -> Result<()> {
+        if let Device::Cuda(be) = &self.device {
+            return self.queue_step_cuda(&be.clone(), device::Images::Device(x0));
+        }
         let (loss, mut grads) = self.loss_and_grads(x0)?;
         self.queue_update(&loss, &mut grads)
     }
@@ -175,6 +223,20 @@ impl Trainer {
         self.optimizer.step(&mut self.adam, &mut self.ema, self.params.tensors_mut(), grads, loss)?;
         self.step += 1;
         Ok(())
+    }
+
+    /// How many steps ran as one CUDA graph launch (0 on the CPU, with `--cuda-graphs off` or after a failed capture).
+    pub fn graph_launches(&self) -> u64 {
+        self.cuda_step.as_ref().map_or(0, |d| d.graph_launches)
+    }
+
+    /// `queue_step` on a loader batch: on CUDA its images are copied straight into the step's input buffer (no
+    /// allocation).
+    pub fn queue_batch(&mut self, batch: &crate::data::loader::Batch) -> Result<()> {
+        if let Device::Cuda(be) = &self.device {
+            return self.queue_step_cuda(&be.clone(), device::Images::Host(&batch.images, &batch.shape));
+        }
+        self.queue_step(&batch.images_tensor()?)
     }
 
     /// The last queued step's loss, gradient norm and rate (on CUDA: waits for the device), or an error naming the
@@ -231,6 +293,8 @@ pub struct RunOptions {
     /// Sampler for the periodic grids (DDIM keeps them cheap on CPU).
     pub grid_sampler: Sampler,
     pub quiet: bool,
+    /// `--cuda-graphs` for the one-device CUDA step (data-parallel steps launch plainly).
+    pub graphs: GraphMode,
 }
 
 /// Which signal stopped the run (0: none yet), written by the signal handlers.
@@ -347,6 +411,7 @@ pub fn run_on(opts: RunOptions, layout: Option<crate::dist::Layout>) -> Result<T
         }
         Trainer::new(opts.config.clone(), opts.seed, opts.device.clone())?
     };
+    trainer.graphs = opts.graphs;
     let cfg = trainer.config.clone();
 
     if opts.download {
@@ -440,9 +505,7 @@ fn train_loop(
         // Either way the stats are read (`report`) only when something needs them.
         let queued = match dp.as_deref_mut() {
             Some(dp) => dp.step(trainer, &batch, interrupted),
-            None => {
-                batch.images_tensor().and_then(|x| x.to_device(&trainer.device)).and_then(|x0| trainer.queue_step(&x0))
-            }
+            None => trainer.queue_batch(&batch),
         };
         if let Err(e) = queued {
             bar.abandon();

@@ -321,3 +321,85 @@ fn sampling_with_cuda_graphs_writes_the_same_npz_as_plain_launches() {
     assert_eq!(summaries[1]["graph_launches"], 2 * 4, "{}", summaries[1]);
     assert!(npz[0] == npz[1], "the npz sampled with CUDA graphs differs from the one with plain launches");
 }
+
+/// The logged losses of a run as the exact strings metrics.jsonl holds (the shortest repr of each f32: equal
+/// strings are equal bits).
+fn loss_strings(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].to_string())
+        .collect()
+}
+
+/// `train --cuda-graphs on` (the step captured after one plain warm-up step and replayed, one graph launch per step)
+/// against `--cuda-graphs off`, in f32 on the simulator under the sanitizers: the same loss at every step, the same
+/// checkpoint bytes; 3 steps + `--resume` + 1 step with graphs on equals the 4-step run; and the test hook's NaN loss
+/// stops a graphed run naming the step, the last good checkpoint (step 3) kept bit for bit.
+#[test]
+fn training_with_cuda_graphs_matches_plain_launches_resumes_and_stops_at_a_nan() {
+    let data = temp_dir("sim-gtrain-data");
+    write_mnist(&data, 24);
+    let d = data.to_str().unwrap();
+    let dirs: Vec<PathBuf> =
+        ["off", "on", "resumed", "nan"].iter().map(|t| temp_dir(&format!("sim-gtrain-{t}"))).collect();
+    let run = |dir: &Path, steps: &str, mode: &str, extra: &[&str], envs: &[(&str, &str)], tag: &str| {
+        let prof = dir.with_extension(format!("{tag}.prof.jsonl"));
+        let _ = std::fs::remove_file(&prof);
+        let mut args = train_args(d, dir.to_str().unwrap(), "cuda", steps);
+        // `--log-every N` in `extra` replaces the default 1 (a flag may be given once).
+        let mut rest = Vec::new();
+        let mut it = extra.iter();
+        while let Some(a) = it.next() {
+            if *a == "--log-every" {
+                let at = args.iter().position(|a| *a == "--log-every").unwrap();
+                args[at + 1] = it.next().unwrap();
+            } else {
+                rest.push(*a);
+            }
+        }
+        args.extend(["--precision", "f32", "--cuda-graphs", mode]);
+        args.extend(rest);
+        let p = prof.to_str().unwrap().to_string();
+        let mut envs = envs.to_vec();
+        envs.push(("DDPM_CUDA_SIM_PROFILE", &p));
+        let (out, reports) = sim(&args, &envs, tag);
+        assert!(reports.trim().is_empty(), "{tag}: sanitizer reports:\n{reports}");
+        (out, profile_summary(&prof))
+    };
+    let ckpt = |dir: &Path| fixtures::checkpoint_bits(&dir.join("checkpoint.safetensors"));
+
+    let (out, plain) = run(&dirs[0], "4", "off", &[], &[], "gtrain-off");
+    assert!(out.status.success(), "{}", show(&out));
+    let (out, graphed) = run(&dirs[1], "4", "on", &[], &[], "gtrain-on");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(plain["graph_launches"], 0, "{plain}");
+    // Step 1 plain (the warm-up), steps 2-4 one graph launch each.
+    assert_eq!(graphed["graph_launches"], 3, "{graphed}");
+    let losses_off = loss_strings(&dirs[0]);
+    assert_eq!(losses_off.len(), 4);
+    assert_eq!(loss_strings(&dirs[1]), losses_off, "losses with CUDA graphs vs plain launches");
+    assert!(ckpt(&dirs[1]) == ckpt(&dirs[0]), "the 4-step checkpoint with CUDA graphs differs from plain launches'");
+
+    // 3 steps, then a resume to 4, graphs on both times: the 4-step run's losses and checkpoint.
+    let (out, _) = run(&dirs[2], "3", "on", &[], &[], "gtrain-3");
+    assert!(out.status.success(), "{}", show(&out));
+    let three = ckpt(&dirs[2]);
+    let (out, _) = run(&dirs[2], "4", "on", &["--resume"], &[], "gtrain-resume");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(loss_strings(&dirs[2]), losses_off, "3 steps + resume + 1 step with CUDA graphs vs 4 steps");
+    assert!(ckpt(&dirs[2]) == ckpt(&dirs[0]), "the resumed run's checkpoint differs from the 4-step run's");
+
+    // NaN at step 4 of 5 (checkpoints every 3, logging every 5): steps 2-5 are graph replays; the check at step 5
+    // stops the run naming step 4 and the checkpoint of step 3 is the 3-step run's.
+    let extra = ["--checkpoint-every", "3", "--log-every", "5"];
+    let (out, counters) = run(&dirs[3], "5", "on", &extra, &[("DDPM_CUDA_TEST_NAN_AT_STEP", "4")], "gtrain-nan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        err.contains("the loss became NaN at step 4 (seen after step 5)") && err.contains("last checkpoint"),
+        "{err}"
+    );
+    assert_eq!(counters["graph_launches"], 4, "{counters}");
+    assert!(ckpt(&dirs[3]) == three, "the kept checkpoint is not the 3-step run's");
+}

@@ -153,8 +153,14 @@ impl CudaBackend {
         Ok(f)
     }
 
-    /// A host→device or device→host copy is no graph node: its host buffer would be read (or written) again at
-    /// every replay, long after it is gone. Refused while capturing, so a capture that needs one fails cleanly.
+    /// Whether `graph::capture` is recording this backend's stream (work queued now runs only at replays).
+    pub fn capturing(&self) -> bool {
+        self.capturing.load(Ordering::SeqCst)
+    }
+
+    /// A copy between the device and pageable host memory is no graph node: its host buffer would be read (or
+    /// written) again at every replay, long after it is gone. Refused while capturing, so a capture that needs one
+    /// fails cleanly. (Copies into `PinnedHost` memory, which outlives the graph, are allowed and recorded.)
     pub(crate) fn no_host_copy_while_capturing(&self, what: &str) -> Result<()> {
         if self.capturing.load(Ordering::SeqCst) {
             return Err(Error::Cuda(format!(
@@ -414,7 +420,9 @@ impl PinnedHost {
         Ok(PinnedHost { ptr, len, stream: be.stream.clone() })
     }
 
-    /// Queue a copy of `src` (its first `len` values at most) into this memory, on the backend's stream.
+    /// Queue a copy of `src` (its first `len` values at most) into this memory, on the backend's stream. Allowed
+    /// while a CUDA graph is captured (a copy node replayed at each launch): the memory is freed only after the
+    /// stream is idle, and its owner keeps it as long as the graph.
     pub fn copy_from(&mut self, src: &CudaSlice<f64>) -> Result<()> {
         use cudarc::driver::DevicePtr;
         let n = src.len().min(self.len);

@@ -4,9 +4,11 @@
 //! from one replay to the next (a timestep, a coefficient, a Philox offset) must be read by the kernels from device
 //! memory, and every buffer the graph reads or writes must outlive it at a fixed address. Buffers allocated and
 //! freed inside the capture are the graph's own (stream-ordered allocations become graph memory nodes, reused at
-//! every replay); host↔device copies are refused while capturing (`CudaBackend::upload`/`download`), since their
-//! host buffers would be read again at every replay. Anything that cannot be captured makes `capture` fail, and
-//! callers fall back to plain launches (`GraphMode::Auto`) or report it (`GraphMode::On`).
+//! every replay). Copies between the device and pageable host memory are refused while capturing
+//! (`CudaBackend::upload`/`download`): their host buffers would be read or written again at every replay, long after
+//! they are gone. Copies into pinned memory that outlives the graph (`PinnedHost::copy_from`, the training step's
+//! loss and norm) are what a graph is for, and are recorded as copy nodes. Anything that cannot be captured makes
+//! `capture` fail, and callers fall back to plain launches (`GraphMode::Auto`) or report it (`GraphMode::On`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

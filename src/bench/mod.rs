@@ -5,6 +5,7 @@ pub mod kernels;
 
 use std::time::Instant;
 
+use crate::backend::graph::GraphMode;
 use crate::config::Config;
 use crate::rng::Philox;
 use crate::train::Trainer;
@@ -19,11 +20,12 @@ pub struct TrainBench {
     pub params: usize,
 }
 
-/// Time `steps` optimizer steps after `warmup` untimed ones.
-pub fn train(config: Config, device: &Device, warmup: usize, steps: usize) -> Result<TrainBench> {
+/// Time `steps` optimizer steps after `warmup` untimed ones (`graphs`: the CUDA step as a replayed graph or not).
+pub fn train(config: Config, device: &Device, warmup: usize, steps: usize, graphs: GraphMode) -> Result<TrainBench> {
     let b = config.train.batch_size;
     let shape = [b, config.model.in_channels, config.model.image_size, config.model.image_size];
     let mut trainer = Trainer::new(config, 0, device.clone())?;
+    trainer.graphs = graphs;
     let x0 = Philox::new(1).normal_tensor(&shape)?.to_device(device)?;
     // Steps are queued without waiting for the device, as in training between logging steps; `report` waits and
     // fails on a non-finite step.

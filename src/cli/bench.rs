@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use ddpm_cuda::backend::graph::GraphMode;
 use ddpm_cuda::bench::kernels;
 use ddpm_cuda::config::Precision;
 use ddpm_cuda::{Device, Result};
@@ -33,10 +34,14 @@ pub struct BenchArgs {
     /// Activation dtype: auto (bf16 on CUDA, f32 on the CPU), f32 or bf16 (mixed precision, CUDA only).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: Precision,
+    /// `train` on one CUDA device: capture the step as a CUDA graph after the first step and replay it (auto, on),
+    /// or launch plainly (off); see `train --cuda-graphs`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cuda_graphs: GraphMode,
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let BenchArgs { what, model, batch_size, warmup, steps, filter, device, precision } = args;
+    let BenchArgs { what, model, batch_size, warmup, steps, filter, device, precision, cuda_graphs } = args;
     if what == "kernels" {
         let device = Device::parse(&device)?;
         let opts = kernels::Options { batch: batch_size.unwrap_or(128), warmup, runs: steps, filter };
@@ -50,7 +55,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     cfg.train.precision = precision;
     let device = Device::parse(&device)?;
     let dtype = precision.resolve(&device)?;
-    let r = ddpm_cuda::bench::train(cfg, &device, warmup, steps)?;
+    let r = ddpm_cuda::bench::train(cfg, &device, warmup, steps, cuda_graphs)?;
     println!(
         "bench train: {} params, batch {}, {dtype}, {} steps in {:.2} s on {device}: {:.2} img/s, {:.3} steps/s",
         group_thousands(r.params),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ddpm_cuda::backend::graph::GraphMode;
 use ddpm_cuda::config::{Config, Precision};
 use ddpm_cuda::data::DatasetKind;
 use ddpm_cuda::diffusion::Sampler;
@@ -79,6 +80,12 @@ pub struct TrainArgs {
     /// No progress bar: one line per logged step.
     #[arg(long)]
     pub quiet: bool,
+    /// CUDA graphs for the training step on one CUDA device: after a plain warm-up step, capture the whole step
+    /// (batch draws, forward, backward, optimizer) once and replay it, one graph launch per step (auto: fall back to
+    /// plain launches, with a message, where capturing fails; on: such a failure is an error). Bit-identical either
+    /// way. Ignored on the CPU; data-parallel runs (several GPUs or processes) launch plainly.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cuda_graphs: GraphMode,
 }
 
 const TRAIN_DEVICE_HELP: &str = "auto (CUDA device 0 if present, else the CPU), cpu, cuda or cuda:N; several GPUs \
@@ -194,6 +201,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         dist_timeout,
         dist_bucket_kib,
         dist_no_overlap,
+        cuda_graphs,
         ..
     } = args;
     let layout =
@@ -234,6 +242,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             num_samples,
             grid_sampler: Sampler::Ddim { steps: grid_steps, eta: 0.0 },
             quiet,
+            graphs: cuda_graphs,
         },
         layout,
     )?;

@@ -5,9 +5,11 @@ pub mod graphed;
 pub mod schedule;
 
 use crate::config::DiffusionConfig;
-use crate::ops::diffusion_step::{q_sample, reverse_step, StepCoefs};
+pub use crate::ops::diffusion_step::BatchTables;
+use crate::ops::diffusion_step::{q_sample, reverse_step, training_batch, StepCoefs};
+use crate::ops::embedding::timestep_embedding;
 use crate::rng::Philox;
-use crate::{Device, Error, Result, Tensor};
+use crate::{ensure_shape, Device, Error, Result, Tensor};
 pub use schedule::{BetaSchedule, Schedule, Variance};
 
 /// An ε-predictor: given x_t [N, C, H, W] and one timestep per sample, return ε̂ of the same shape.
@@ -56,6 +58,15 @@ pub struct TrainingBatch {
     pub noise: Tensor,
 }
 
+/// `training_batch_embedded`'s L_simple inputs: the noised images, their timesteps (f32 [N], on x0's device), the
+/// noise to predict and the timesteps' embedding rows [N, dim].
+pub struct EmbeddedBatch {
+    pub x_t: Tensor,
+    pub t: Tensor,
+    pub noise: Tensor,
+    pub emb: Tensor,
+}
+
 impl Diffusion {
     pub fn new(cfg: &DiffusionConfig) -> Result<Diffusion> {
         Ok(Diffusion {
@@ -85,6 +96,42 @@ impl Diffusion {
         let noise = rng.normal_on(x0.shape(), &x0.device())?;
         let x_t = self.q_sample(x0, &t, &noise)?;
         Ok(TrainingBatch { x_t, t: t.iter().map(|&t| t as f32).collect(), noise })
+    }
+
+    /// The per-timestep tables of `training_batch_embedded` on `device`: √ᾱ_t, √(1 − ᾱ_t) in f32 and the
+    /// sinusoidal embedding rows of `dim` values of every t (made once per run).
+    pub fn batch_tables(&self, dim: usize, device: &Device) -> Result<BatchTables> {
+        let s = &self.schedule;
+        let steps = s.steps();
+        let a: Vec<f32> = s.sqrt_alphas_cumprod.iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = s.sqrt_one_minus_alphas_cumprod.iter().map(|&v| v as f32).collect();
+        let ts: Vec<f32> = (0..steps).map(|t| t as f32).collect();
+        Ok(BatchTables {
+            sqrt_ab: Tensor::from_vec(a, &[steps])?.to_device(device)?,
+            sqrt_1mab: Tensor::from_vec(b, &[steps])?.to_device(device)?,
+            emb: timestep_embedding(&ts, dim)?.to_device(device)?,
+        })
+    }
+
+    /// `training_batch` with the timesteps kept where x0 lives and their embedding rows gathered from `tables`
+    /// (one fused pass on CUDA, `ops::diffusion_step::training_batch`): the same two draws from `rng`, the same t
+    /// and ε; the model takes `emb` through `UNet::forward_embedded`.
+    pub fn training_batch_embedded(
+        &self,
+        x0: &Tensor,
+        rng: &mut Philox,
+        tables: &BatchTables,
+    ) -> Result<EmbeddedBatch> {
+        ensure_shape!(
+            tables.sqrt_ab.numel() == self.schedule.steps(),
+            "training_batch",
+            "tables of {} steps for a schedule of {}",
+            tables.sqrt_ab.numel(),
+            self.schedule.steps()
+        );
+        let (draw_t, draw_eps) = (rng.take_draw(), rng.take_draw());
+        let (x_t, noise, t, emb) = training_batch(x0, tables, draw_t, draw_eps)?;
+        Ok(EmbeddedBatch { x_t, noise, t, emb })
     }
 
     /// The coefficients of Algorithm 2's step from index t, in the official x̂0 form:

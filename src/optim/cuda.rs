@@ -150,6 +150,19 @@ pub(super) fn global_norm(grads: &[Tensor]) -> Result<f64> {
     Ok(host[0].sqrt())
 }
 
+/// The device address of each tensor's f32 buffer, after making it unshared (copy-on-write, as an in-place update
+/// would).
+pub(super) fn addresses(tensors: &mut [Tensor]) -> Result<Vec<u64>> {
+    tensors
+        .iter_mut()
+        .map(|t| {
+            let c = cuda_mut(t)?;
+            let be = c.backend().clone();
+            Ok(address(c.f32("optimizer")?, &be))
+        })
+        .collect()
+}
+
 /// g *= coef in place.
 pub(super) fn scale_in_place(g: &mut Tensor, coef: f32) -> Result<()> {
     let n = g.numel();
@@ -195,6 +208,8 @@ pub(super) struct MultiTensor {
     state: CudaSlice<f64>,
     /// The state as of the last step, copied back asynchronously after each step.
     stats: PinnedHost,
+    /// `host_table` is not on the device yet (it changed during a graph capture, which cannot upload it).
+    table_pending: bool,
 }
 
 /// Raw device address of a buffer (its lifetime is the caller's: every buffer in the table is owned by the
@@ -228,7 +243,7 @@ impl MultiTensor {
         init[state::STEPS] = steps as f64;
         let state = be.stream().clone_htod(&init)?;
         let stats = PinnedHost::new(be, state::LEN)?;
-        Ok(MultiTensor { be: be.clone(), host_table, table, partial, state, stats })
+        Ok(MultiTensor { be: be.clone(), host_table, table, partial, state, stats, table_pending: false })
     }
 
     fn tensors(&self) -> usize {
@@ -276,9 +291,15 @@ impl MultiTensor {
         }
         if scratch != self.host_table {
             // Only when an address changed (first step, or a gradient allocated elsewhere): staged by the driver,
-            // no host wait.
+            // no host wait. While a CUDA graph is being captured the copy waits until the capture is over
+            // (`upload_pending_table`): the gradients are then the graph's own allocations, whose addresses hold
+            // for the graph's life, so the table uploaded once serves every replay.
             self.host_table.copy_from_slice(&scratch);
+            self.table_pending = true;
+        }
+        if self.table_pending && !be.capturing() {
             be.stream().memcpy_htod(&self.host_table, &mut self.table)?;
+            self.table_pending = false;
         }
         let tensors = count as i32;
         let parts = self.partial.len();
@@ -319,6 +340,14 @@ impl MultiTensor {
             )?;
         }
         self.stats.copy_from(&self.state)
+    }
+
+    /// After a capture: the table of the captured step's addresses to the device (before the graph's first replay).
+    pub(super) fn upload_pending_table(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.table_pending) {
+            self.be.stream().memcpy_htod(&self.host_table, &mut self.table)?;
+        }
+        Ok(())
     }
 
     /// The state as of the last queued step: waits for the device (the only host sync of the step's path).

@@ -194,6 +194,60 @@ fn cifar10_layout_ch32() -> Result<UNetConfig> {
     Ok(cfg)
 }
 
+/// Three `Trainer` steps of the small model (warm-up over 2 steps, so the rate is 0, ½ and 1): on a CUDA device with
+/// `--cuda-graphs on` the first runs plainly, the second is captured and launched, the third is a replay. There the
+/// run goes twice, with graphs off and on, which must agree bit for bit in every loss, norm and rate reported and in
+/// the final weights, EMA, Adam moments and RNG offsets (an error otherwise), and the graphed run must have launched
+/// its two graphs; the plain run's [loss, norm, rate] per step are then judged against the CPU's.
+fn train_steps_graphed(device: &Device, precision: Precision) -> Result<Vec<Tensor>> {
+    let run = |graphs: GraphMode| -> Result<(Vec<f32>, Vec<Vec<u32>>, u64)> {
+        let mut config = Config::preset("tiny")?;
+        config.train.precision = if device.is_cpu() { Precision::F32 } else { precision };
+        config.model = small_unet();
+        config.train.batch_size = 2;
+        config.train.warmup_steps = 2;
+        let mut trainer = Trainer::new(config, 3, device.clone())?;
+        trainer.graphs = graphs;
+        let x0 = input(&[2, 3, 16, 16], 9, device)?;
+        let mut stats = Vec::new();
+        for _ in 0..3 {
+            let s = trainer.step(&x0)?;
+            stats.extend([s.loss, s.grad_norm, s.lr]);
+        }
+        let ck = trainer.checkpoint()?;
+        let mut bits = [ck.model, ck.ema, ck.adam_m, ck.adam_v]
+            .iter()
+            .flatten()
+            .map(|t| Ok(t.to_vec()?.iter().map(|x| x.to_bits()).collect()))
+            .collect::<Result<Vec<Vec<u32>>>>()?;
+        let offsets = [ck.noise_rng.offset(), ck.dropout_rng.offset(), ck.step];
+        bits.push(offsets.iter().map(|&o| o as u32).collect());
+        Ok((stats, bits, trainer.graph_launches()))
+    };
+    let (stats, bits, _) = run(GraphMode::Off)?;
+    if !device.is_cpu() {
+        let (graphed, graphed_bits, launches) = run(GraphMode::On)?;
+        if launches != 2 {
+            return Err(Error::msg(format!("--cuda-graphs on launched {launches} graphs in 3 steps, expected 2")));
+        }
+        if let Some(i) = (0..stats.len()).find(|&i| stats[i].to_bits() != graphed[i].to_bits()) {
+            return Err(Error::msg(format!(
+                "step {}: the CUDA-graph step reports {} where plain launches report {} (loss, norm, rate)",
+                i / 3 + 1,
+                graphed[i],
+                stats[i]
+            )));
+        }
+        if let Some(i) = (0..bits.len()).find(|&i| bits[i] != graphed_bits[i]) {
+            return Err(Error::msg(format!(
+                "after 3 steps the CUDA-graph run's checkpoint tensor {i} (weights, EMA, m, v, then RNG offsets) \
+                 differs from the plain run's"
+            )));
+        }
+    }
+    stats.into_iter().map(|v| Tensor::scalar(v).to_device(device)).collect()
+}
+
 /// Whole-model bf16 tolerances, measured on the simulator (docs/CUDA.md, "Mixed precision"). The U-Net case is
 /// norm-wise per tensor: measured worst 0.28 (down_blocks.0.resnets.0.norm1.weight, the gradient furthest down the
 /// backward chain and a Σ dz·x̂ cancellation; 0.31 through the GEMM kernel), median 0.054, ε̂ 0.020, loss 7.6e-4;
@@ -324,6 +378,18 @@ pub(super) fn cases(shapes: Shapes) -> Vec<Case> {
             "[2, 3, 16, 16] loss, norm",
             BF16_TRAIN_TOL,
             Box::new(|d| train_steps_as(d, Precision::Bf16)),
+        ),
+        case(
+            "train 3 steps (small, CUDA graph = plain)",
+            "[2, 3, 16, 16] loss, norm, lr",
+            1e-3,
+            Box::new(|d| train_steps_graphed(d, Precision::F32)),
+        ),
+        case(
+            "train 3 steps bf16 (small, CUDA graph = plain)",
+            "[2, 3, 16, 16] loss, norm, lr",
+            BF16_TRAIN_TOL,
+            Box::new(|d| train_steps_graphed(d, Precision::Bf16)),
         ),
         case("sample (small, CUDA graph = plain)", "[2, 3, 16, 16] ddim 3, ddpm T=4", 1e-3, Box::new(sample_chains)),
     ]

@@ -65,6 +65,7 @@ pub fn run_options(data: &Path, out: &Path, cfg: Config, resume: bool) -> RunOpt
         num_samples: 4,
         grid_sampler: Sampler::Ddim { steps: 5, eta: 0.0 },
         quiet: true,
+        graphs: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Tensors. Coefficients come from `diffusion::Schedule` in f64 and are rounded to f32 here.
 
 use crate::backend::Storage;
+use crate::rng::Philox;
 use crate::{ensure_shape, Error, Result, Tensor};
 
 pub(crate) mod check;
@@ -30,6 +31,69 @@ pub fn q_sample(x0: &Tensor, noise: &Tensor, a: &[f32], b: &[f32]) -> Result<Ten
         _ => return Err(Tensor::device_mismatch("q_sample", &[x0, noise])),
     };
     Tensor::from_storage(storage, x0.shape())
+}
+
+/// The per-timestep tables `training_batch` gathers from, made once per run on the batch's device.
+pub struct BatchTables {
+    /// √ᾱ_t and √(1 − ᾱ_t) rounded to f32 (as `Diffusion::q_sample` rounds them), [T] each.
+    pub sqrt_ab: Tensor,
+    pub sqrt_1mab: Tensor,
+    /// The sinusoidal timestep embedding of every t, [T, dim] (`timestep_embedding`'s rows, bit for bit).
+    pub emb: Tensor,
+}
+
+/// L_simple's inputs, made where x0 lives: per sample s, t_s = min(⌊u_s · T⌋, T − 1) (u_s element s of the uniform
+/// draw `draw_t`, the product in f64, as `Diffusion::training_batch`), ε the normal draw `draw_eps` (as
+/// `Philox::normal_on`), x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε, and the embedding rows of the t_s. Returns (x_t, ε, t as f32
+/// [N], embedding [N, dim]). On CUDA one kernel does it all and takes the draws' offsets from their device counter
+/// when the stream has one (`Philox::counted_on`), so a captured step draws anew at every replay; the values are
+/// those of `Diffusion::training_batch` on that device (x_t in the FMA form its q_sample kernel uses; the CPU's
+/// unfused form differs by rounding).
+pub fn training_batch(
+    x0: &Tensor,
+    tables: &BatchTables,
+    draw_t: Philox,
+    draw_eps: Philox,
+) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+    ensure_shape!(x0.rank() >= 1 && x0.shape()[0] > 0, "training_batch", "x0 {:?} has no samples", x0.shape());
+    let steps = tables.sqrt_ab.numel();
+    ensure_shape!(
+        steps > 0 && tables.sqrt_1mab.numel() == steps && tables.emb.rank() == 2 && tables.emb.shape()[0] == steps,
+        "training_batch",
+        "tables of {steps}, {} and {:?} rows",
+        tables.sqrt_1mab.numel(),
+        tables.emb.shape()
+    );
+    let (n, dim) = (x0.shape()[0], tables.emb.shape()[1]);
+    let per = x0.numel() / n;
+    let (x_t, noise, t, emb) = match x0.storage() {
+        Storage::Cpu(x) => {
+            let t: Vec<usize> =
+                { draw_t }.uniform(n).iter().map(|&u| (((u as f64) * steps as f64) as usize).min(steps - 1)).collect();
+            let e = { draw_eps }.normal(x.len());
+            let (a, b, table) = (tables.sqrt_ab.cpu_data()?, tables.sqrt_1mab.cpu_data()?, tables.emb.cpu_data()?);
+            let mut out = vec![0.0f32; x.len()];
+            for (s, &ts) in t.iter().enumerate() {
+                let r = s * per..(s + 1) * per;
+                for ((o, &xv), &ev) in out[r.clone()].iter_mut().zip(&x[r.clone()]).zip(&e[r]) {
+                    *o = a[ts] * xv + b[ts] * ev;
+                }
+            }
+            let emb = t.iter().flat_map(|&ts| table[ts * dim..(ts + 1) * dim].iter().copied()).collect();
+            let t = t.iter().map(|&ts| ts as f32).collect();
+            (Storage::Cpu(out), Storage::Cpu(e), Storage::Cpu(t), Storage::Cpu(emb))
+        }
+        Storage::Cuda(x) => {
+            let parts = cuda::training_batch(x, n, tables, draw_t, draw_eps)?;
+            (Storage::Cuda(parts.0), Storage::Cuda(parts.1), Storage::Cuda(parts.2), Storage::Cuda(parts.3))
+        }
+    };
+    Ok((
+        Tensor::from_storage(x_t, x0.shape())?,
+        Tensor::from_storage(noise, x0.shape())?,
+        Tensor::from_storage(t, &[n])?,
+        Tensor::from_storage(emb, &[n, dim])?,
+    ))
 }
 
 /// The coefficients of one reverse step at a single t (the whole batch shares t when sampling).
