@@ -28,6 +28,7 @@
 #   BIN                   the ddpm-cuda binary (default .device-bin/ddpm-cuda; else cargo builds it)
 #   PYTHON=python3        the Python with torch; diffusers comes from .whl/ if it is not importable
 #   PRECISIONS="f32 bf16" precisions for `bench train`, each passed as "$PRECISION_FLAG <p>"
+#   GRAPHS_OFF_PRECISIONS="bf16"  precisions also timed with `--cuda-graphs off` (the default captures the step)
 #                         (PRECISION_FLAG="--precision"; the binary's default on CUDA is bf16)
 #   TORCH_MODES="f32 bf16"   COMPILE_MODES="bf16-compile"
 #   TRAIN_WARMUP=3 TRAIN_STEPS=15      ours and PyTorch's training steps (compile: COMPILE_WARMUP=3)
@@ -67,6 +68,7 @@ TRAIN_PRESET=${TRAIN_PRESET:-cifar10}
 TRAIN_BATCH=${TRAIN_BATCH:-128}
 SAMPLE_PRESET=${SAMPLE_PRESET:-cifar10}
 PRECISIONS=${PRECISIONS:-f32 bf16}
+GRAPHS_OFF_PRECISIONS=${GRAPHS_OFF_PRECISIONS:-bf16}
 PRECISION_FLAG=${PRECISION_FLAG:---precision}
 TORCH_MODES=${TORCH_MODES:-f32 bf16}
 COMPILE_MODES=${COMPILE_MODES:-bf16-compile}
@@ -262,6 +264,13 @@ p_train() {
     echo "-- precision $p"
     run_json ours_train precision="$p" preset="$TRAIN_PRESET" -- "$BIN" bench train --preset "$TRAIN_PRESET" --batch-size "$TRAIN_BATCH" --device "$DEVICE" \
       --warmup "$TRAIN_WARMUP" --steps "$TRAIN_STEPS" "${flag[@]}" || rc=1
+  done
+  # The same step without the CUDA graph (issue 13: graphs on vs off).
+  for p in $GRAPHS_OFF_PRECISIONS; do
+    echo "-- precision $p, --cuda-graphs off"
+    run_json ours_train precision="$p" preset="$TRAIN_PRESET" graphs=off -- "$BIN" bench train --preset "$TRAIN_PRESET" \
+      --batch-size "$TRAIN_BATCH" --device "$DEVICE" --warmup "$TRAIN_WARMUP" --steps "$TRAIN_STEPS" \
+      "$PRECISION_FLAG" "$p" --cuda-graphs off || rc=1
   done
   return $rc
 }
