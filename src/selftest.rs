@@ -99,6 +99,19 @@ fn wrong_outputs<D: PartialEq + std::fmt::Display>(
     Some((f32::NAN, f32::INFINITY, format!(" (output(s) {away:?} on {on}, not {device}: the device path fell back)")))
 }
 
+/// The largest |value| of a slice.
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// The reference outputs' values and L, the largest |entry| over the gradient outputs (from `grads_from` on; 0
+/// without gradients), which both judges scale tiny gradients by.
+fn reference_values(want: &[Tensor], grads_from: Option<usize>) -> Result<(Vec<Vec<f32>>, f32)> {
+    let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
+    let largest = grads_from.map_or(0.0, |g| want_v.iter().skip(g).map(|v| max_abs(v)).fold(0.0, f32::max));
+    Ok((want_v, largest))
+}
+
 /// The verdict on one case: (max abs error, worst scaled error, a note on what went wrong; empty if nothing). A
 /// worst error above `tol` gets a note naming its output.
 /// `want` are the CPU reference's outputs, `got` the device's, on `devices` (where each output lives); `device`
@@ -114,9 +127,7 @@ fn judge<D: PartialEq + std::fmt::Display>(
     if let Some(failed) = wrong_outputs(want, got, devices, device) {
         return Ok(failed);
     }
-    let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
-    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let largest = grads_from.map_or(0.0, |g| want_v.iter().skip(g).map(|v| max_abs(v)).fold(0.0, f32::max));
+    let (want_v, largest) = reference_values(want, grads_from)?;
     let (mut abs, mut rel, mut note) = (0.0f32, 0.0f32, String::new());
     let mut worst = (0usize, 0.0f32);
     for (i, ((w, wv), g)) in want.iter().zip(&want_v).zip(got).enumerate() {
@@ -159,9 +170,7 @@ fn judge_norm<D: PartialEq + std::fmt::Display>(
     if let Some(failed) = wrong_outputs(want, got, devices, device) {
         return Ok(failed);
     }
-    let want_v = want.iter().map(Tensor::to_vec).collect::<Result<Vec<_>>>()?;
-    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let largest = grads_from.map_or(0.0, |g| want_v.iter().skip(g).map(|v| max_abs(v)).fold(0.0, f32::max));
+    let (want_v, largest) = reference_values(want, grads_from)?;
     let (mut abs, mut rel, mut worst) = (0.0f32, 0.0f32, 0usize);
     for (i, ((w, wv), g)) in want.iter().zip(&want_v).zip(got).enumerate() {
         if w.shape() != g.shape() {

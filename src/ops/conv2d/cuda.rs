@@ -80,16 +80,20 @@ pub(super) fn dgrad_grid(g: &Geom) -> (u32, u32, u32) {
     (blocks(g.n * g.h * g.w, TILE_N), blocks(g.cin, TILE_M), 1)
 }
 
-/// Split of the weight gradient's reduction over `r` = N·Ho·Wo terms, for a `m × n` output: enough blocks to
-/// give every SM about two, each split at least 8 tile steps long. Returns (splits, chunk) with chunk a multiple
-/// of TILE_K and splits · chunk ≥ r > (splits − 1) · chunk (no empty split).
-pub fn wgrad_split(m: usize, n: usize, r: usize, sm_count: usize) -> (usize, usize) {
-    let tiles = m.div_ceil(TILE_M) * n.div_ceil(TILE_N);
+/// Split of a reduction over `r` terms computed by a grid of `tiles` output tiles: enough blocks to give every SM
+/// about two, each split at least 8 steps of `step` terms long. Returns (splits, chunk) with chunk a multiple of
+/// `step` and splits · chunk ≥ r > (splits − 1) · chunk (no empty split). Both conv arms' weight gradients use it.
+pub(crate) fn split_reduction(tiles: usize, r: usize, step: usize, sm_count: usize) -> (usize, usize) {
     let want = (2 * sm_count).div_ceil(tiles.max(1));
-    let max_splits = r.div_ceil(8 * TILE_K).max(1);
+    let max_splits = r.div_ceil(8 * step).max(1);
     let splits = want.clamp(1, max_splits);
-    let chunk = r.div_ceil(splits).div_ceil(TILE_K).max(1) * TILE_K;
+    let chunk = r.div_ceil(splits).div_ceil(step).max(1) * step;
     (r.div_ceil(chunk).max(1), chunk)
+}
+
+/// Split of the weight gradient's reduction over `r` = N·Ho·Wo terms, for a `m × n` output, in TILE_K steps.
+pub fn wgrad_split(m: usize, n: usize, r: usize, sm_count: usize) -> (usize, usize) {
+    split_reduction(m.div_ceil(TILE_M) * n.div_ceil(TILE_N), r, TILE_K, sm_count)
 }
 
 pub(super) fn forward(g: &Geom, x: &CudaStorage, w: &CudaStorage, b: Option<&CudaStorage>) -> Result<CudaStorage> {
@@ -219,19 +223,24 @@ mod tests {
 
     #[test]
     fn wgrad_split_covers_the_reduction_without_empty_splits() {
-        for &(m, n, r, sms) in &[
-            (128, 1152, 131072, 132),
-            (256, 2304, 128 * 64, 132),
-            (3, 1152, 2048, 132),
-            (128, 27, 131072, 132),
-            (64, 64, 1, 132),
-            (64, 64, 17, 132),
-            (512, 4608, 100, 1),
-        ] {
-            let (splits, chunk) = wgrad_split(m, n, r, sms);
-            assert!(splits >= 1 && chunk % TILE_K == 0, "{m} {n} {r}: {splits} × {chunk}");
-            assert!(splits * chunk >= r, "{m} {n} {r}: {splits} × {chunk} does not cover");
-            assert!((splits - 1) * chunk < r, "{m} {n} {r}: an empty split");
+        type Split = fn(usize, usize, usize, usize) -> (usize, usize);
+        let arms: [(Split, usize); 2] = [(wgrad_split, TILE_K), (super::super::tc::wgrad_split, super::super::tc::STEP)];
+        for (split, step) in arms {
+            for &(m, n, r, sms) in &[
+                (128, 1152, 131072, 132),
+                (256, 2304, 128 * 64, 132),
+                (3, 1152, 2048, 132),
+                (128, 27, 131072, 132),
+                (64, 64, 1, 132),
+                (64, 64, 17, 132),
+                (64, 64, 33, 132),
+                (512, 4608, 100, 1),
+            ] {
+                let (splits, chunk) = split(m, n, r, sms);
+                assert!(splits >= 1 && chunk % step == 0, "{m} {n} {r}: {splits} × {chunk}");
+                assert!(splits * chunk >= r, "{m} {n} {r}: {splits} × {chunk} does not cover");
+                assert!((splits - 1) * chunk < r, "{m} {n} {r}: an empty split");
+            }
         }
         // The U-Net's big case: 36 tiles on 132 SMs want 8 splits.
         assert_eq!(wgrad_split(128, 1152, 131072, 132), (8, 16384));

@@ -4,17 +4,12 @@
 
 use crate::autograd::{record, Var};
 use crate::backend::cpu::{self, Mat, Threads};
-use crate::backend::cuda::CudaStorage;
-use crate::backend::cuda_gemm::{Gemm, GemmImpl};
-use crate::backend::kernels::{grid_1d, int};
+use crate::backend::cuda_gemm::GemmImpl;
 use crate::backend::{DType, Storage};
 use crate::{ensure_shape, Result, Tensor};
 
 pub mod check;
 pub(crate) mod cuda;
-
-// The bf16 GEMM: tensor cores (cuBLAS GemmEx, else kernels/gemm_bf16.cu).
-use crate::backend::cuda_gemm_bf16::gemm_bf16;
 
 pub fn linear(x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
     let y = forward(x.value(), w.value(), b.map(|b| b.value()))?;
@@ -66,7 +61,7 @@ pub fn forward_with(x: &Tensor, w: &Tensor, b: Option<&Tensor>, imp: GemmImpl) -
             Some(Storage::Cpu(_)) => return Err(mismatch(x, w, b)),
         };
         if xs.dtype() == DType::Bf16 {
-            return Tensor::from_storage(Storage::Cuda(forward_bf16(xs, ws, bias, n, fan_in, fan_out)?), &[n, fan_out]);
+            return Tensor::from_storage(Storage::Cuda(cuda::forward_bf16(xs, ws, bias, n, fan_in, fan_out)?), &[n, fan_out]);
         }
         return Tensor::from_storage(
             Storage::Cuda(cuda::forward(xs, ws, bias, n, fan_in, fan_out, imp)?),
@@ -96,7 +91,7 @@ pub fn backward(
     ensure_shape!(gy.shape() == [n, fan_out], "linear backward", "dy {:?} for output [{n}, {fan_out}]", gy.shape());
     if let (Storage::Cuda(xs), Storage::Cuda(ws), Storage::Cuda(g)) = (x.storage(), w.storage(), gy.storage()) {
         let [dx, dw] = if xs.dtype() == DType::Bf16 {
-            backward_bf16(xs, ws, g, n, fan_in, fan_out, [needs[0], needs[1]])?
+            cuda::backward_bf16(xs, ws, g, n, fan_in, fan_out, [needs[0], needs[1]])?
         } else {
             cuda::backward(xs, ws, g, n, fan_in, fan_out, [needs[0], needs[1]])?
         };
@@ -133,57 +128,6 @@ pub fn backward(
         None
     };
     Ok((dx, dw, db))
-}
-
-/// y (bf16) = x (bf16) · bf16(w)ᵀ + b, accumulated in f32 onto the f32 bias rows and rounded once.
-fn forward_bf16(
-    x: &CudaStorage,
-    w: &CudaStorage,
-    b: Option<&CudaStorage>,
-    n: usize,
-    fan_in: usize,
-    fan_out: usize,
-) -> Result<CudaStorage> {
-    const OP: &str = "linear bf16";
-    let be = x.backend();
-    let w16 = be.round_bf16(w.f32(OP)?)?;
-    let mut y32 = be.zeros(n * fan_out)?;
-    if let (Some(b), true) = (b, n > 0) {
-        // Reads fan_out floats of b, writes n·fan_out of y32.
-        cuda::linear_bias_rows_f32(be, grid_1d(n * fan_out), b, &mut y32, int(OP, n * fan_out)?, fan_out as i32)?;
-    }
-    gemm_bf16(be, &Gemm::new(n, fan_out, fan_in, false, true).accumulate(), x.bf16(OP)?, &w16, y32.f32_mut(OP)?)?;
-    Ok(CudaStorage::from_bf16(be.round_bf16(y32.f32(OP)?)?, be))
-}
-
-/// [dx (bf16), dw (f32)] where asked for.
-fn backward_bf16(
-    x: &CudaStorage,
-    w: &CudaStorage,
-    gy: &CudaStorage,
-    n: usize,
-    fan_in: usize,
-    fan_out: usize,
-    needs: [bool; 2],
-) -> Result<[Option<CudaStorage>; 2]> {
-    const OP: &str = "linear bf16 backward";
-    let be = x.backend();
-    let dx = if needs[0] {
-        let w16 = be.round_bf16(w.f32(OP)?)?;
-        let mut dx = be.zeros_as(DType::Bf16, n * fan_in)?;
-        gemm_bf16(be, &Gemm::new(n, fan_in, fan_out, false, false), gy.bf16(OP)?, &w16, dx.bf16_mut(OP)?)?;
-        Some(dx)
-    } else {
-        None
-    };
-    let dw = if needs[1] {
-        let mut dw = be.zeros(fan_out * fan_in)?;
-        gemm_bf16(be, &Gemm::new(fan_out, fan_in, n, true, false), gy.bf16(OP)?, x.bf16(OP)?, dw.f32_mut(OP)?)?;
-        Some(dw)
-    } else {
-        None
-    };
-    Ok([dx, dw])
 }
 
 fn mismatch(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> crate::Error {
